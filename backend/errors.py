@@ -1,0 +1,51 @@
+"""Domain errors that carry their HTTP status, rendered in one place."""
+
+from __future__ import annotations
+
+
+class SearchAppError(Exception):
+    """Base class: a problem the user can fix, with the status to answer it with."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class ConfigError(SearchAppError):
+    """A setting is missing or invalid; raised once at startup."""
+
+    status = 500
+    code = "config_error"
+
+
+class InvalidInput(SearchAppError):
+    """A request parameter is missing or out of range."""
+
+    code = "invalid_input"
+
+
+class FetchError(SearchAppError):
+    """An image URL could not be fetched (refused, unreachable, too large, not an image)."""
+
+    code = "fetch_failed"
+
+
+class ImageError(SearchAppError):
+    """Bytes that are not an image we accept (format, size, corrupt)."""
+
+    code = "bad_image"
+
+
+class PayloadTooLarge(SearchAppError):
+    status = 413
+    code = "too_large"
+
+
+class NotFound(SearchAppError):
+    status = 404
+    code = "not_found"
