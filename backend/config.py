@@ -1,0 +1,112 @@
+"""Settings from the environment, with defaults, validated once at startup."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    catalog_path: Path = PACKAGE_DIR / "data" / "products.csv"
+    index_path: Path = PACKAGE_DIR / "data" / "index.csv"
+    cache_dir: Path = PROJECT_ROOT / "cache"
+    static_dir: Path = PACKAGE_DIR / "static"
+    model: str = "resnet18"
+    # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
+    model_weights: str | None = None
+    similarity_threshold: float = 0.70
+    top_k: int = 12
+    max_upload_mb: float = 10.0
+    download_workers: int = 8
+    # Unsafe, for tests only: lets the fetcher reach servers on 127.0.0.1.
+    fetch_allow_loopback: bool = False
+
+    @property
+    def random_weights(self) -> bool:
+        return self.model_weights == "random"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+# Environment variable -> field name. Paths given in the environment are taken relative to the
+# working directory, as a shell user expects.
+ENV_VARS = {
+    "CATALOG_PATH": "catalog_path",
+    "INDEX_PATH": "index_path",
+    "CACHE_DIR": "cache_dir",
+    "MODEL": "model",
+    "MODEL_WEIGHTS": "model_weights",
+    "SIMILARITY_THRESHOLD": "similarity_threshold",
+    "TOP_K": "top_k",
+    "MAX_UPLOAD_MB": "max_upload_mb",
+    "DOWNLOAD_WORKERS": "download_workers",
+    "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build settings from defaults, then the environment, then explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var, name in ENV_VARS.items():
+        raw = environ.get(var)
+        if raw is not None and raw.strip() != "":
+            values[name] = _coerce(var, name, raw.strip())
+    for name, value in (overrides or {}).items():
+        values[name] = _coerce(name, name, value) if isinstance(value, str) else value
+    settings = replace(Settings(), **values)
+    validate(settings)
+    return settings
+
+
+def _coerce(label: str, name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "Path":
+            return Path(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            if raw.lower() not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return raw.lower() in _TRUE
+    except ValueError:
+        raise ConfigError(f"{label}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def validate(settings: Settings) -> None:
+    """Refuse settings that cannot work, naming the setting and the fix."""
+    if not 0.0 <= settings.similarity_threshold <= 1.0:
+        raise ConfigError(
+            f"SIMILARITY_THRESHOLD={settings.similarity_threshold} must be between 0 and 1"
+        )
+    if not 1 <= settings.top_k <= 100:
+        raise ConfigError(f"TOP_K={settings.top_k} must be between 1 and 100")
+    if settings.max_upload_mb <= 0:
+        raise ConfigError(f"MAX_UPLOAD_MB={settings.max_upload_mb} must be positive")
+    if not 1 <= settings.download_workers <= 64:
+        raise ConfigError(f"DOWNLOAD_WORKERS={settings.download_workers} must be 1-64")
+    weights = settings.model_weights
+    if weights not in (None, "random") and not Path(weights).is_file():
+        raise ConfigError(
+            f"MODEL_WEIGHTS={weights!r} is not a file; give the path of a weights file, "
+            "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
+        )

@@ -1,0 +1,192 @@
+"""The only torch/torchvision code: model, weights, preprocessing, batched embeddings."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from torchvision.transforms import functional as TF
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+# Bumped whenever preprocessing changes, so cached embeddings are recomputed.
+PREPROCESS_VERSION = "p1"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one torchvision model as a feature extractor."""
+
+    name: str
+    dim: int
+    build: Callable[[], nn.Module]
+    weights: Any  # a torchvision WeightsEnum member
+    strip_head: Callable[[nn.Module], None]
+
+
+def _drop_fc(model: nn.Module) -> None:
+    model.fc = nn.Identity()
+
+
+BACKBONES = {
+    "resnet18": Backbone(
+        name="resnet18",
+        dim=512,
+        build=lambda: torchvision.models.resnet18(weights=None),
+        weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+        strip_head=_drop_fc,
+    ),
+}
+
+
+class Embedder:
+    """Images in, L2-normalised float32 embeddings out."""
+
+    def __init__(self, backbone: Backbone, model: nn.Module, weights_id: str) -> None:
+        self.backbone = backbone
+        self.model = model.eval()
+        self.weights_id = weights_id
+        preset = backbone.weights.transforms()
+        self.resize_size = preset.resize_size[0]
+        self.crop_size = preset.crop_size[0]
+        self.interpolation = preset.interpolation
+        self.mean = torch.tensor(preset.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(preset.std).view(1, 3, 1, 1)
+
+    @property
+    def name(self) -> str:
+        return self.backbone.name
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights_id.startswith("random")
+
+    @property
+    def identity(self) -> str:
+        """Names model, weights and preprocessing: embeddings are comparable only if it matches."""
+        return f"{self.name}/{self.weights_id}/{PREPROCESS_VERSION}"
+
+    @property
+    def min_decode_size(self) -> int:
+        """The smallest shorter side that preprocessing needs (lets JPEG decode at reduced scale)."""
+        return self.resize_size
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """Resize and centre-crop like the weights' own transforms(); (crop, crop, 3) uint8."""
+        image = TF.resize(image, self.resize_size, interpolation=self.interpolation, antialias=True)
+        image = TF.center_crop(image, self.crop_size)
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+    def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed preprocessed images in one batch; (N, dim) float32, unit length."""
+        batch = torch.from_numpy(np.stack(arrays))  # (N, H, W, 3) uint8
+        batch = batch.permute(0, 3, 1, 2).float().div_(255)  # (N, 3, H, W)
+        batch = (batch - self.mean) / self.std
+        with torch.inference_mode():
+            features = self.model(batch.contiguous(memory_format=torch.channels_last))
+        features = nn.functional.normalize(features.float(), dim=1)  # (N, dim)
+        return features.numpy().astype(np.float32, copy=False)
+
+    def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Embed PIL images; (N, dim) float32, unit length."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        arrays = [self.preprocess(image) for image in images]
+        chunks = [
+            self.embed_arrays(arrays[start : start + batch_size])
+            for start in range(0, len(arrays), batch_size)
+        ]
+        return np.concatenate(chunks)
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(model_name: str = "resnet18", weights: str | None = None) -> Embedder:
+    """Build the embedder once per process; weights: None (ImageNet), a file path, or 'random'."""
+    backbone = BACKBONES.get(model_name)
+    if backbone is None:
+        raise ConfigError(f"MODEL={model_name!r} is unknown; choose one of {', '.join(BACKBONES)}")
+    model = _seeded_build(backbone)
+    if weights == "random":
+        weights_id = f"random-seed{RANDOM_SEED}"
+        log.warning("MODEL_WEIGHTS=random: embeddings come from an untrained network")
+    else:
+        state, weights_id = _load_state(backbone, weights)
+        model.load_state_dict(state)
+    backbone.strip_head(model)
+    model = model.to(memory_format=torch.channels_last)
+    return Embedder(backbone, model, weights_id)
+
+
+def _seeded_build(backbone: Backbone) -> nn.Module:
+    # Random init is deterministic per seed and leaves the caller's global RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return backbone.build()
+
+
+def _load_state(backbone: Backbone, weights: str | None) -> tuple[dict, str]:
+    if weights:
+        path = Path(weights)
+        log.info("loading %s weights from %s", backbone.name, path)
+        return _read_state(path), f"file-{_file_digest(path)}"
+    cached = hub_checkpoint_path(backbone)
+    if cached.is_file():
+        log.info("loading %s weights from the torch hub cache %s", backbone.name, cached)
+        return _read_state(cached), backbone.weights.name
+    log.info("downloading %s weights from %s", backbone.name, backbone.weights.url)
+    try:
+        state = torch.hub.load_state_dict_from_url(backbone.weights.url, progress=True)
+    except Exception as error:  # noqa: BLE001 - any download failure gets the same advice
+        raise ConfigError(missing_weights_message(backbone, error)) from None
+    return state, backbone.weights.name
+
+
+def hub_checkpoint_path(backbone: Backbone) -> Path:
+    filename = os.path.basename(backbone.weights.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def missing_weights_message(backbone: Backbone, error: BaseException) -> str:
+    url = backbone.weights.url
+    return (
+        f"cannot load the {backbone.name} ImageNet weights: they are not in the torch hub cache "
+        f"({hub_checkpoint_path(backbone)}) and downloading {url} failed ({error}).\n"
+        "Provide them in one of these ways:\n"
+        f"  1. on a machine with internet, download {url} and copy it to "
+        f"{hub_checkpoint_path(backbone)} (or set TORCH_HOME to a folder holding checkpoints/);\n"
+        "  2. set MODEL_WEIGHTS=/path/to/the/downloaded/file.pth;\n"
+        "  3. for an offline demo or tests only, set MODEL_WEIGHTS=random "
+        "(results are then NOT meaningful)."
+    )
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - corrupt or foreign file
+        raise ConfigError(f"MODEL_WEIGHTS file {path} is not a readable state dict: {error}") from None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]

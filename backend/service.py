@@ -1,0 +1,19 @@
+"""The app's one SearchService: built lazily, kept in app.extensions, never at import time."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from .config import Settings
+from .search import SearchService
+
+EXTENSION_KEY = "search_service"
+
+
+def init_app(app: Flask, settings: Settings, embedder=None) -> None:
+    app.extensions[EXTENSION_KEY] = SearchService(settings, embedder=embedder)
+
+
+def get_service(app: Flask | None = None) -> SearchService:
+    """Return the app's SearchService (the index is synced on first use)."""
+    return (app or current_app).extensions[EXTENSION_KEY]

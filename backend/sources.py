@@ -1,0 +1,102 @@
+"""Where a product's image lives: a confined local file, or a cached copy of a remote URL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .atomic import atomic_write_bytes
+from .catalog import Product
+from .errors import FetchError, ImageError
+from .fetch import FetchPolicy, fetch
+
+
+@dataclass(frozen=True)
+class ImageLocator:
+    """Maps products to image files: local paths confined to their roots, URLs to the cache."""
+
+    roots: tuple[Path, ...]
+    cache_dir: Path
+    max_bytes: int
+    fetch_policy: FetchPolicy
+
+    def path_for(self, product: Product) -> Path:
+        """Return the file holding the product's image (for a URL, where its cached copy goes)."""
+        if product.is_remote:
+            return self.cache_path(product.image_url)
+        return self.local_path(product.image_url)
+
+    def cache_path(self, url: str) -> Path:
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()
+        return self.cache_dir / "images" / digest[:2] / digest
+
+    def local_path(self, relative: str) -> Path:
+        """Resolve a relative image path inside the first root that has it, symlinks included."""
+        for root in self.roots:
+            real_root = root.resolve()
+            candidate = (real_root / relative).resolve()
+            if not candidate.is_relative_to(real_root):
+                raise ImageError(f"image_url {relative!r} leaves the catalog folder")
+            if candidate.is_file():
+                return candidate
+        raise ImageError(f"image file {relative!r} not found")
+
+    def read(self, product: Product) -> bytes:
+        """Return the image bytes of a product (downloading a remote image once)."""
+        path = self.path_for(product)
+        if product.is_remote and not path.is_file():
+            self.download(product.image_url)
+        return read_limited(path, self.max_bytes)
+
+    def download(self, url: str) -> Path:
+        path = self.cache_path(url)
+        fetched = fetch(url, self.fetch_policy)
+        atomic_write_bytes(path, fetched.content)
+        return path
+
+    def download_missing(
+        self,
+        products: Iterable[Product],
+        workers: int,
+        on_done: Callable[[], None] = lambda: None,
+    ) -> dict[str, str]:
+        """Download uncached remote images concurrently; return {product id: error message}."""
+        todo = [p for p in products if p.is_remote and not self.cache_path(p.image_url).is_file()]
+        failures: dict[str, str] = {}
+
+        def download_one(product: Product) -> None:
+            try:
+                self.download(product.image_url)
+            except (FetchError, OSError) as error:
+                failures[product.id] = str(getattr(error, "message", error))
+            finally:
+                on_done()
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            list(pool.map(download_one, todo))
+        return failures
+
+
+def read_limited(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError(f"image file is {size} bytes, over the {max_bytes} byte limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError("image file not found") from None
+    except IsADirectoryError:
+        raise ImageError("image path is a folder") from None
+
+
+def file_signature(path: Path) -> str | None:
+    """A cheap change detector (size + mtime) that needs no read of the content."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return f"{info.st_size}:{info.st_mtime_ns}"

@@ -1,0 +1,69 @@
+"""Vectors in memory and exact cosine top-k search (numpy, no loop over rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Match:
+    row: int
+    score: float
+
+
+class VectorIndex:
+    """An immutable (N, D) unit-vector matrix with a label per row for pre-filtering."""
+
+    def __init__(self, vectors: np.ndarray, labels: list[str]) -> None:
+        if vectors.ndim != 2 or len(vectors) != len(labels):
+            raise ValueError("vectors must be (N, D) with one label per row")
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.vectors.setflags(write=False)
+        groups: dict[str, list[int]] = {}
+        for row, label in enumerate(labels):
+            groups.setdefault(label, []).append(row)
+        self._rows_by_label = {label: np.asarray(rows) for label, rows in groups.items()}
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        label: str | None = None,
+        exclude_row: int | None = None,
+    ) -> list[Match]:
+        """Return the k best rows by cosine similarity, best first, optionally within one label."""
+        if len(self) == 0 or k <= 0:
+            return []
+        rows = None if label is None else self._rows_by_label.get(label)
+        if label is not None and rows is None:
+            return []
+        candidates = self.vectors if rows is None else self.vectors[rows]
+        scores = candidates @ query.astype(np.float32, copy=False)  # (M,)
+        if exclude_row is not None:
+            position = exclude_row if rows is None else np.searchsorted(rows, exclude_row)
+            if position < len(scores) and (rows is None or rows[position] == exclude_row):
+                scores[position] = -np.inf
+        top = top_k_indices(scores, k)
+        top = top[np.isfinite(scores[top])]
+        chosen = top if rows is None else rows[top]
+        return [Match(int(row), float(scores[i])) for row, i in zip(chosen, top)]
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (argpartition, then sort only those k)."""
+    k = min(k, len(scores))
+    if k == len(scores):
+        part = np.arange(len(scores))
+    else:
+        part = np.argpartition(-scores, k - 1)[:k]
+    # Stable order for equal scores: by score, then by row.
+    return part[np.lexsort((part, -scores[part]))]

@@ -1,0 +1,75 @@
+"""index.csv: round trip, float16 precision, atomic replacement, corrupt files rebuilt."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from backend.atomic import atomic_writer
+from backend.store import Entry, IndexTable, read_index, write_index
+
+
+def random_table(n: int, dim: int = 512, seed: int = 0) -> IndexTable:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    entries = [Entry(f"id{i}", f"images/{i}.jpg", f"{i}:1", f"{i:064x}", "m/w/p1") for i in range(n)]
+    return IndexTable(entries, vectors)
+
+
+def test_round_trip_keeps_entries_and_cosine(tmp_path):
+    table = random_table(50)
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    loaded = read_index(path)
+    assert loaded.entries == table.entries
+    assert loaded.vectors.dtype == np.float32 and loaded.vectors.flags.c_contiguous
+    cosines = np.sum(loaded.vectors * table.vectors, axis=1)
+    assert cosines.min() >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(loaded.vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_missing_file_is_an_empty_index(tmp_path):
+    assert len(read_index(tmp_path / "none.csv")) == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "garbage\x00\x01",
+        "id,name\n1,2\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,!!notbase64!!\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAA=\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAAA\na,s,1,f,m,AAAA\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAAA\nb,s,1,f,m,AAAAAAAA\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAB8\n",  # float16 +inf
+    ],
+    ids=["binary", "foreign-columns", "bad-base64", "odd-bytes", "duplicate-ids", "ragged", "infinite"],
+)
+def test_corrupt_or_foreign_index_is_ignored_with_a_warning(tmp_path, caplog, content):
+    path = tmp_path / "index.csv"
+    path.write_text(content, encoding="utf-8", errors="surrogateescape")
+    with caplog.at_level(logging.WARNING):
+        assert len(read_index(path)) == 0
+    assert "will be rebuilt" in caplog.text
+
+
+def test_failed_write_leaves_the_previous_file_and_no_temp(tmp_path):
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(3))
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError), atomic_writer(path, "w") as handle:
+        handle.write("half a file")
+        raise RuntimeError("crash mid-write")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["index.csv"]
+
+
+def test_fifty_thousand_rows_stay_compact(tmp_path):
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(2000))
+    bytes_per_row = path.stat().st_size / 2000
+    # float16 + base64: 1,368 characters of vector per row, plus the other columns.
+    assert bytes_per_row < 1500
