@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ class SearchResult:
     k: int
     category: str | None
     took_ms: float
+    # The query embedding (D,), so a page can refine the same search without the image again.
+    query: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def shown(self) -> list[Hit]:
@@ -94,6 +96,7 @@ class SearchService:
                 self.locator,
                 self.embedder,
                 self.settings.index_path,
+                checkpoint_every=self.settings.index_checkpoint_every,
                 download_workers=self.settings.download_workers,
             )
             table, report = indexer.sync(catalog, progress)
@@ -120,6 +123,10 @@ class SearchService:
         query = self.embedder.embed([image])[0]  # (D,)
         return self._rank(query, started, **options)
 
+    def search_vector(self, query: np.ndarray, **options) -> SearchResult:
+        """Search with a query embedding from an earlier search (same model)."""
+        return self._rank(query, time.perf_counter(), **options)
+
     def search_path(self, path: Path, **options) -> SearchResult:
         return self.search_bytes(read_limited(path, self.settings.max_upload_bytes), **options)
 
@@ -134,7 +141,10 @@ class SearchService:
         row = snapshot.row_of.get(product_id)
         if row is None:
             raise NotFound(f"product {product_id!r} is not in the index")
-        return self._rank(snapshot.index.vectors[row], started, exclude_row=row, **options)
+        # The same snapshot all the way: a re-index swapping in new rows must not shift `row`.
+        return self._rank(
+            snapshot.index.vectors[row], started, exclude_row=row, snapshot=snapshot, **options
+        )
 
     def _rank(
         self,
@@ -145,6 +155,7 @@ class SearchService:
         threshold: float | None = None,
         category: str | None = None,
         exclude_row: int | None = None,
+        snapshot: Snapshot | None = None,
     ) -> SearchResult:
         k = self.settings.top_k if k is None else k
         threshold = self.settings.similarity_threshold if threshold is None else threshold
@@ -152,11 +163,11 @@ class SearchService:
             raise InvalidInput(f"k={k} must be between 1 and 100")
         if not 0.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold={threshold} must be between 0 and 1")
-        snapshot = self._current()
+        snapshot = snapshot or self._current()
         matches = snapshot.index.search(query, k, label=category or None, exclude_row=exclude_row)
         hits = [Hit(snapshot.products[m.row], m.score) for m in matches]
         took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, threshold, k, category or None, took_ms)
+        return SearchResult(hits, threshold, k, category or None, took_ms, query)
 
     def image_path(self, product_id: str) -> Path:
         """The local file to serve for a product's image (downloading a remote one once)."""
