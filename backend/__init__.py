@@ -25,9 +25,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     _configure_logging(app)
 
-    from . import cli, service
+    from . import api, cli, errors, security, service, views
 
+    security.init_app(app, settings)
+    errors.init_app(app)
     service.init_app(app, settings)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
     cli.init_app(app)
     return app
 

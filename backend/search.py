@@ -104,6 +104,26 @@ class SearchService:
             self.snapshot = Snapshot(catalog, ids, table.vectors)
             return catalog, report
 
+    def load_index(self) -> Catalog:
+        """Load the catalog and index.csv as they are, embedding nothing.
+
+        For server processes whose index another process has just synced: rows of products no
+        longer in the catalog, or of another model, are left out rather than re-embedded.
+        """
+        from .store import IndexTable, read_index
+
+        with self._sync_lock:
+            catalog = load_catalog(self.settings.catalog_path)
+            identity = self.embedder.identity
+            rows = [
+                (entry, vector)
+                for entry, vector in read_index(self.settings.index_path).rows()
+                if entry.id in catalog.products and entry.model == identity
+            ]
+            table = IndexTable.from_rows(rows, self.embedder.dim)
+            self.snapshot = Snapshot(catalog, [entry.id for entry in table.entries], table.vectors)
+            return catalog
+
     def _current(self) -> Snapshot:
         if self.snapshot is None:
             self.sync()

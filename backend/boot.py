@@ -1,0 +1,71 @@
+"""Server start-up: sync the index once before the workers start, then load it in each worker.
+
+`python -m backend.boot` syncs index.csv with the catalog, logging progress, and exits non-zero
+with the reason (e.g. missing weights) when it cannot. The gunicorn master runs it in a child
+process, so the master never imports torch before forking its workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+from flask import Flask
+
+from .config import load_settings
+from .errors import SearchAppError
+from .search import SearchService
+from .service import get_service
+
+log = logging.getLogger("backend.boot")
+
+LOG_EVERY = 100  # images
+MAX_LISTED = 20  # skipped rows and failed images named in the log; the rest are counted
+
+
+def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
+    """Bring index.csv up to date, logging progress every `log_every` images and a summary."""
+    log.info("model %s; syncing %s with %s", service.embedder.identity,
+             service.settings.index_path, service.settings.catalog_path)  # fmt: skip
+    logged = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal logged
+        if done - logged >= log_every or done == total:
+            log.info("embedded %d/%d images", done, total)
+            logged = done
+
+    catalog, report = service.sync(progress=progress)
+    for skipped in catalog.skipped[:MAX_LISTED]:
+        log.warning("skipped %s %s", catalog.path.name, skipped)
+    for product_id, reason in list(report.failed.items())[:MAX_LISTED]:
+        log.warning("failed %s: %s", product_id, reason)
+    hidden = max(len(catalog.skipped) - MAX_LISTED, 0) + max(len(report.failed) - MAX_LISTED, 0)
+    if hidden:
+        log.warning("... and %d more skipped rows or failed images", hidden)
+    log.info("index: %s in %.1f s; %d products searchable",
+             report.summary(), report.seconds, service.indexed_count())  # fmt: skip
+
+
+def load_worker(app: Flask) -> None:
+    """Load the model and the synced index into this process, and run the model once."""
+    service = get_service(app)
+    catalog = service.load_index()
+    blank = np.zeros((service.embedder.crop_size, service.embedder.crop_size, 3), np.uint8)
+    service.embedder.embed_arrays([blank])  # the first inference is slow; pay it before serving
+    log.info("worker ready: %d of %d products searchable", service.indexed_count(), len(catalog))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sync_index(SearchService(load_settings()))
+    except SearchAppError as error:
+        log.error("cannot start: %s", error.message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+// Progressive enhancement only: every page works without this file.
+"use strict";
+
+document.documentElement.classList.add("js");
+
+const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"];
+
+// Show a slider's value next to its label while it moves.
+function bindSliderOutputs() {
+  for (const slider of document.querySelectorAll("[data-threshold-slider]")) {
+    const output = document.getElementById(`${slider.id}-value`);
+    slider.addEventListener("input", () => {
+      output.textContent = `${slider.value}%`;
+    });
+  }
+}
+
+// Search form: drop, paste or pick a file, and preview it.
+function bindImageInput() {
+  const form = document.querySelector("[data-search-form]");
+  if (!form) return;
+  const zone = form.querySelector("[data-dropzone]");
+  const input = form.querySelector("#file");
+  const preview = form.querySelector("[data-preview]");
+  const fileName = form.querySelector("[data-file-name]");
+  let previewUrl = null;
+
+  function showPreview() {
+    const file = input.files && input.files[0];
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = null;
+    if (!file) {
+      preview.hidden = true;
+      zone.classList.remove("has-image");
+      fileName.textContent = "";
+      return;
+    }
+    previewUrl = URL.createObjectURL(file);
+    preview.src = previewUrl;
+    preview.hidden = false;
+    zone.classList.add("has-image");
+    fileName.textContent = `Selected: ${file.name || "pasted image"} (${Math.ceil(file.size / 1024)} KB)`;
+  }
+
+  function useFile(file) {
+    if (!file || !IMAGE_TYPES.includes(file.type)) {
+      fileName.textContent = "That is not an image we can use (JPEG, PNG, WebP, GIF or BMP).";
+      return;
+    }
+    const transfer = new DataTransfer();
+    transfer.items.add(file);
+    input.files = transfer.files;
+    showPreview();
+  }
+
+  input.addEventListener("change", showPreview);
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => {
+      event.preventDefault();
+      zone.classList.add("is-dragover");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("is-dragover"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    useFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (!file) return; // pasting text into the URL field stays normal
+    event.preventDefault();
+    useFile(file);
+  });
+  form.addEventListener("submit", () => {
+    const button = form.querySelector("[data-submit]");
+    button.disabled = true;
+    button.textContent = "Searching…";
+  });
+  window.addEventListener("pageshow", () => {
+    const button = form.querySelector("[data-submit]");
+    button.disabled = false;
+    button.textContent = "Search";
+  });
+  showPreview();
+}
+
+// Results page: the slider hides and shows the cards already on the page, instantly.
+function bindResultFilter() {
+  const form = document.querySelector("[data-refine]");
+  const grid = document.querySelector("[data-results]");
+  if (!form || !grid) return;
+  const slider = form.querySelector("[data-threshold-slider]");
+  const cards = [...grid.querySelectorAll("[data-similarity]")];
+  const text = (selector) => document.querySelector(selector);
+
+  function refilter() {
+    const threshold = Number(slider.value) / 100;
+    let shown = 0;
+    for (const card of cards) {
+      const visible = Number(card.dataset.similarity) >= threshold;
+      card.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    const below = cards.length - shown;
+    text("[data-shown-count]").textContent = shown;
+    text("[data-shown-noun]").textContent = shown === 1 ? "match" : "matches";
+    text("[data-threshold-text]").textContent = `${slider.value}%`;
+    text("[data-below-count]").textContent = below;
+    text("[data-below-noun]").textContent = below === 1 ? "result" : "results";
+    text("[data-below]").hidden = below === 0;
+    text("[data-empty]").hidden = shown > 0;
+  }
+
+  slider.addEventListener("input", refilter);
+}
+
+// Catalog: changing the category filter applies it at once.
+function bindAutoSubmit() {
+  for (const form of document.querySelectorAll("[data-autosubmit]")) {
+    form.addEventListener("change", () => form.requestSubmit());
+  }
+}
+
+bindSliderOutputs();
+bindImageInput();
+bindResultFilter();
+bindAutoSubmit();
