@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,6 +11,7 @@ from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
+MIN_ADMIN_TOKEN_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class Settings:
     download_workers: int = 8
     # Unsafe, for tests only: lets the fetcher reach servers on 127.0.0.1.
     fetch_allow_loopback: bool = False
+    # index.csv is rewritten after at least this many new embeddings, so a killed build resumes.
+    index_checkpoint_every: int = 512
+    # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
+    admin_token: str | None = field(default=None, repr=False)
 
     @property
     def random_weights(self) -> bool:
@@ -51,6 +56,8 @@ ENV_VARS = {
     "MAX_UPLOAD_MB": "max_upload_mb",
     "DOWNLOAD_WORKERS": "download_workers",
     "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
+    "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
+    "ADMIN_TOKEN": "admin_token",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -104,6 +111,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"MAX_UPLOAD_MB={settings.max_upload_mb} must be positive")
     if not 1 <= settings.download_workers <= 64:
         raise ConfigError(f"DOWNLOAD_WORKERS={settings.download_workers} must be 1-64")
+    if settings.index_checkpoint_every < 1:
+        raise ConfigError(
+            f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"
+        )
+    if settings.admin_token is not None and len(settings.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+        )
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
         raise ConfigError(

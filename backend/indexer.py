@@ -72,7 +72,8 @@ class Indexer:
         self.locator = locator
         self.embedder = embedder
         self.index_path = index_path
-        self.batch_size = batch_size
+        # A checkpoint can only fall between batches.
+        self.batch_size = min(batch_size, checkpoint_every)
         self.checkpoint_every = checkpoint_every
         self.download_workers = download_workers
         self.decode_workers = decode_workers
