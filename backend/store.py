@@ -9,13 +9,15 @@ and keeps cosine similarity within 1e-5 of float32; vectors are float32 again in
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
+import functools
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .atomic import atomic_writer
 
@@ -61,43 +63,68 @@ def read_index(path: Path) -> IndexTable:
         return IndexTable()
     try:
         return _parse(path)
-    except (ValueError, KeyError, csv.Error, pd.errors.ParserError, UnicodeDecodeError) as error:
+    except (ValueError, csv.Error, UnicodeDecodeError) as error:
         log.warning("index %s is unreadable (%s); it will be rebuilt", path, error)
         return IndexTable()
 
 
 def _parse(path: Path) -> IndexTable:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, engine="c")
-    if list(frame.columns) != COLUMNS:
-        raise ValueError(f"columns {list(frame.columns)} are not {COLUMNS}")
-    if frame.empty:
+    records = _records(path.read_bytes())
+    if not records or records[0] != COLUMNS:
+        raise ValueError(f"columns {records[0] if records else []} are not {COLUMNS}")
+    body = records[1:]
+    if not body:
         return IndexTable()
-    if frame["id"].duplicated().any():
+    if any(len(record) != len(COLUMNS) for record in body):
+        raise ValueError(f"a row does not have {len(COLUMNS)} fields")
+    if len({record[0] for record in body}) != len(body):
         raise ValueError("duplicate ids")
-    vectors = decode_vectors(frame["vector"].tolist())
-    entries = [
-        Entry(*values)
-        for values in zip(
-            frame["id"], frame["source"], frame["signature"], frame["fingerprint"], frame["model"]
-        )
-    ]
+    vectors = decode_vectors([record[5] for record in body])
+    entries = [Entry(*record[:5]) for record in body]
     return IndexTable(entries, vectors)
+
+
+def _records(data: bytes) -> list[list]:
+    """Split index.csv into records (blank lines skipped); the last field may stay bytes.
+
+    What write_index produces has no quotes and one kind of line end, so a plain split gives
+    exactly what csv.reader would, at a fraction of the cost (and the base64 vectors are never
+    decoded to text). Anything else (quoted fields, mixed line ends) goes through csv.reader.
+    """
+    data = data.removeprefix(codecs.BOM_UTF8)  # added by spreadsheet programs
+    crlf = data.count(b"\r\n")
+    if b'"' in data or data.count(b"\r") != crlf or (crlf and data.count(b"\n") != crlf):
+        text = io.StringIO(data.decode("utf-8"), newline="")
+        return [record for record in csv.reader(text, strict=True) if record]
+    lines = [line for line in data.split(b"\r\n" if crlf else b"\n") if line]
+    if not lines:
+        return []
+    records: list[list] = [lines[0].decode("utf-8").split(",")]
+    for line in lines[1:]:
+        head, comma, last = line.rpartition(b",")
+        records.append([*head.decode("utf-8").split(","), last] if comma else [last])
+    return records
+
+
+_b64decode = functools.partial(base64.b64decode, validate=True)
 
 
 def decode_vectors(cells: list[str]) -> np.ndarray:
     """base64 cells -> (N, D) float32, renormalised (float16 storage rounds the length)."""
-    raw = [base64.b64decode(cell, validate=True) for cell in cells]
+    raw = list(map(_b64decode, cells))
     width = len(raw[0])
     if width == 0 or width % STORED_DTYPE.itemsize or any(len(r) != width for r in raw):
         raise ValueError("vectors have inconsistent lengths")
     vectors = np.frombuffer(b"".join(raw), dtype=STORED_DTYPE).astype(np.float32)
     vectors = vectors.reshape(len(raw), width // STORED_DTYPE.itemsize)  # (N, D)
-    if not np.isfinite(vectors).all():
+    # A non-finite component makes its row's squared norm non-finite too: one check covers both.
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # (N, 1)
+    if not np.isfinite(norms).all():
         raise ValueError("vectors contain non-finite values")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     if not np.all(np.abs(norms - 1.0) < 0.01):
         raise ValueError("vectors are not unit length")
-    return np.ascontiguousarray(vectors / norms)
+    vectors /= norms
+    return vectors
 
 
 def encode_vector(vector: np.ndarray) -> str:

@@ -73,3 +73,27 @@ def test_fifty_thousand_rows_stay_compact(tmp_path):
     bytes_per_row = path.stat().st_size / 2000
     # float16 + base64: 1,368 characters of vector per row, plus the other columns.
     assert bytes_per_row < 1500
+
+
+def test_quoted_fields_and_other_line_ends_read_like_csv(tmp_path):
+    table = random_table(3)
+    table.entries[1] = Entry('odd, "id"\nline', "images/a,b.jpg", "1:2", "f" * 64, "m/w/p1")
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    assert read_index(path).entries == table.entries
+    # LF line ends and a UTF-8 BOM, as a spreadsheet program may save the plain file.
+    plain = random_table(3)
+    write_index(path, plain)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\r\n", b"\n"))
+    loaded = read_index(path)
+    assert loaded.entries == plain.entries
+    np.testing.assert_allclose(loaded.vectors, plain.vectors, atol=1e-3)
+
+
+@pytest.mark.parametrize("line", ["a,s,1,f,m", "a,s,1,f,m,AAAA,extra"], ids=["short", "long"])
+def test_a_row_with_the_wrong_field_count_is_corrupt(tmp_path, caplog, line):
+    path = tmp_path / "index.csv"
+    path.write_text("id,source,signature,fingerprint,model,vector\r\n" + line + "\r\n")
+    with caplog.at_level(logging.WARNING):
+        assert len(read_index(path)) == 0
+    assert "will be rebuilt" in caplog.text
