@@ -33,6 +33,14 @@ class Settings:
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
     admin_token: str | None = field(default=None, repr=False)
+    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW) or "pgvector" (PostgreSQL).
+    vector_backend: str = "memory"
+    # PostgreSQL URL for the pgvector backend; it may hold a password, so kept out of repr.
+    database_url: str | None = field(default=None, repr=False)
+    database_pool_size: int = 4
+    # HNSW search breadth (candidates examined per query): higher is slower and more accurate.
+    faiss_ef_search: int = 64
+    pgvector_ef_search: int = 100
 
     @property
     def random_weights(self) -> bool:
@@ -41,6 +49,11 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def faiss_path(self) -> Path:
+        """The FAISS backend's files live next to index.csv (a cache of it, rebuilt on sync)."""
+        return self.index_path.with_name(self.index_path.name + ".faiss")
 
 
 # Environment variable -> field name. Paths given in the environment are taken relative to the
@@ -58,6 +71,11 @@ ENV_VARS = {
     "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
     "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
     "ADMIN_TOKEN": "admin_token",
+    "VECTOR_BACKEND": "vector_backend",
+    "DATABASE_URL": "database_url",
+    "DATABASE_POOL_SIZE": "database_pool_size",
+    "FAISS_EF_SEARCH": "faiss_ef_search",
+    "PGVECTOR_EF_SEARCH": "pgvector_ef_search",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -120,9 +138,31 @@ def validate(settings: Settings) -> None:
             f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
         )
+    _validate_vector_backend(settings)
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
         raise ConfigError(
             f"MODEL_WEIGHTS={weights!r} is not a file; give the path of a weights file, "
             "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
         )
+
+
+VECTOR_BACKENDS = ("memory", "faiss", "pgvector")
+
+
+def _validate_vector_backend(settings: Settings) -> None:
+    if settings.vector_backend not in VECTOR_BACKENDS:
+        raise ConfigError(
+            f"VECTOR_BACKEND={settings.vector_backend!r} must be one of {', '.join(VECTOR_BACKENDS)}"
+        )
+    if settings.vector_backend == "pgvector" and not settings.database_url:
+        raise ConfigError(
+            "VECTOR_BACKEND=pgvector needs DATABASE_URL, e.g. postgresql://user:password@host/db"
+        )
+    if not 1 <= settings.database_pool_size <= 64:
+        raise ConfigError(f"DATABASE_POOL_SIZE={settings.database_pool_size} must be 1-64")
+    if not 1 <= settings.faiss_ef_search <= 4096:
+        raise ConfigError(f"FAISS_EF_SEARCH={settings.faiss_ef_search} must be 1-4096")
+    # pgvector refuses hnsw.ef_search above 1000.
+    if not 1 <= settings.pgvector_ef_search <= 1000:
+        raise ConfigError(f"PGVECTOR_EF_SEARCH={settings.pgvector_ef_search} must be 1-1000")

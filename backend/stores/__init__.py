@@ -1,0 +1,81 @@
+"""Vector stores: one interface, three backends chosen by VECTOR_BACKEND.
+
+`memory` (default) is exact numpy search; `faiss` an HNSW graph on one machine; `pgvector`
+PostgreSQL shared by several app processes. index.csv stays the embedding cache of record:
+`sync_store` pushes into the chosen backend only what changed since it last saw it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from ..catalog import Catalog
+from ..config import Settings
+from ..store import IndexTable
+from .base import Filters, StoreError, StoreHit, VectorStore, item_version
+
+__all__ = [
+    "Filters",
+    "StoreError",
+    "StoreHit",
+    "StorePush",
+    "VectorStore",
+    "item_version",
+    "open_store",
+    "sync_store",
+]
+
+log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings, dim: int) -> VectorStore:
+    """Open the configured backend; its heavy imports (faiss, psycopg) happen only here."""
+    if settings.vector_backend == "faiss":
+        from .faiss_hnsw import FaissStore
+
+        return FaissStore(settings.faiss_path, dim, ef_search=settings.faiss_ef_search)
+    if settings.vector_backend == "pgvector":
+        from .postgres import PgVectorStore
+
+        return PgVectorStore(
+            settings.database_url,
+            dim,
+            pool_size=settings.database_pool_size,
+            ef_search=settings.pgvector_ef_search,
+        )
+    from .memory import MemoryStore
+
+    return MemoryStore(dim)
+
+
+class StorePush(NamedTuple):
+    upserted: int
+    deleted: int
+
+
+def sync_store(store: VectorStore, catalog: Catalog, table: IndexTable) -> StorePush:
+    """Make the store hold exactly the indexed catalog products, writing only the differences."""
+    have = store.versions()
+    rows, products, versions = [], [], []
+    wanted: set[str] = set()
+    for row, entry in enumerate(table.entries):
+        product = catalog.products.get(entry.id)
+        if product is None:
+            continue
+        wanted.add(entry.id)
+        version = item_version(entry.fingerprint, entry.model, product)
+        if have.get(entry.id) != version:
+            rows.append(row)
+            products.append(product)
+            versions.append(version)
+    stale = [product_id for product_id in have if product_id not in wanted]
+    deleted = store.delete(stale) if stale else 0
+    if products:
+        # All rows changed (a first fill): hand over the table's array itself, not a copy.
+        vectors = table.vectors if len(rows) == len(table.vectors) else table.vectors[rows]
+        store.upsert(products, vectors, versions)
+    store.flush()
+    if products or deleted:
+        log.info("%s store: %d upserted, %d deleted", store.name, len(products), deleted)
+    return StorePush(len(products), deleted)

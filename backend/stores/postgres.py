@@ -1,0 +1,333 @@
+"""pgvector backend: products and embeddings in PostgreSQL, searched with an HNSW index.
+
+Several app processes can serve from one database: every search is one query on a pooled
+connection, and upserts are idempotent. The schema is created and migrated by
+`flask --app backend db init` (see `init_schema`), never implicitly by the app.
+
+Filters run in SQL. pgvector applies a WHERE clause after the HNSW walk, so a selective filter
+could leave fewer than k rows: a filter the planner expects to keep at most `exact_limit` rows is
+answered by an exact scan of just those rows (the index scan is switched off for that query), a
+broader one widens `hnsw.ef_search` in proportion, and any answer still short of k is redone
+exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..catalog import Product
+from .base import Filters, StoreError, StoreHit, VectorStore, cut, prepare_batch
+
+log = logging.getLogger(__name__)
+
+TABLE = "search_products"
+META = "search_meta"
+SCHEMA_VERSION = 1
+INIT_HINT = "run `flask --app backend db init`"
+BULK_ROWS = 10_000  # an initial load at least this big builds the HNSW index once, afterwards
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+COLUMNS = "id, name, category, price, image_url"
+
+
+def describe(url: str) -> str:
+    """The server and database of a URL, without its password (for messages and logs)."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the server in DATABASE_URL (unparsable)"
+    host = info.get("host") or "localhost"
+    port = f":{info['port']}" if info.get("port") else ""
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"{user}{host}{port}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def connect(url: str, timeout: float = 5) -> psycopg.Connection:
+    """Open one connection, or raise StoreError naming the server and the fix."""
+    try:
+        return psycopg.connect(url, connect_timeout=max(1, int(timeout)))
+    except psycopg.OperationalError as error:
+        reason = " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {describe(url)}: {reason}; check DATABASE_URL and "
+            "that the server is running"
+        ) from None
+
+
+def _migrations(dim: int) -> dict[int, list[str]]:
+    # Vectors up to ~6 KB are kept inline (PLAIN): TOASTed vectors slow down every distance.
+    storage = "PLAIN" if dim * 4 <= 6000 else "EXTERNAL"
+    return {
+        1: [
+            f"CREATE TABLE {META} (key text PRIMARY KEY, value text NOT NULL)",
+            f"""CREATE TABLE {TABLE} (
+                id text PRIMARY KEY,
+                name text NOT NULL,
+                category text NOT NULL,
+                price double precision,
+                image_url text NOT NULL,
+                version text NOT NULL,
+                embedding vector({dim}) NOT NULL
+            )""",
+            f"ALTER TABLE {TABLE} ALTER COLUMN embedding SET STORAGE {storage}",
+            f"CREATE INDEX {TABLE}_embedding ON {TABLE} USING hnsw (embedding vector_cosine_ops)",
+            f"CREATE INDEX {TABLE}_category ON {TABLE} (category)",
+            f"CREATE INDEX {TABLE}_price ON {TABLE} (price)",
+            f"INSERT INTO {META} (key, value) VALUES ('dim', '{dim}')",
+        ],
+    }
+
+
+def init_schema(url: str, dim: int, *, reset: bool = False, extension: str = "vector") -> str:
+    """Create or migrate the schema (idempotent, safe to run from several processes); say what it did."""
+    with connect(url) as conn:
+        ensure_extension(conn, url, extension)
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [TABLE])
+        if reset:
+            conn.execute(f"DROP TABLE IF EXISTS {TABLE}, {META}")
+        current = _schema_version(conn)
+        for version, statements in sorted(_migrations(dim).items()):
+            if version > current:
+                for statement in statements:
+                    conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {META} (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            [str(SCHEMA_VERSION)],
+        )
+    if current == SCHEMA_VERSION:
+        return f"schema v{SCHEMA_VERSION} is up to date"
+    return f"schema v{SCHEMA_VERSION} created" if current == 0 else f"schema migrated v{current} -> v{SCHEMA_VERSION}"
+
+
+def ensure_extension(conn: psycopg.Connection, url: str, extension: str = "vector") -> None:
+    """CREATE EXTENSION, turning the server's refusals into messages that say what to install."""
+    try:
+        with conn.transaction():
+            conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
+    except (pg_errors.UndefinedFile, pg_errors.FeatureNotSupported, pg_errors.UndefinedObject):
+        raise StoreError(
+            f"the PostgreSQL server at {describe(url)} does not have the pgvector extension "
+            f"('{extension}') installed; install pgvector on it (e.g. the postgresql-16-pgvector "
+            "package, or a managed database that offers pgvector), then run "
+            "`flask --app backend db init` again"
+        ) from None
+    except pg_errors.InsufficientPrivilege:
+        raise StoreError(
+            f"the database user may not create the '{extension}' extension at {describe(url)}; "
+            f"ask an administrator to run CREATE EXTENSION {extension}; in that database once"
+        ) from None
+
+
+def _schema_version(conn: psycopg.Connection) -> int:
+    if conn.execute("SELECT to_regclass(%s)", [META]).fetchone()[0] is None:
+        return 0
+    row = conn.execute(f"SELECT value FROM {META} WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_schema(url: str, dim: int) -> None:
+    """Refuse to serve from a database without the extension, the schema, or with other vectors."""
+    with connect(url) as conn:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
+            available = conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+            ).fetchone()
+            where = describe(url)
+            if available is None:
+                raise StoreError(
+                    f"the PostgreSQL server at {where} does not have the pgvector extension "
+                    "installed; install pgvector on it, then " + INIT_HINT
+                )
+            raise StoreError(f"the database {where} has no vector extension yet; {INIT_HINT}")
+        version = _schema_version(conn)
+        if version == 0:
+            raise StoreError(f"the database {describe(url)} has no search tables yet; {INIT_HINT}")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"the database schema is v{version}, this app needs v{SCHEMA_VERSION}; "
+                + (INIT_HINT + " to migrate it" if version < SCHEMA_VERSION else "upgrade the app")
+            )
+        stored = int(conn.execute(f"SELECT value FROM {META} WHERE key = 'dim'").fetchone()[0])
+        if stored != dim:
+            raise StoreError(
+                f"the database holds {stored}-dimensional vectors but the model makes {dim}-dimensional "
+                "ones; run `flask --app backend db init --reset` to recreate the table (the next "
+                "index sync fills it again)"
+            )
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    register_vector(conn)
+    conn.commit()  # the type lookup opened a transaction; a pooled connection must be idle
+
+
+class PgVectorStore(VectorStore):
+    name = "pgvector"
+
+    def __init__(
+        self,
+        url: str,
+        dim: int,
+        *,
+        pool_size: int = 4,
+        ef_search: int = 100,
+        exact_limit: int = 20_000,
+        oversample: int = 2,
+        timeout: float = 10,
+    ) -> None:
+        check_schema(url, dim)
+        self.url = url
+        self.dim = dim
+        self.ef_search = ef_search
+        self.exact_limit = exact_limit
+        self.oversample = oversample
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=pool_size, configure=_configure, timeout=timeout, open=True,
+            name="pgvector",
+        )
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in a transaction; a lost server becomes a StoreError."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            raise StoreError(f"lost the connection to PostgreSQL at {describe(self.url)}: {error}") from None
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def upsert(self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]) -> None:
+        products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
+        if not products:
+            return
+        with self._connection() as conn:
+            bulk = len(products) >= BULK_ROWS and not self._has_rows(conn)
+            if bulk:  # building the graph once over all rows is far faster than row by row
+                conn.execute(f"DROP INDEX IF EXISTS {TABLE}_embedding")
+            conn.execute(f"CREATE TEMP TABLE stage (LIKE {TABLE}) ON COMMIT DROP")
+            with conn.cursor().copy(
+                f"COPY stage ({COLUMNS}, version, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["text", "text", "text", "float8", "text", "text", "vector"])
+                for product, vector, version in zip(products, vectors, versions):
+                    copy.write_row(
+                        (product.id, product.name, product.category, product.price,
+                         product.image_url, version, vector)
+                    )
+            conn.execute(
+                f"INSERT INTO {TABLE} SELECT * FROM stage ON CONFLICT (id) DO UPDATE SET "
+                "name = EXCLUDED.name, category = EXCLUDED.category, price = EXCLUDED.price, "
+                "image_url = EXCLUDED.image_url, version = EXCLUDED.version, "
+                "embedding = EXCLUDED.embedding"
+            )
+            if bulk:
+                conn.execute(
+                    f"CREATE INDEX {TABLE}_embedding ON {TABLE} USING hnsw (embedding vector_cosine_ops)"
+                )
+                conn.execute(f"ANALYZE {TABLE}")
+
+    @staticmethod
+    def _has_rows(conn: psycopg.Connection) -> bool:
+        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {TABLE})").fetchone()[0]
+
+    def delete(self, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self._connection() as conn:
+            return conn.execute(f"DELETE FROM {TABLE} WHERE id = ANY(%s)", [ids]).rowcount
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        with self._connection() as conn:
+            return conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+
+    def versions(self) -> dict[str, str]:
+        with self._connection() as conn:
+            return dict(conn.execute(f"SELECT id, version FROM {TABLE}").fetchall())
+
+    def vector(self, product_id: str) -> np.ndarray | None:
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT embedding FROM {TABLE} WHERE id = %s", [product_id]).fetchone()
+        return None if row is None else row[0].to_numpy().astype(np.float32)
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        threshold: float | None = None,
+        filters: Filters = Filters(),
+    ) -> list[StoreHit]:
+        if k <= 0:
+            return []
+        query = np.asarray(query, dtype=np.float32)
+        where, params = _where(filters)
+        with self._connection() as conn:
+            if filters.active:
+                matching = _estimate(conn, where, params)
+                if matching <= self.exact_limit:
+                    rows = self._exact(conn, query, k, where, params)
+                else:
+                    total = max(_estimate(conn, "", {}), 1)
+                    widen = total / max(matching, 1)
+                    rows = self._walk(conn, query, k, where, params, int(self.ef_search * widen))
+            else:
+                rows = self._walk(conn, query, k, where, params, self.ef_search)
+            if len(rows) < k:  # the graph walk came back short: only an exact scan is sure
+                rows = self._exact(conn, query, k, where, params)
+        hits = [StoreHit(Product(*row[:5]), 1.0 - float(row[5])) for row in rows]
+        return cut(hits, threshold)
+
+    def _walk(self, conn, query, k, where, params, ef_search) -> list[tuple]:
+        ef = min(max(ef_search, k * self.oversample), MAX_EF_SEARCH)
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
+        return self._ordered(conn, query, k, where, params)
+
+    def _exact(self, conn, query, k, where, params) -> list[tuple]:
+        # Without index scans the planner filters first (bitmap scan) and sorts the survivors.
+        # (Local to this transaction, which ends with the search.)
+        conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+        return self._ordered(conn, query, k, where, params)
+
+    @staticmethod
+    def _ordered(conn, query, k, where, params) -> list[tuple]:
+        return conn.execute(
+            f"SELECT {COLUMNS}, embedding <=> %(q)s AS distance FROM {TABLE} {where} "
+            "ORDER BY embedding <=> %(q)s LIMIT %(k)s",
+            {**params, "q": query, "k": k},
+        ).fetchall()
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _where(filters: Filters) -> tuple[str, dict]:
+    clauses, params = [], {}
+    if filters.category is not None:
+        clauses.append("category = %(category)s")
+        params["category"] = filters.category
+    if filters.min_price is not None:
+        clauses.append("price >= %(min_price)s")
+        params["min_price"] = filters.min_price
+    if filters.max_price is not None:
+        clauses.append("price <= %(max_price)s")
+        params["max_price"] = filters.max_price
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _estimate(conn: psycopg.Connection, where: str, params: dict) -> float:
+    """The planner's row estimate for a filter: costs a plan, not a scan."""
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} {where}", params).fetchone()[0]
+    return float(plan[0]["Plan"]["Plan Rows"])
