@@ -25,13 +25,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     _configure_logging(app)
 
-    from . import api, cli, errors, security, service, views
+    from . import admin, api, cli, errors, security, service, views
 
     security.init_app(app, settings)
     errors.init_app(app)
     service.init_app(app, settings)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
     cli.init_app(app)
     return app
 

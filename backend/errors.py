@@ -58,6 +58,20 @@ class NotFound(SearchAppError):
     code = "not_found"
 
 
+class Unauthorized(SearchAppError):
+    """A protected operation without the right credentials."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class AdminDisabled(SearchAppError):
+    """The admin API is off because no ADMIN_TOKEN is configured."""
+
+    status = 403
+    code = "admin_disabled"
+
+
 # Paths that always answer JSON, whatever the client accepts.
 JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
 GENERIC_500 = "something went wrong on our side; please try again"

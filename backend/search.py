@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, load_catalog
 from .config import Settings
 from .errors import InvalidInput, NotFound
@@ -74,6 +75,11 @@ class SearchService:
             ),
         )
         self.snapshot: Snapshot | None = None
+        # Which completed sync the snapshot reflects, so that a sync by another process
+        # (another server worker, `flask index`) is noticed and loaded.
+        self._sync_stamp: tuple[int, int] | None = None
+        self._next_stamp_check = 0.0
+        self.stamp_check_seconds = 2.0
 
     @property
     def embedder(self):
@@ -102,6 +108,7 @@ class SearchService:
             table, report = indexer.sync(catalog, progress)
             ids = [entry.id for entry in table.entries]
             self.snapshot = Snapshot(catalog, ids, table.vectors)
+            self._sync_stamp = _publish_sync(self.settings.index_path)
             return catalog, report
 
     def load_index(self) -> Catalog:
@@ -113,6 +120,7 @@ class SearchService:
         from .store import IndexTable, read_index
 
         with self._sync_lock:
+            self._sync_stamp = _sync_stamp(self.settings.index_path)  # before reading: no gap
             catalog = load_catalog(self.settings.catalog_path)
             identity = self.embedder.identity
             rows = [
@@ -123,6 +131,19 @@ class SearchService:
             table = IndexTable.from_rows(rows, self.embedder.dim)
             self.snapshot = Snapshot(catalog, [entry.id for entry in table.entries], table.vectors)
             return catalog
+
+    def reload_if_synced_elsewhere(self) -> bool:
+        """Load index.csv again if another process completed a sync since ours (checked every 2 s)."""
+        now = time.monotonic()
+        if self.snapshot is None or now < self._next_stamp_check:
+            return False
+        self._next_stamp_check = now + self.stamp_check_seconds
+        stamp = _sync_stamp(self.settings.index_path)
+        if stamp is None or stamp == self._sync_stamp:
+            return False
+        log.info("index.csv was synced by another process; loading it")
+        self.load_index()
+        return True
 
     def _current(self) -> Snapshot:
         if self.snapshot is None:
@@ -198,3 +219,21 @@ class SearchService:
         if product.is_remote and not path.is_file():
             path = self.locator.download(product.image_url)
         return path
+
+
+def _sync_marker(index_path: Path) -> Path:
+    return index_path.with_name(index_path.name + ".synced")
+
+
+def _publish_sync(index_path: Path) -> tuple[int, int] | None:
+    """Mark index.csv as complete and new: checkpoints of a running build never touch the mark."""
+    atomic_write_bytes(_sync_marker(index_path), f"{time.time_ns()}\n".encode())
+    return _sync_stamp(index_path)
+
+
+def _sync_stamp(index_path: Path) -> tuple[int, int] | None:
+    try:
+        info = _sync_marker(index_path).stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns

@@ -12,6 +12,12 @@ EXTENSION_KEY = "search_service"
 
 def init_app(app: Flask, settings: Settings, embedder=None) -> None:
     app.extensions[EXTENSION_KEY] = SearchService(settings, embedder=embedder)
+    app.before_request(_reload_if_synced_elsewhere)
+
+
+def _reload_if_synced_elsewhere() -> None:
+    # With several server processes, a re-index reaches one of them; the others catch up here.
+    get_service().reload_if_synced_elsewhere()
 
 
 def get_service(app: Flask | None = None) -> SearchService:
