@@ -20,6 +20,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Invalid input, or an image that cannot be read or fetched",
         404: "No such product",
+        401: "Missing or wrong admin token",
+        403: "The admin API is disabled (no ADMIN_TOKEN on the server)",
         413: "The upload is too large",
     }
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
@@ -118,6 +120,22 @@ SCHEMAS: dict[str, Any] = {
             "categories": {"type": "array", "items": {"type": "string"}},
         },
     },
+    "SyncReport": {
+        "type": "object",
+        "required": ["summary", "added", "updated", "removed", "unchanged", "failed", "seconds"],
+        "properties": {
+            "summary": {"type": "string"},
+            "added": {"type": "integer"},
+            "updated": {"type": "integer"},
+            "removed": {"type": "integer"},
+            "unchanged": {"type": "integer"},
+            "failed": {"type": "integer"},
+            "skipped_rows": {"type": "integer"},
+            "failures": {"type": "array", "items": {"type": "object"}},
+            "skipped": {"type": "array", "items": {"type": "object"}},
+            "seconds": {"type": "number"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error", "message"],
@@ -180,6 +198,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                                                      "format": "binary"}}}}}
             | _errors(404),
         }},
+        "/api/admin/reindex": {"post": {
+            "summary": "Re-read the catalog and embed what is new or changed (admin token)",
+            "security": [{"adminToken": []}],
+            "responses": {"200": _json(_ref("SyncReport"), "What the sync changed")}
+            | _errors(401, 403),
+        }},
         "/healthz": {"get": {
             "summary": "Liveness: the process answers",
             "responses": {"200": _json({"type": "object"}, "Alive")},
@@ -198,5 +222,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "description": "Visual product search over a catalog's image embeddings.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+        },
     }

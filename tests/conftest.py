@@ -77,16 +77,38 @@ def catalog_path(tmp_path: Path) -> Path:
     return write_catalog(tmp_path / "shop")
 
 
-@pytest.fixture
-def app_config(tmp_path: Path, catalog_path: Path) -> dict:
+def make_app_config(root: Path, catalog_path: Path) -> dict:
+    """The test app's settings: random weights, everything it writes under root."""
     return {
         "TESTING": True,
         "catalog_path": catalog_path,
-        "index_path": tmp_path / "index" / "index.csv",
-        "cache_dir": tmp_path / "cache",
+        "index_path": root / "index" / "index.csv",
+        "cache_dir": root / "cache",
         "model_weights": "random",
         "similarity_threshold": 0.5,
     }
+
+
+@pytest.fixture
+def app_config(tmp_path: Path, catalog_path: Path) -> dict:
+    return make_app_config(tmp_path, catalog_path)
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory):
+    """One app per test module with its index already synced, for tests that change nothing."""
+    from backend.service import get_service
+
+    root = tmp_path_factory.mktemp("shared")
+    config = make_app_config(root, write_catalog(root / "shop")) | {"SECRET_KEY": "test-secret"}
+    app = create_app(config)
+    get_service(app).sync()
+    return app
+
+
+@pytest.fixture
+def shared_client(shared_app):
+    return shared_app.test_client()
 
 
 @pytest.fixture
