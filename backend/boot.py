@@ -64,6 +64,9 @@ def main() -> int:
     except SearchAppError as error:
         log.error("cannot start: %s", error.message)
         return 1
+    except OSError as error:  # e.g. a disk for INDEX_PATH or CACHE_DIR that is not writable
+        log.error("cannot start: %s", error)
+        return 1
     return 0
 
 

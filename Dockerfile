@@ -1,0 +1,43 @@
+# Image similarity search: gunicorn serving the Flask app on $PORT, CPU-only torch.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TORCH_HOME=/opt/torch \
+    PORT=8000 \
+    CACHE_DIR=/var/data/cache \
+    INDEX_PATH=/var/data/index.csv
+
+WORKDIR /app
+
+# Dependencies first, so a code change does not reinstall them. torch and torchvision come from
+# the CPU-only index (the default one would bring the CUDA build, gigabytes larger); the rest is
+# installed without their lines, so pip has no reason to replace them.
+COPY requirements.txt ./
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
+ && grep -vE '^(torch|torchvision)==' requirements.txt > /tmp/requirements-rest.txt \
+ && pip install -r /tmp/requirements-rest.txt \
+ && rm /tmp/requirements-rest.txt \
+ && python -c "import torch; assert torch.version.cuda is None, torch.__version__"
+
+# The ImageNet weights, baked in so the container starts offline.
+RUN python -c "import torchvision; torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)" \
+ && chmod -R a+rX "$TORCH_HOME"
+
+RUN useradd --create-home --uid 10001 app \
+ && mkdir -p /var/data \
+ && chown app:app /var/data
+
+COPY gunicorn.conf.py ./
+COPY backend ./backend
+
+USER app
+EXPOSE 8000
+
+# slim has no curl; the standard library can ask /healthz itself.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+
+CMD ["gunicorn", "--config", "gunicorn.conf.py"]
