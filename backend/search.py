@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from .errors import InvalidInput, NotFound
 from .fetch import FetchPolicy, fetch
 from .images import decode_image
 from .sources import ImageLocator, read_limited
+from .stores import Filters, VectorStore, item_version, open_store, sync_store
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +51,15 @@ class SearchResult:
 
 
 class Snapshot:
-    """An immutable view of catalog + vectors; replaced whole, so readers never see a mix."""
+    """An immutable view of the catalog and of which products are indexed; replaced whole.
 
-    def __init__(self, catalog: Catalog, ids: list[str], vectors: np.ndarray) -> None:
-        from .vectors import VectorIndex
+    The vectors themselves live in the vector store (`SearchService.store`).
+    """
 
+    def __init__(self, catalog: Catalog, ids: list[str]) -> None:
         self.catalog = catalog
         self.products = [catalog.products[pid] for pid in ids]
         self.row_of = {pid: row for row, pid in enumerate(ids)}
-        self.index = VectorIndex(vectors, [p.category for p in self.products])
 
 
 class SearchService:
@@ -80,6 +82,7 @@ class SearchService:
         self._sync_stamp: tuple[int, int] | None = None
         self._next_stamp_check = 0.0
         self.stamp_check_seconds = 2.0
+        self._store: VectorStore | None = None
 
     @property
     def embedder(self):
@@ -92,22 +95,44 @@ class SearchService:
                     self._embedder = load_embedder(self.settings.model, self.settings.model_weights)
         return self._embedder
 
-    def sync(self, progress=None):
-        """Re-read the catalog, bring index.csv up to date and swap in the new vectors."""
+    @property
+    def store(self) -> VectorStore:
+        """The configured vector store (VECTOR_BACKEND), opened on first use."""
+        if self._store is None:
+            with self._embedder_lock:
+                if self._store is None:
+                    self._store = open_store(self.settings, self.embedder.dim)
+        return self._store
+
+    def close(self) -> None:
+        """Release the vector store's connections (pgvector) or memory."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _indexer(self):
         from .indexer import Indexer
 
+        return Indexer(
+            self.locator,
+            self.embedder,
+            self.settings.index_path,
+            checkpoint_every=self.settings.index_checkpoint_every,
+            download_workers=self.settings.download_workers,
+        )
+
+    def _publish(self, catalog: Catalog, table) -> None:
+        """Push what changed into the vector store, then swap in the new snapshot."""
+        sync_store(self.store, catalog, table)
+        self.snapshot = Snapshot(catalog, [e.id for e in table.entries if e.id in catalog.products])
+
+    def sync(self, progress=None):
+        """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
         with self._sync_lock:
             catalog = load_catalog(self.settings.catalog_path)
-            indexer = Indexer(
-                self.locator,
-                self.embedder,
-                self.settings.index_path,
-                checkpoint_every=self.settings.index_checkpoint_every,
-                download_workers=self.settings.download_workers,
-            )
-            table, report = indexer.sync(catalog, progress)
-            ids = [entry.id for entry in table.entries]
-            self.snapshot = Snapshot(catalog, ids, table.vectors)
+            table, report = self._indexer().sync(catalog, progress)
+            self._publish(catalog, table)
+            self.store.flush()  # only a syncing process writes the store's files (FAISS)
             self._sync_stamp = _publish_sync(self.settings.index_path)
             return catalog, report
 
@@ -128,8 +153,7 @@ class SearchService:
                 for entry, vector in read_index(self.settings.index_path).rows()
                 if entry.id in catalog.products and entry.model == identity
             ]
-            table = IndexTable.from_rows(rows, self.embedder.dim)
-            self.snapshot = Snapshot(catalog, [entry.id for entry in table.entries], table.vectors)
+            self._publish(catalog, IndexTable.from_rows(rows, self.embedder.dim))
             return catalog
 
     def reload_if_synced_elsewhere(self) -> bool:
@@ -178,14 +202,11 @@ class SearchService:
     def search_similar(self, product_id: str, **options) -> SearchResult:
         """"More like this": the catalog items closest to one product, itself excluded."""
         started = time.perf_counter()
-        snapshot = self._current()
-        row = snapshot.row_of.get(product_id)
-        if row is None:
+        self._current()
+        vector = self.store.vector(product_id)
+        if vector is None:
             raise NotFound(f"product {product_id!r} is not in the index")
-        # The same snapshot all the way: a re-index swapping in new rows must not shift `row`.
-        return self._rank(
-            snapshot.index.vectors[row], started, exclude_row=row, snapshot=snapshot, **options
-        )
+        return self._rank(vector, started, exclude_id=product_id, **options)
 
     def _rank(
         self,
@@ -195,8 +216,9 @@ class SearchService:
         k: int | None = None,
         threshold: float | None = None,
         category: str | None = None,
-        exclude_row: int | None = None,
-        snapshot: Snapshot | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+        exclude_id: str | None = None,
     ) -> SearchResult:
         k = self.settings.top_k if k is None else k
         threshold = self.settings.similarity_threshold if threshold is None else threshold
@@ -204,11 +226,53 @@ class SearchService:
             raise InvalidInput(f"k={k} must be between 1 and 100")
         if not 0.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold={threshold} must be between 0 and 1")
-        snapshot = snapshot or self._current()
-        matches = snapshot.index.search(query, k, label=category or None, exclude_row=exclude_row)
-        hits = [Hit(snapshot.products[m.row], m.score) for m in matches]
+        self._current()
+        filters = Filters(category or None, min_price, max_price)
+        # One more when a product is excluded ("more like this"), so k remain without it.
+        found = self.store.search(query, k + (exclude_id is not None), filters=filters)
+        hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
         took_ms = (time.perf_counter() - started) * 1000
         return SearchResult(hits, threshold, k, category or None, took_ms, query)
+
+    def put_product(
+        self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
+    ) -> Product:
+        """Add or replace one product now: products.csv, index.csv, then the vector store."""
+        from . import updates
+
+        self._current()
+        with self._sync_lock:
+            if image is not None:
+                folder = self.settings.catalog_path.parent
+                fields = {**fields, "image_url": updates.save_upload(folder, image)}
+            existing = self.snapshot.catalog.get(product_id)
+            product = updates.product_from_fields(product_id, fields, existing)
+            entry, vector = self._indexer().embed_one(product)  # before any file changes
+            updates.write_index_row(self.settings.index_path, product.id, (entry, vector))
+            updates.write_catalog_row(self.settings.catalog_path, product.id, product)
+            version = item_version(entry.fingerprint, entry.model, product)
+            self.store.upsert([product], vector[None, :], [version])
+            self._edited(updates.with_product(self.snapshot.catalog, product), added=product.id)
+        return product
+
+    def delete_product(self, product_id: str) -> None:
+        """Remove one product now from products.csv, index.csv and the vector store."""
+        from . import updates
+
+        self._current()
+        with self._sync_lock:
+            catalog = updates.without_product(self.snapshot.catalog, product_id)
+            updates.write_index_row(self.settings.index_path, product_id, None)
+            updates.write_catalog_row(self.settings.catalog_path, product_id, None)
+            self.store.delete([product_id])
+            self._edited(catalog)
+
+    def _edited(self, catalog: Catalog, added: str | None = None) -> None:
+        indexed = [pid for pid in self.snapshot.row_of if pid in catalog.products]
+        indexed += [added] if added is not None and added not in self.snapshot.row_of else []
+        self.snapshot = Snapshot(catalog, indexed)
+        # Other server processes notice the mark and load the edited files.
+        self._sync_stamp = _publish_sync(self.settings.index_path)
 
     def image_path(self, product_id: str) -> Path:
         """The local file to serve for a product's image (downloading a remote one once)."""

@@ -69,41 +69,74 @@ def read_index(path: Path) -> IndexTable:
 
 
 def _parse(path: Path) -> IndexTable:
-    records = _records(path.read_bytes())
-    if not records or records[0] != COLUMNS:
-        raise ValueError(f"columns {records[0] if records else []} are not {COLUMNS}")
-    body = records[1:]
-    if not body:
+    rows = _Rows()
+    with path.open("rb") as handle:
+        try:
+            _read_plain(handle, rows)
+        except _NotPlain:
+            handle.seek(0)
+            rows = _Rows()
+            _read_quoted(handle, rows)
+    if not rows.heads:
         return IndexTable()
-    if any(len(record) != len(COLUMNS) for record in body):
-        raise ValueError(f"a row does not have {len(COLUMNS)} fields")
-    if len({record[0] for record in body}) != len(body):
+    if len({head[0] for head in rows.heads}) != len(rows.heads):
         raise ValueError("duplicate ids")
-    vectors = decode_vectors([record[5] for record in body])
-    entries = [Entry(*record[:5]) for record in body]
-    return IndexTable(entries, vectors)
+    vectors = _unit_vectors(rows.raw, len(rows.heads))
+    return IndexTable([Entry(*head) for head in rows.heads], vectors)
 
 
-def _records(data: bytes) -> list[list]:
-    """Split index.csv into records (blank lines skipped); the last field may stay bytes.
+class _NotPlain(Exception):
+    """The file has quoted fields or stray carriage returns: csv.reader must parse it."""
 
-    What write_index produces has no quotes and one kind of line end, so a plain split gives
-    exactly what csv.reader would, at a fraction of the cost (and the base64 vectors are never
-    decoded to text). Anything else (quoted fields, mixed line ends) goes through csv.reader.
+
+class _Rows:
+    """Entries' fields and decoded vectors, gathered row by row so no copy of the file is kept."""
+
+    def __init__(self) -> None:
+        self.heads: list[list[str]] = []
+        self.raw = bytearray()
+        self.width = -1
+
+    def header(self, fields: list[str]) -> None:
+        if fields != COLUMNS:
+            raise ValueError(f"columns {fields} are not {COLUMNS}")
+
+    def add(self, fields: list[str], cell: str | bytes) -> None:
+        if len(fields) != len(COLUMNS) - 1:
+            raise ValueError(f"a row does not have {len(COLUMNS)} fields")
+        vector = _b64decode(cell)
+        if len(vector) != self.width and self.heads:
+            raise ValueError("vectors have inconsistent lengths")
+        self.width = len(vector)
+        self.heads.append(fields)
+        self.raw += vector
+
+
+def _read_plain(handle, rows: _Rows) -> None:
+    """Split each line with bytes.split: what csv.reader returns when nothing is quoted.
+
+    write_index never quotes (ids and sources are plain), so this is the path taken at
+    start-up; it is several times faster than csv.reader and never decodes the base64 vectors
+    to text. Lines with a quote or a stray carriage return raise _NotPlain.
     """
-    data = data.removeprefix(codecs.BOM_UTF8)  # added by spreadsheet programs
-    crlf = data.count(b"\r\n")
-    if b'"' in data or data.count(b"\r") != crlf or (crlf and data.count(b"\n") != crlf):
-        text = io.StringIO(data.decode("utf-8"), newline="")
-        return [record for record in csv.reader(text, strict=True) if record]
-    lines = [line for line in data.split(b"\r\n" if crlf else b"\n") if line]
-    if not lines:
-        return []
-    records: list[list] = [lines[0].decode("utf-8").split(",")]
-    for line in lines[1:]:
-        head, comma, last = line.rpartition(b",")
-        records.append([*head.decode("utf-8").split(","), last] if comma else [last])
-    return records
+    lines = (line for line in handle if line.strip(b"\r\n"))  # csv.reader skips blank lines
+    first = next(lines, b"").removeprefix(codecs.BOM_UTF8)  # a BOM from a spreadsheet program
+    if b'"' in first:
+        raise _NotPlain
+    rows.header(first.rstrip(b"\r\n").decode("utf-8").split(","))
+    for line in lines:
+        if b'"' in line or line.count(b"\r") > line.endswith(b"\r\n"):
+            raise _NotPlain
+        head, comma, cell = line.rstrip(b"\r\n").rpartition(b",")
+        rows.add(head.decode("utf-8").split(",") if comma else [], cell)
+
+
+def _read_quoted(handle, rows: _Rows) -> None:
+    with io.TextIOWrapper(handle, encoding="utf-8-sig", newline="") as text:
+        records = (record for record in csv.reader(text, strict=True) if record)
+        rows.header(next(records, []))
+        for record in records:
+            rows.add(record[:-1], record[-1])
 
 
 _b64decode = functools.partial(base64.b64decode, validate=True)
@@ -112,11 +145,18 @@ _b64decode = functools.partial(base64.b64decode, validate=True)
 def decode_vectors(cells: list[str]) -> np.ndarray:
     """base64 cells -> (N, D) float32, renormalised (float16 storage rounds the length)."""
     raw = list(map(_b64decode, cells))
-    width = len(raw[0])
-    if width == 0 or width % STORED_DTYPE.itemsize or any(len(r) != width for r in raw):
+    if any(len(r) != len(raw[0]) for r in raw):
         raise ValueError("vectors have inconsistent lengths")
-    vectors = np.frombuffer(b"".join(raw), dtype=STORED_DTYPE).astype(np.float32)
-    vectors = vectors.reshape(len(raw), width // STORED_DTYPE.itemsize)  # (N, D)
+    return _unit_vectors(b"".join(raw), len(raw))
+
+
+def _unit_vectors(raw: bytes | bytearray, n: int) -> np.ndarray:
+    """n equal-width float16 rows -> (N, D) float32, renormalised (float16 rounds the length)."""
+    width = len(raw) // n
+    if width == 0 or width % STORED_DTYPE.itemsize or width * n != len(raw):
+        raise ValueError("vectors have inconsistent lengths")
+    vectors = np.frombuffer(raw, dtype=STORED_DTYPE).astype(np.float32)
+    vectors = vectors.reshape(n, width // STORED_DTYPE.itemsize)  # (N, D)
     # A non-finite component makes its row's squared norm non-finite too: one check covers both.
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # (N, 1)
     if not np.isfinite(norms).all():
