@@ -23,6 +23,8 @@ class Settings:
     model: str = "resnet18"
     # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
     model_weights: str | None = None
+    # A projection head fine-tuned on the catalog (`flask finetune`), applied on top of the model.
+    model_head: str | None = None
     similarity_threshold: float = 0.70
     top_k: int = 12
     max_upload_mb: float = 10.0
@@ -64,6 +66,7 @@ ENV_VARS = {
     "CACHE_DIR": "cache_dir",
     "MODEL": "model",
     "MODEL_WEIGHTS": "model_weights",
+    "MODEL_HEAD": "model_head",
     "SIMILARITY_THRESHOLD": "similarity_threshold",
     "TOP_K": "top_k",
     "MAX_UPLOAD_MB": "max_upload_mb",
@@ -144,6 +147,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"MODEL_WEIGHTS={weights!r} is not a file; give the path of a weights file, "
             "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
+        )
+    if settings.model_head is not None and not Path(settings.model_head).is_file():
+        raise ConfigError(
+            f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "
+            "`flask finetune`, or unset it"
         )
 
 

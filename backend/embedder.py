@@ -18,6 +18,9 @@ from torch import nn
 from torchvision.transforms import functional as TF
 
 from .errors import ConfigError
+from .head import load_head_embedder
+from .histogram import NAME as COLOR_HISTOGRAM
+from .histogram import ColorHistogramEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,11 @@ def _drop_fc(model: nn.Module) -> None:
     model.fc = nn.Identity()
 
 
+def _drop_classifier(model: nn.Module) -> None:
+    # MobileNetV3 / EfficientNet: the pooled features feed `classifier`; keep just the pooling.
+    model.classifier = nn.Identity()
+
+
 BACKBONES = {
     "resnet18": Backbone(
         name="resnet18",
@@ -49,7 +57,30 @@ BACKBONES = {
         weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
         strip_head=_drop_fc,
     ),
+    "resnet50": Backbone(
+        name="resnet50",
+        dim=2048,
+        build=lambda: torchvision.models.resnet50(weights=None),
+        weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+        strip_head=_drop_fc,
+    ),
+    "mobilenet_v3_large": Backbone(
+        name="mobilenet_v3_large",
+        dim=960,
+        build=lambda: torchvision.models.mobilenet_v3_large(weights=None),
+        weights=torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
+        strip_head=_drop_classifier,
+    ),
+    "efficientnet_b0": Backbone(
+        name="efficientnet_b0",
+        dim=1280,
+        build=lambda: torchvision.models.efficientnet_b0(weights=None),
+        weights=torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1,
+        strip_head=_drop_classifier,
+    ),
 }
+# Every MODEL value: the torchvision backbones, then the no-weights colour histogram baseline.
+MODEL_NAMES = (*BACKBONES, COLOR_HISTOGRAM)
 
 
 class Embedder:
@@ -117,11 +148,20 @@ class Embedder:
 
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(model_name: str = "resnet18", weights: str | None = None) -> Embedder:
-    """Build the embedder once per process; weights: None (ImageNet), a file path, or 'random'."""
+def load_embedder(
+    model_name: str = "resnet18", weights: str | None = None, head: str | None = None
+) -> Embedder:
+    """Build the embedder once per process; weights: None (ImageNet), a file path, or 'random'.
+
+    `head`: a fine-tuned projection head file (MODEL_HEAD) applied on top of the model.
+    """
+    if head:
+        return load_head_embedder(load_embedder(model_name, weights), Path(head))
+    if model_name == COLOR_HISTOGRAM:
+        return _color_histogram(weights)
     backbone = BACKBONES.get(model_name)
     if backbone is None:
-        raise ConfigError(f"MODEL={model_name!r} is unknown; choose one of {', '.join(BACKBONES)}")
+        raise ConfigError(f"MODEL={model_name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
     model = _seeded_build(backbone)
     if weights == "random":
         weights_id = f"random-seed{RANDOM_SEED}"
@@ -132,6 +172,14 @@ def load_embedder(model_name: str = "resnet18", weights: str | None = None) -> E
     backbone.strip_head(model)
     model = model.to(memory_format=torch.channels_last)
     return Embedder(backbone, model, weights_id)
+
+
+def _color_histogram(weights: str | None) -> ColorHistogramEmbedder:
+    if weights not in (None, "random"):
+        raise ConfigError(
+            f"MODEL={COLOR_HISTOGRAM} has no weights, but MODEL_WEIGHTS={weights!r}; unset MODEL_WEIGHTS"
+        )
+    return ColorHistogramEmbedder()
 
 
 def _seeded_build(backbone: Backbone) -> nn.Module:

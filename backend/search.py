@@ -92,7 +92,9 @@ class SearchService:
                 if self._embedder is None:
                     from .embedder import load_embedder
 
-                    self._embedder = load_embedder(self.settings.model, self.settings.model_weights)
+                    self._embedder = load_embedder(
+                        self.settings.model, self.settings.model_weights, self.settings.model_head
+                    )
         return self._embedder
 
     @property
