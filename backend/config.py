@@ -31,6 +31,8 @@ class Settings:
     download_workers: int = 8
     # Unsafe, for tests only: lets the fetcher reach servers on 127.0.0.1.
     fetch_allow_loopback: bool = False
+    # Whole download of one image URL, redirects included; a slow server is cut off after it.
+    fetch_timeout: float = 20.0
     # index.csv is rewritten after at least this many new embeddings, so a killed build resumes.
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
@@ -72,6 +74,7 @@ ENV_VARS = {
     "MAX_UPLOAD_MB": "max_upload_mb",
     "DOWNLOAD_WORKERS": "download_workers",
     "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
+    "FETCH_TIMEOUT": "fetch_timeout",
     "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
     "ADMIN_TOKEN": "admin_token",
     "VECTOR_BACKEND": "vector_backend",
@@ -132,6 +135,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"MAX_UPLOAD_MB={settings.max_upload_mb} must be positive")
     if not 1 <= settings.download_workers <= 64:
         raise ConfigError(f"DOWNLOAD_WORKERS={settings.download_workers} must be 1-64")
+    if not 0 < settings.fetch_timeout <= 300:
+        raise ConfigError(f"FETCH_TIMEOUT={settings.fetch_timeout} must be between 0 and 300 seconds")
     if settings.index_checkpoint_every < 1:
         raise ConfigError(
             f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"

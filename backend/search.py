@@ -73,7 +73,9 @@ class SearchService:
             cache_dir=settings.cache_dir,
             max_bytes=settings.max_upload_bytes,
             fetch_policy=FetchPolicy(
-                max_bytes=settings.max_upload_bytes, allow_loopback=settings.fetch_allow_loopback
+                max_bytes=settings.max_upload_bytes,
+                total_timeout=settings.fetch_timeout,
+                allow_loopback=settings.fetch_allow_loopback,
             ),
         )
         self.snapshot: Snapshot | None = None

@@ -41,7 +41,7 @@ def outcome(service, kind: int, vectors: list) -> tuple:
 def same(got: tuple, want: tuple) -> bool:
     """Same ids in the same order, same scores up to float16 storage rounding."""
     return [pid for pid, _ in got] == [pid for pid, _ in want] and all(
-        abs(a - b) < 2e-3 for (_, a), (_, b) in zip(got, want)
+        abs(a - b) < 2e-3 for (_, a), (_, b) in zip(got, want, strict=True)
     )
 
 
@@ -56,7 +56,7 @@ def test_searches_during_reindex_match_the_old_or_the_new_index(service, catalog
     use_catalog(shop, "b")
     service.sync()
     expected["b"] = expected_outcomes(service, vectors)
-    assert not any(same(a, b) for a, b in zip(expected["a"], expected["b"]))
+    assert not any(same(a, b) for a, b in zip(expected["a"], expected["b"], strict=True))
 
     stop = threading.Event()
     seen: dict[str, int] = {"a": 0, "b": 0}
