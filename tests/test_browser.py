@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from tests.conftest import draw_image
@@ -41,8 +42,6 @@ def base_url(shared_app) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -85,14 +84,14 @@ def search_with_file_chooser(page, base_url: str, image: Path, threshold: str = 
     with page.expect_file_chooser() as chooser:
         page.locator("[data-dropzone]").click()
     chooser.value.set_files(str(image))
-    assert page.locator("[data-preview]").is_visible()
+    expect(page.locator("[data-preview]")).to_be_visible()  # once the image has loaded
     page.get_by_role("button", name="Search").click()
     page.wait_for_url(f"{base_url}/search")
 
 
 def test_upload_through_the_file_chooser_shows_result_cards(page, base_url, query_image):
     search_with_file_chooser(page, base_url, query_image)
-    assert page.get_by_role("heading", name="Your image").is_visible()
+    expect(page.get_by_role("heading", name="Your image")).to_be_visible()
     assert visible_cards(page) == 7
     assert page.locator(".card-title").first.inner_text() == "Red ball"
     assert page.locator(".query-image").evaluate("img => img.naturalWidth") > 0
@@ -132,7 +131,7 @@ def test_more_like_this_is_followed_and_shareable(page, base_url, query_image):
     first = page.locator("[data-results] .card").first
     first.get_by_role("link", name="More like this").click()
     page.wait_for_url("**/products/p1/similar?threshold=0&k=12")
-    assert page.get_by_role("heading", name="More like this").is_visible()
+    expect(page.get_by_role("heading", name="More like this")).to_be_visible()
     assert page.locator(".query-caption").inner_text().startswith("Red ball")
     assert visible_cards(page) == 6  # every other product, itself excluded
 
@@ -165,7 +164,7 @@ def test_dropping_or_pasting_an_image_fills_the_form(page, base_url, query_image
         )
         assert page.locator("#file").evaluate("input => input.files[0].name") == f"{event}.png"
         assert page.locator("[data-file-name]").inner_text().startswith(f"Selected: {event}.png")
-        assert page.locator("[data-preview]").is_visible()
+        expect(page.locator("[data-preview]")).to_be_visible()
     page.get_by_role("button", name="Search").click()
     page.wait_for_url(f"{base_url}/search")
     assert page.locator("[data-results] .card").count() > 0
@@ -178,7 +177,7 @@ def test_errors_show_on_the_form_and_on_friendly_pages(page, base_url):
     assert "Choose an image" in page.get_by_role("alert").inner_text()
     response = page.goto(f"{base_url}/no/such/page")
     assert response.status == 404
-    assert page.get_by_role("heading", name="Page not found").is_visible()
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
 
 
 def test_the_random_weights_banner_is_shown(page, base_url):
