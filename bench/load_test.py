@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.load_test [--clients 16] [--duration 60] [--timeout 300]
 
 Starts the server as the Docker image does (`gunicorn --config gunicorn.conf.py`) on the demo
-catalog with MODEL_WEIGHTS=random, bound to 127.0.0.1 on a free port, and waits for /readyz.
+catalog with MODEL_WEIGHTS=random, bound to 127.0.0.1 on a free port, and waits for /readyz
+(the server of bench.api_latency: its index and gunicorn.log are under bench/data/api_latency).
 Then each client loops over a weighted mix until the time is up: photo searches (JSON API and
 form), searches by URL (from a local image server), "more like this" (JSON and page), catalog
 pages and images, and bad inputs (corrupt or non-image uploads, a blocked URL, an oversized
@@ -24,19 +25,18 @@ import select
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.api_latency import free_port, multipart, query_jpeg
+from bench.api_latency import WORK_DIR as SERVER_DIR
+from bench.api_latency import free_port, multipart, query_jpeg, start_server, wait_ready
 from bench.slow_server import SlowImageServer
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK_DIR = ROOT / "bench" / "data" / "load_test"  # git-ignored; the index is kept between runs
+WORK_DIR = ROOT / "bench" / "data" / "load_test"  # git-ignored: the image served by URL
 DEMO_CATALOG = ROOT / "backend" / "data" / "products.csv"
 JSON = {"Content-Type": "application/json"}
 
@@ -168,35 +168,6 @@ def client(port: int, requests: Requests, tally: Tally, stop_at: float, seed: in
         connection.close()
 
 
-def start_server(port: int) -> subprocess.Popen:
-    env = os.environ | {
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "MODEL_WEIGHTS": "random",
-        "INDEX_PATH": str(WORK_DIR / "index.csv"),
-        "CACHE_DIR": str(WORK_DIR / "cache"),
-        # UNSAFE outside tests: lets the app fetch from the local image server started here.
-        "FETCH_ALLOW_LOOPBACK": "true",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("CATALOG_PATH", None)  # the bundled demo catalog
-    with (WORK_DIR / "gunicorn.log").open("wb") as log:
-        return subprocess.Popen(["gunicorn", "--config", "gunicorn.conf.py"], cwd=ROOT, env=env,
-                                stdout=log, stderr=log)  # fmt: skip
-
-
-def wait_ready(port: int, server: subprocess.Popen, deadline: float) -> dict:
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited; see {WORK_DIR / 'gunicorn.log'}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                return json.load(response)
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the server was not ready in time")
-
-
 def percentile(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
@@ -232,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.timeout
     (WORK_DIR / "images").mkdir(parents=True, exist_ok=True)
     (WORK_DIR / "images" / "query.jpg").write_bytes(query_jpeg())
+    SERVER_DIR.mkdir(parents=True, exist_ok=True)
+    # UNSAFE outside tests: lets the app fetch from the local image server started here.
+    os.environ["FETCH_ALLOW_LOOPBACK"] = "true"
     port = free_port()
-    server = start_server(port)
+    server = start_server(port, SERVER_DIR / "gunicorn.log")
     # A timer, not a check between phases: a stuck phase must not outlive the deadline.
     watchdog = threading.Timer(args.timeout, lambda: server.send_signal(signal.SIGTERM))
     watchdog.daemon = True
