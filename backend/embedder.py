@@ -49,35 +49,27 @@ def _drop_classifier(model: nn.Module) -> None:
     model.classifier = nn.Identity()
 
 
+def _torchvision(
+    name: str, dim: int, weights: Any, strip_head: Callable[[nn.Module], None]
+) -> Backbone:
+    """A torchvision classifier by name, built without weights (they are loaded separately)."""
+    build = functools.partial(getattr(torchvision.models, name), weights=None)
+    return Backbone(name, dim, build, weights, strip_head)
+
+
+_models = torchvision.models
 BACKBONES = {
-    "resnet18": Backbone(
-        name="resnet18",
-        dim=512,
-        build=lambda: torchvision.models.resnet18(weights=None),
-        weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-        strip_head=_drop_fc,
-    ),
-    "resnet50": Backbone(
-        name="resnet50",
-        dim=2048,
-        build=lambda: torchvision.models.resnet50(weights=None),
-        weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
-        strip_head=_drop_fc,
-    ),
-    "mobilenet_v3_large": Backbone(
-        name="mobilenet_v3_large",
-        dim=960,
-        build=lambda: torchvision.models.mobilenet_v3_large(weights=None),
-        weights=torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
-        strip_head=_drop_classifier,
-    ),
-    "efficientnet_b0": Backbone(
-        name="efficientnet_b0",
-        dim=1280,
-        build=lambda: torchvision.models.efficientnet_b0(weights=None),
-        weights=torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1,
-        strip_head=_drop_classifier,
-    ),
+    backbone.name: backbone
+    for backbone in (
+        _torchvision("resnet18", 512, _models.ResNet18_Weights.IMAGENET1K_V1, _drop_fc),
+        _torchvision("resnet50", 2048, _models.ResNet50_Weights.IMAGENET1K_V2, _drop_fc),
+        _torchvision(
+            "mobilenet_v3_large", 960, _models.MobileNet_V3_Large_Weights.IMAGENET1K_V2, _drop_classifier
+        ),
+        _torchvision(
+            "efficientnet_b0", 1280, _models.EfficientNet_B0_Weights.IMAGENET1K_V1, _drop_classifier
+        ),
+    )
 }
 # Every MODEL value: the torchvision backbones, then the no-weights colour histogram baseline.
 MODEL_NAMES = (*BACKBONES, COLOR_HISTOGRAM)

@@ -44,7 +44,9 @@ def recall_at_k(ranked: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarra
     return _divide(hits_at_k(ranked, k), n_relevant)
 
 
-def average_precision(ranked: np.ndarray, n_relevant: np.ndarray, k: int | None = None) -> np.ndarray:
+def average_precision(
+    ranked: np.ndarray, n_relevant: np.ndarray, k: int | None = None
+) -> np.ndarray:
     """AP@k: mean of P@i over the relevant ranks i <= k, divided by min(k, n_relevant).
 
     With k=None every rank counts and the divisor is n_relevant (plain AP, whose mean is mAP).
@@ -107,7 +109,7 @@ def threshold_sweep(
     shown = _divide(above, np.full(len(above), n_queries))
     return [
         SweepPoint(float(t), float(p), float(r), float(f), float(s))
-        for t, p, r, f, s in zip(thresholds, precision, recall, f1, shown)
+        for t, p, r, f, s in zip(thresholds, precision, recall, f1, shown, strict=True)
     ]
 
 

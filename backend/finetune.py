@@ -82,7 +82,9 @@ class Head(nn.Module):
         return x + self.mlp(x)
 
 
-def supervised_contrastive_loss(z: torch.Tensor, codes: torch.Tensor, temperature: float) -> torch.Tensor:
+def supervised_contrastive_loss(
+    z: torch.Tensor, codes: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Mean over anchors of -log softmax similarity of each positive against all other items."""
     z = nn.functional.normalize(z, dim=1)  # (B, dim)
     logits = z @ z.T / temperature  # (B, B)
@@ -137,11 +139,19 @@ def train_head(
     return _export(model, centre, scale, base_identity, options)
 
 
-def _balanced_batch(rng: np.random.Generator, rows_by_label: list[np.ndarray], options) -> np.ndarray:
-    chosen = rng.choice(len(rows_by_label), size=min(options.batch_labels, len(rows_by_label)), replace=False)
+def _balanced_batch(
+    rng: np.random.Generator, rows_by_label: list[np.ndarray], options
+) -> np.ndarray:
+    chosen = rng.choice(
+        len(rows_by_label), size=min(options.batch_labels, len(rows_by_label)), replace=False
+    )
     return np.concatenate(
         [
-            rng.choice(rows_by_label[code], size=options.per_label, replace=len(rows_by_label[code]) < options.per_label)
+            rng.choice(
+                rows_by_label[code],
+                size=options.per_label,
+                replace=len(rows_by_label[code]) < options.per_label,
+            )
             for code in chosen
         ]
     )
@@ -150,7 +160,8 @@ def _balanced_batch(rng: np.random.Generator, rows_by_label: list[np.ndarray], o
 def _export(model: Head, centre, scale, base_identity: str, options) -> ProjectionHead:
     linears = [layer for layer in model.mlp if isinstance(layer, nn.Linear)]
     layers = [
-        (layer.weight.detach().numpy().T.copy(), layer.bias.detach().numpy().copy()) for layer in linears
+        (layer.weight.detach().numpy().T.copy(), layer.bias.detach().numpy().copy())
+        for layer in linears
     ]
     return ProjectionHead(base_identity, centre, scale, layers, {"options": asdict(options)})
 
@@ -178,9 +189,15 @@ def finetune_catalog(
     held_labels = [labels[row] for row in split.held_out]
     before = evaluate_vectors(base.vectors[split.held_out], held_labels, ks, model="before")
     head = train_head(
-        base.vectors[split.train], [labels[row] for row in split.train], base.identity, options, progress
+        base.vectors[split.train],
+        [labels[row] for row in split.train],
+        base.identity,
+        options,
+        progress,
     )
-    after = evaluate_vectors(head.apply(base.vectors[split.held_out]), held_labels, ks, model="after")
+    after = evaluate_vectors(
+        head.apply(base.vectors[split.held_out]), held_labels, ks, model="after"
+    )
     info = {
         **head.info,
         "held_out_labels": split.held_out_labels,

@@ -106,7 +106,9 @@ def load_head(path: Path) -> LoadedHead:
                 meta.get("info", {}),
             )
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
-        raise ConfigError(f"MODEL_HEAD file {path} is not a readable projection head: {error}") from None
+        raise ConfigError(
+            f"MODEL_HEAD file {path} is not a readable projection head: {error}"
+        ) from None
     return LoadedHead(head, hashlib.sha256(data).hexdigest()[:12])
 
 

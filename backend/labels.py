@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .catalog import Product
 from .errors import ConfigError
@@ -13,7 +13,9 @@ from .errors import ConfigError
 def load_labels(path: Path) -> dict[str, str]:
     """Read `id,label` rows; an empty label leaves the product unlabelled."""
     if not path.is_file():
-        raise ConfigError(f"labels file {path} does not exist; give a CSV with the columns id,label")
+        raise ConfigError(
+            f"labels file {path} does not exist; give a CSV with the columns id,label"
+        )
     labels: dict[str, str] = {}
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)

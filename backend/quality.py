@@ -50,7 +50,9 @@ class _Accumulator:
     ks: list[int]
     per_query: dict[str, list[np.ndarray]] = field(default_factory=dict)
     above: np.ndarray = field(default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64))
-    relevant_above: np.ndarray = field(default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64))
+    relevant_above: np.ndarray = field(
+        default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64)
+    )
     total_relevant: int = 0
 
     def add(self, name: str, values: np.ndarray) -> None:
@@ -90,7 +92,9 @@ def _encode(labels: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
     """Labels -> integer codes (-1 for unlabelled) and the sorted label names."""
     names = sorted({label for label in labels if label})
     index = {name: code for code, name in enumerate(names)}
-    return np.array([index.get(label, -1) if label else -1 for label in labels], dtype=np.int64), names
+    return np.array(
+        [index.get(label, -1) if label else -1 for label in labels], dtype=np.int64
+    ), names
 
 
 def _score_chunk(vectors, codes, sizes, rows: np.ndarray, acc: _Accumulator) -> None:
@@ -111,7 +115,9 @@ def _score_chunk(vectors, codes, sizes, rows: np.ndarray, acc: _Accumulator) -> 
     acc.total_relevant += int(n_relevant.sum())
 
 
-def _summarise(result: Evaluation, acc: _Accumulator, query_codes: np.ndarray, names: list[str]) -> None:
+def _summarise(
+    result: Evaluation, acc: _Accumulator, query_codes: np.ndarray, names: list[str]
+) -> None:
     for k in result.ks:
         result.precision[k] = metrics.mean(acc.column(f"p{k}"))
         result.recall[k] = metrics.mean(acc.column(f"r{k}"))

@@ -39,13 +39,16 @@ labels_option = click.option(
     "--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="CSV with the columns id,label (default: each product's category is its label).",
 )  # fmt: skip
-ks_option = click.option("--k", "ks", default="1,5,10", callback=parse_ks, help="K values, e.g. 1,5,10.")
+ks_option = click.option(
+    "--k", "ks", default="1,5,10", callback=parse_ks, help="K values, e.g. 1,5,10."
+)
 
 
 @contextlib.contextmanager
 def progress_bar(label: str) -> Iterator:
     """A click progress bar driven by (done, total) callbacks."""
     with click.progressbar(length=0, label=label, file=sys.stderr) as bar:
+
         def progress(done: int, total: int) -> None:
             bar.length = total
             bar.update(done - bar.pos)
@@ -56,18 +59,36 @@ def progress_bar(label: str) -> Iterator:
 @click.command("evaluate")
 @labels_option
 @ks_option
-@click.option("--model", "models", multiple=True,
-              help="A model name or a head file (.npz); repeat to compare. Default: the served model.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for evaluation.json and evaluation.png (default: artifacts/).")
-@click.option("--worst", type=click.IntRange(0, 1000), default=10, help="Labels to list, worst first.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="A model name or a head file (.npz); repeat to compare. Default: the served model.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for evaluation.json and evaluation.png (default: artifacts/).",
+)
+@click.option(
+    "--worst", type=click.IntRange(0, 1000), default=10, help="Labels to list, worst first."
+)
 @with_appcontext
 @friendly_errors
-def evaluate_command(labels_path: Path | None, ks: list[int], models: tuple[str, ...], out, worst: int) -> None:
+def evaluate_command(
+    labels_path: Path | None, ks: list[int], models: tuple[str, ...], out, worst: int
+) -> None:
     """Leave-one-out retrieval quality on the catalog: P@K, R@K, mAP, per label, threshold sweep."""
     from .labels import load_labels, product_labels
     from .quality import evaluate_vectors
-    from .quality_report import format_labels, format_summary, format_sweep, write_figure, write_json
+    from .quality_report import (
+        format_labels,
+        format_summary,
+        format_sweep,
+        write_figure,
+        write_json,
+    )
     from .quality_runs import ModelSpec, embeddings_for
 
     settings = current_app.config["SETTINGS"]
@@ -81,8 +102,11 @@ def evaluate_command(labels_path: Path | None, ks: list[int], models: tuple[str,
         with progress_bar(f"scoring {embeddings.identity}") as progress:
             results.append(
                 evaluate_vectors(
-                    embeddings.vectors, product_labels(embeddings.products, labels), ks,
-                    model=embeddings.identity, progress=progress,
+                    embeddings.vectors,
+                    product_labels(embeddings.products, labels),
+                    ks,
+                    model=embeddings.identity,
+                    progress=progress,
                 )  # fmt: skip
             )
     if any_random:
@@ -104,11 +128,21 @@ def evaluate_command(labels_path: Path | None, ks: list[int], models: tuple[str,
 @click.command("finetune")
 @labels_option
 @ks_option
-@click.option("--epochs", type=click.IntRange(1, 10_000), default=None, help="Passes over the data.")
-@click.option("--holdout", type=click.FloatRange(0.05, 0.95), default=0.2, help="Share of labels held out.")
-@click.option("--seed", type=int, default=0, help="Seed for the split, the initial weights and the batches.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Head file to write (default: head-<model>.npz next to the index).")
+@click.option(
+    "--epochs", type=click.IntRange(1, 10_000), default=None, help="Passes over the data."
+)
+@click.option(
+    "--holdout", type=click.FloatRange(0.05, 0.95), default=0.2, help="Share of labels held out."
+)
+@click.option(
+    "--seed", type=int, default=0, help="Seed for the split, the initial weights and the batches."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Head file to write (default: head-<model>.npz next to the index).",
+)
 @with_appcontext
 @friendly_errors
 def finetune_command(labels_path, ks, epochs, holdout, seed, out) -> None:

@@ -21,9 +21,17 @@ def format_summary(results: Sequence[Evaluation]) -> str:
     for result in results:
         cells = [result.model]
         for k in ks:
-            cells += [f"{result.precision[k]:.3f}", f"{result.recall[k]:.3f}", f"{result.map_at_k[k]:.3f}"]
+            cells += [
+                f"{result.precision[k]:.3f}",
+                f"{result.recall[k]:.3f}",
+                f"{result.map_at_k[k]:.3f}",
+            ]
         best = result.best
-        cells += [f"{result.map:.3f}", f"{best.threshold:.2f}" if best else "-", f"{best.f1:.3f}" if best else "-"]
+        cells += [
+            f"{result.map:.3f}",
+            f"{best.threshold:.3f}" if best else "-",
+            f"{best.f1:.3f}" if best else "-",
+        ]
         rows.append(cells)
     return _table(header, rows)
 
@@ -46,7 +54,7 @@ def format_sweep(result: Evaluation) -> str:
         points = sorted([*points, result.best], key=lambda point: point.threshold)
     header = ["threshold", "precision", "recall", "F1", "mean results"]
     rows = [
-        [f"{p.threshold:.2f}" + (" *" if p == result.best else ""), f"{p.precision:.3f}",
+        [f"{p.threshold:.3f}" + (" *" if p == result.best else ""), f"{p.precision:.3f}",
          f"{p.recall:.3f}", f"{p.f1:.3f}", f"{p.mean_results:.1f}"]
         for p in points
     ]  # fmt: skip
@@ -55,7 +63,10 @@ def format_sweep(result: Evaluation) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -76,13 +87,23 @@ def write_figure(path: Path, results: Sequence[Evaluation]) -> None:
         positions = [i + number * width for i in range(len(result.ks))]
         bars.bar(positions, [result.precision[k] for k in result.ks], width, label=result.model)
         thresholds = [point.threshold for point in result.sweep]
-        line = curves.plot(thresholds, [p.precision for p in result.sweep], label=f"{result.model} precision")
+        # Where nothing is shown precision is undefined (0.0 in the data): leave a gap, not a cliff.
+        precision = [p.precision if p.mean_results > 0 else float("nan") for p in result.sweep]
+        line = curves.plot(thresholds, precision, label=f"{result.model} precision")
         colour = line[0].get_color()
-        curves.plot(thresholds, [p.recall for p in result.sweep], "--", color=colour, label=f"{result.model} recall")
+        curves.plot(
+            thresholds,
+            [p.recall for p in result.sweep],
+            "--",
+            color=colour,
+            label=f"{result.model} recall",
+        )
         if result.best is not None:
             curves.plot([result.best.threshold], [result.best.f1], "o", color=colour)
     ks = results[0].ks if results else []
-    bars.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(ks))], [f"P@{k}" for k in ks])
+    bars.set_xticks(
+        [i + width * (len(results) - 1) / 2 for i in range(len(ks))], [f"P@{k}" for k in ks]
+    )
     bars.set_ylim(0, 1)
     bars.set_title("Precision@K (leave-one-out)")
     bars.legend(fontsize="small")

@@ -66,7 +66,9 @@ def model_settings(settings: Settings, model: str) -> Settings:
     )
 
 
-def embeddings_for(settings: Settings, spec: ModelSpec, progress: Progress | None = None) -> Embeddings:
+def embeddings_for(
+    settings: Settings, spec: ModelSpec, progress: Progress | None = None
+) -> Embeddings:
     """Sync the catalog's embeddings for `spec` (incrementally) and return them."""
     if spec == ModelSpec.served(settings) and spec.head is not None:
         return _synced(replace(settings, vector_backend="memory"), progress)
@@ -75,7 +77,9 @@ def embeddings_for(settings: Settings, spec: ModelSpec, progress: Progress | Non
         return base
     loaded = load_head(spec.head)
     check_base(loaded, spec.head, base.identity)
-    return Embeddings(loaded.identity(), base.random_weights, base.products, loaded.head.apply(base.vectors))
+    return Embeddings(
+        loaded.identity(), base.random_weights, base.products, loaded.head.apply(base.vectors)
+    )
 
 
 def _synced(settings: Settings, progress: Progress | None) -> Embeddings:
@@ -91,5 +95,9 @@ def _synced(settings: Settings, progress: Progress | None) -> Embeddings:
         if entry.id in catalog.products and entry.model == identity
     ]
     products = [catalog.products[entry.id] for entry, _ in rows]
-    vectors = np.stack([vector for _, vector in rows]) if rows else np.zeros((0, service.embedder.dim))
-    return Embeddings(identity, service.embedder.random_weights, products, vectors.astype(np.float32))
+    vectors = (
+        np.stack([vector for _, vector in rows]) if rows else np.zeros((0, service.embedder.dim))
+    )
+    return Embeddings(
+        identity, service.embedder.random_weights, products, vectors.astype(np.float32)
+    )

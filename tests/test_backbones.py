@@ -17,13 +17,26 @@ from tests.conftest import draw_image
 
 @pytest.mark.parametrize(
     "name, dim, resize",
-    [("resnet18", 512, 256), ("resnet50", 2048, 232), ("mobilenet_v3_large", 960, 232), ("efficientnet_b0", 1280, 256)],
+    [
+        ("resnet18", 512, 256),
+        ("resnet50", 2048, 232),
+        ("mobilenet_v3_large", 960, 232),
+        ("efficientnet_b0", 1280, 256),
+    ],
 )
 def test_each_backbone_embeds_to_unit_vectors_with_its_own_transforms(name, dim, resize):
     embedder = load_embedder(name, "random")
-    assert (embedder.name, embedder.dim, embedder.identity) == (name, dim, f"{name}/random-seed0/p1")
+    assert (embedder.name, embedder.dim, embedder.identity) == (
+        name,
+        dim,
+        f"{name}/random-seed0/p1",
+    )
     preset = BACKBONES[name].weights.transforms()
-    assert (embedder.resize_size, embedder.crop_size) == (resize, 224) == (preset.resize_size[0], preset.crop_size[0])
+    assert (
+        (embedder.resize_size, embedder.crop_size)
+        == (resize, 224)
+        == (preset.resize_size[0], preset.crop_size[0])
+    )
     assert embedder.interpolation == preset.interpolation
     vectors = embedder.embed([draw_image("red"), draw_image("blue", "square", (90, 300))])
     assert vectors.shape == (2, dim) and vectors.dtype == np.float32
@@ -75,7 +88,10 @@ def test_missing_weights_say_how_to_provide_them(name, tmp_path, monkeypatch):
 
 
 def test_unknown_models_are_refused_with_the_choices():
-    with pytest.raises(ConfigError, match="choose one of resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, color_histogram"):
+    with pytest.raises(
+        ConfigError,
+        match="choose one of resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, color_histogram",
+    ):
         load_embedder("vgg11", "random")
     assert MODEL_NAMES[-1] == "color_histogram"
 

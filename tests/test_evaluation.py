@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import quality
 from backend import evaluation as m
+from backend import quality
 from backend.catalog import load_catalog
 from backend.errors import ConfigError
 from backend.labels import load_labels, product_labels
@@ -45,7 +45,9 @@ def test_rank_by_score_breaks_ties_against_the_model(scores, relevant, expected)
     ],
 )
 def test_precision_at_k(ranked, k, expected):
-    assert m.precision_at_k(np.array([ranked], dtype=bool).reshape(1, -1), k)[0] == pytest.approx(expected)
+    assert m.precision_at_k(np.array([ranked], dtype=bool).reshape(1, -1), k)[0] == pytest.approx(
+        expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,9 @@ def test_average_precision(ranked, n_relevant, k, expected):
 def test_metrics_work_on_several_queries_at_once():
     ranked = np.array([[1, 0, 1], [0, 1, 1]], dtype=bool)
     assert m.precision_at_k(ranked, 2).tolist() == [0.5, 0.5]
-    assert m.average_precision(ranked, np.array([2, 2])).tolist() == pytest.approx([(1 + 2 / 3) / 2, (1 / 2 + 2 / 3) / 2])
+    assert m.average_precision(ranked, np.array([2, 2])).tolist() == pytest.approx(
+        [(1 + 2 / 3) / 2, (1 / 2 + 2 / 3) / 2]
+    )
 
 
 def test_k_must_be_positive():
@@ -107,7 +111,9 @@ def test_counts_at_or_above_include_scores_equal_to_the_threshold():
 
 
 def test_counts_at_or_above_ignore_minus_infinity_and_handle_no_scores():
-    above, hits = m.counts_at_or_above(np.array([-np.inf, 0.3]), np.array([True, True]), np.array([0.0, 0.5]))
+    above, hits = m.counts_at_or_above(
+        np.array([-np.inf, 0.3]), np.array([True, True]), np.array([0.0, 0.5])
+    )
     assert above.tolist() == [1, 0] and hits.tolist() == [1, 0]
     above, hits = m.counts_at_or_above(np.array([]), np.array([], dtype=bool), np.array([0.0, 0.5]))
     assert above.tolist() == [0, 0] and hits.tolist() == [0, 0]
@@ -117,7 +123,9 @@ def test_counts_at_or_above_ignore_minus_infinity_and_handle_no_scores():
 
 def test_threshold_sweep_and_best_f1_by_hand():
     # 2 queries, 4 relevant pairs in all; at t=0.5: 4 shown, 3 relevant; at t=0.8: 1 shown, 1 relevant.
-    points = m.threshold_sweep(np.array([0.5, 0.8, 1.0]), np.array([4, 1, 0]), np.array([3, 1, 0]), 4, 2)
+    points = m.threshold_sweep(
+        np.array([0.5, 0.8, 1.0]), np.array([4, 1, 0]), np.array([3, 1, 0]), 4, 2
+    )
     first, second, last = points
     assert (first.precision, first.recall, first.mean_results) == (0.75, 0.75, 2.0)
     assert first.f1 == pytest.approx(0.75)
@@ -153,7 +161,11 @@ def test_leave_one_out_by_hand():
     # b2 ranks a2, a1, b1: its AP is 1/3; every other query's is 1.
     assert result.map == pytest.approx((1 + 1 + 1 + 1 / 3) / 4)
     worst = result.per_label[0]
-    assert (worst.label, worst.items, worst.average_precision) == ("b", 2, pytest.approx((1 + 1 / 3) / 2))
+    assert (worst.label, worst.items, worst.average_precision) == (
+        "b",
+        2,
+        pytest.approx((1 + 1 / 3) / 2),
+    )
     assert [score.label for score in result.per_label] == ["b", "a"]
 
 
@@ -237,7 +249,9 @@ def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path)
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "4 queries (0 alone in their label, 3 unlabelled" in result.output
-    assert "color_histogram/none/h1" in result.output and "resnet18/random-seed0/p1" in result.output
+    assert (
+        "color_histogram/none/h1" in result.output and "resnet18/random-seed0/p1" in result.output
+    )
     assert served.stat().st_mtime_ns == written  # the served index was not re-embedded
     sibling = read_index(served.with_name("index-color_histogram.csv"))
     assert {entry.model for entry in sibling.entries} == {"color_histogram/none/h1"}
@@ -255,7 +269,9 @@ def test_evaluate_bad_input_exits_with_a_message(runner, tmp_path):
 BENCH_LABELS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "labels.csv"
 
 
-@pytest.mark.skipif(not BENCH_LABELS.is_file(), reason="the benchmark catalog (../shared/bench) is absent")
+@pytest.mark.skipif(
+    not BENCH_LABELS.is_file(), reason="the benchmark catalog (../shared/bench) is absent"
+)
 def test_the_benchmark_labels_file_reads():
     labels = load_labels(BENCH_LABELS)
     assert len(labels) == 6308 and len(set(labels.values())) == 89

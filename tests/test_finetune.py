@@ -36,7 +36,10 @@ def test_split_holds_out_whole_labels_deterministically():
     assert split_labels(labels, 0.3, seed=5).held_out_labels != split.held_out_labels
 
 
-@pytest.mark.parametrize("labels, holdout", [(["a", "a", "b", "b", "c", "c"], 0.5), ([f"l{i % 9}" for i in range(18)], 0.99)])
+@pytest.mark.parametrize(
+    "labels, holdout",
+    [(["a", "a", "b", "b", "c", "c"], 0.5), ([f"l{i % 9}" for i in range(18)], 0.99)],
+)
 def test_split_refuses_too_few_labels(labels, holdout):
     with pytest.raises(InvalidInput):
         split_labels(labels, holdout, seed=0)
@@ -54,7 +57,9 @@ def synthetic(labels: int, per_label: int, seed: int) -> tuple[np.ndarray, list[
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(labels, 4))
     signal = np.repeat(centres, per_label, axis=0) + 0.2 * rng.normal(size=(labels * per_label, 4))
-    vectors = np.hstack([signal, 1.5 * rng.normal(size=(labels * per_label, 20))]).astype(np.float32)
+    vectors = np.hstack([signal, 1.5 * rng.normal(size=(labels * per_label, 20))]).astype(
+        np.float32
+    )
     names = [f"s{seed}-{i}" for i in range(labels) for _ in range(per_label)]
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), names
 
@@ -73,7 +78,9 @@ def test_training_is_deterministic_per_seed(tmp_path):
     vectors, labels = synthetic(12, 6, seed=3)
     one = save_head(tmp_path / "one.npz", train_head(vectors, labels, "toy/none/v1", FAST))
     two = save_head(tmp_path / "two.npz", train_head(vectors, labels, "toy/none/v1", FAST))
-    other = save_head(tmp_path / "other.npz", train_head(vectors, labels, "toy/none/v1", replace(FAST, seed=1)))
+    other = save_head(
+        tmp_path / "other.npz", train_head(vectors, labels, "toy/none/v1", replace(FAST, seed=1))
+    )
     assert one.digest == two.digest != other.digest
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
 
@@ -86,7 +93,9 @@ def test_head_file_round_trip_and_refusals(tmp_path):
     loaded = load_head(path)
     assert loaded.identity() == saved.identity() == f"toy/none/v1+head-{saved.digest}"
     assert loaded.head.apply(vectors) == pytest.approx(head.apply(vectors))
-    assert np.linalg.norm(loaded.head.apply(vectors), axis=1) == pytest.approx(np.ones(len(vectors)), abs=1e-5)
+    assert np.linalg.norm(loaded.head.apply(vectors), axis=1) == pytest.approx(
+        np.ones(len(vectors)), abs=1e-5
+    )
     with pytest.raises(ConfigError, match="was trained on toy/none/v1, but the model is resnet18"):
         check_base(loaded, path, "resnet18/random-seed0/p1")
     (tmp_path / "junk.npz").write_bytes(b"not a head")
@@ -116,9 +125,13 @@ def test_finetune_command_trains_saves_and_serves(colour_shop, tmp_path):
     result = runner.invoke(args=args)
     assert result.exit_code == 0, result.output
     assert "trained on 12 products of 4 labels; held out 6 products of 2 labels" in result.output
-    assert re.search(r"^before\s+\d\.\d{3}", result.output, re.M) and re.search(r"^after\s+\d\.\d{3}", result.output, re.M)
+    assert re.search(r"^before\s+\d\.\d{3}", result.output, re.M) and re.search(
+        r"^after\s+\d\.\d{3}", result.output, re.M
+    )
     head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
-    identity = re.search(r"\((resnet18/random-seed0/p1\+head-[0-9a-f]{12})\)", result.output).group(1)
+    identity = re.search(r"\((resnet18/random-seed0/p1\+head-[0-9a-f]{12})\)", result.output).group(
+        1
+    )
     assert f"MODEL_HEAD={head_path}" in result.output
     held_out = head_path.with_suffix(".heldout.csv").read_text().splitlines()
     assert held_out[0] == "id,label" and len(held_out) == 7
