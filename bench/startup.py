@@ -1,0 +1,117 @@
+"""Cold start with a warm index.csv of 10k and 50k synthetic rows; its size; a worker's memory.
+
+Each start is a fresh Python process (`bench.probe`), timed from the moment it was spawned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .common import REPO_ROOT, Context, Figure, median, write_products
+from .search_latency import unit_vectors
+
+READY_TARGET_S = 1.0
+SIZE_TARGET_MB = 120.0
+RSS_TARGET_MB = 900.0
+
+
+def synthetic_catalog(folder: Path, n: int, model: str) -> tuple[Path, Path]:
+    """products.csv of n remote products and a warm index.csv for them (random unit vectors)."""
+    from backend.store import Entry, IndexTable, write_index
+
+    rows = [
+        [f"{i:06d}", f"Product {i}", f"category {i % 40}", f"{5 + i % 50}.99",
+         f"https://shop.example/images/{i:06d}.jpg"]
+        for i in range(n)
+    ]  # fmt: skip
+    catalog = write_products(folder / "products.csv", rows)
+    entries = [Entry(row[0], row[4], "", f"{i:064x}", model) for i, row in enumerate(rows)]
+    write_index(folder / "index.csv", IndexTable(entries, unit_vectors(n)))
+    return catalog, folder / "index.csv"
+
+
+def probe(*args: str) -> dict:
+    """Run bench.probe in a fresh interpreter; its stamps become seconds since the spawn."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    spawned = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.probe", *args],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.probe {args[0]} failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = {name: stamp - spawned for name, stamp in result.pop("stamps").items()}
+    return result
+
+
+def repeated(times: int, *args: str) -> dict:
+    """Median seconds of each stamp over `times` fresh processes; the last run's other fields."""
+    runs = [probe(*args) for _ in range(times)]
+    seconds = {name: median([run["seconds"][name] for run in runs]) for name in runs[0]["seconds"]}
+    return {**runs[-1], "seconds": seconds, "runs": len(runs)}
+
+
+def run(ctx: Context, query_image: Path) -> list[Figure]:
+    from backend.embedder import load_embedder
+
+    model = load_embedder("resnet18", "random").identity
+    repeats = 2 if ctx.quick else 3
+    figures = []
+    for n in (10_000, 50_000):
+        folder = ctx.folder(f"startup-{n // 1000}k")
+        catalog, index = synthetic_catalog(folder, n, model)
+        light = repeated(repeats, "index", str(catalog), str(index))
+        worker = repeated(repeats, "worker", str(catalog), str(index), str(query_image))
+        figures += startup_figures(n, light, worker, index)
+    return figures
+
+
+def startup_figures(n: int, light: dict, worker: dict, index: Path) -> list[Figure]:
+    label, checked = f"{n // 1000}k", n == 50_000
+    s, w = light["seconds"], worker["seconds"]
+    figures = [
+        Figure(
+            key=f"ready_index_{label}",
+            section="Cold start",
+            what=f"process start to first search, {n:,}-row index.csv (catalog + index, no model)",
+            value=s["ready"],
+            unit="s",
+            target=f"<= {READY_TARGET_S:g} s" if checked else None,
+            met=s["ready"] <= READY_TARGET_S if checked else None,
+            note=f"imports {s['imported']:.2f} s, catalog {s['catalog'] - s['imported']:.2f} s, "
+            f"index.csv {s['index'] - s['catalog']:.2f} s",
+            detail=light,
+        ),
+        Figure(
+            key=f"ready_worker_{label}",
+            section="Cold start",
+            what=f"process start to a serving worker ready for image search, {n:,} rows",
+            value=w["ready"],
+            unit="s",
+            target=f"<= {READY_TARGET_S:g} s" if checked else None,
+            met=w["ready"] <= READY_TARGET_S if checked else None,
+            note=f"app {w['imported']:.2f} s, torch import + model {w['model'] - w['imported']:.2f} s, "
+            f"index + warm-up {w['ready'] - w['model']:.2f} s",
+            detail=worker,
+        ),
+    ]
+    if checked:
+        size_mb = index.stat().st_size / 1e6
+        rss = worker["peak_rss_mb"]
+        figures.append(Figure(
+            key="index_size_50k", section="Cold start", what="index.csv on disk, 50,000 rows",
+            value=size_mb, unit="MB", target=f"<= {SIZE_TARGET_MB:g} MB",
+            met=size_mb <= SIZE_TARGET_MB,
+        ))  # fmt: skip
+        figures.append(Figure(
+            key="memory_50k", section="Memory",
+            what="peak RSS of a serving worker, 50,000 vectors, after an image search",
+            value=rss, unit="MB", target=f"<= {RSS_TARGET_MB:g} MB", met=rss <= RSS_TARGET_MB,
+        ))  # fmt: skip
+    return figures
