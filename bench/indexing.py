@@ -96,7 +96,9 @@ def resync_figure(service, ctx: Context, items: int) -> Figure:
     from backend.sources import ImageLocator
 
     with (
-        mock.patch.object(ImageLocator, "read", autospec=True, side_effect=ImageLocator.read) as reads,
+        mock.patch.object(
+            ImageLocator, "read", autospec=True, side_effect=ImageLocator.read
+        ) as reads,
         mock.patch.object(indexer, "decode_image", side_effect=indexer.decode_image) as decodes,
     ):
         seconds, (_, report) = timed(service.sync)

@@ -38,7 +38,9 @@ def worker(catalog_path: Path, index_path: Path, image: Path) -> dict:
     from backend.boot import load_worker
     from backend.service import get_service
 
-    app = create_app({"catalog_path": catalog_path, "index_path": index_path, "model_weights": "random"})
+    app = create_app(
+        {"catalog_path": catalog_path, "index_path": index_path, "model_weights": "random"}
+    )
     stamps = {"imported": time.monotonic()}
     service = get_service(app)
     service.embedder  # noqa: B018 - load the model alone first, to time it apart

@@ -75,7 +75,9 @@ def write_chart(figures: list[Figure], path: Path) -> str | None:
     import matplotlib.pyplot as plt
 
     by_key = {f.key: f for f in figures}
-    throughput = [by_key[k] for k in ("indexing_local", "indexing_remote", "download_stage") if k in by_key]
+    throughput = [
+        by_key[k] for k in ("indexing_local", "indexing_remote", "download_stage") if k in by_key
+    ]
     search = [f for f in figures if f.key.startswith("search_")]
     startup = [f for f in figures if f.key.startswith("ready_")]
     panels = [(draw, data) for draw, data in
@@ -83,7 +85,7 @@ def write_chart(figures: list[Figure], path: Path) -> str | None:
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    for ax, (draw, data) in zip(axes[0], panels):
+    for ax, (draw, data) in zip(axes[0], panels, strict=True):
         draw(ax, data)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import indexing, remote, search_latency, startup
-from .common import DATA_DIR, DEFAULT_BENCH_CATALOG, REPO_ROOT, Context, Figure
+from .common import DEFAULT_BENCH_CATALOG, REPO_ROOT, Context, Figure
 from .report import fmt, write_results
 
 SECTIONS = ("search", "startup", "indexing", "remote", "api")
@@ -42,7 +42,9 @@ DEFINITIONS = """\
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not (args.bench_catalog / "products.csv").is_file() and {"indexing", "remote"} & set(args.only):
+    if not (args.bench_catalog / "products.csv").is_file() and {"indexing", "remote"} & set(
+        args.only
+    ):
         print(f"{args.bench_catalog} has no products.csv: pass --bench-catalog", file=sys.stderr)
         return 2
     ctx = Context(quick=args.quick, bench_catalog=args.bench_catalog.resolve())
@@ -127,7 +129,9 @@ def run_meta(args: argparse.Namespace, seconds: float, load_before: tuple) -> di
 
 
 def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+    for line in (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"

@@ -7,7 +7,7 @@ machine's load; each figure is the median over rounds. They must agree on the to
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -110,7 +110,8 @@ def figure(result: dict) -> Figure:
         baseline_value=fastest,
         ratio=fastest / ms["engine"],
         target=f"<= fastest baseline, >= {TARGET_NAIVE:g}x the loop, <= {TARGET_MS_50K:g} ms"
-        if checked else None,
+        if checked
+        else None,
         met=met if checked else None,
         note=f"FAISS {ms['faiss_flat_ip']:.2f} ms, numpy {ms['numpy_plain']:.2f} ms, "
         f"Python loop {ms['naive_loop']:.0f} ms ({ms['naive_loop'] / ms['engine']:.0f}x slower); "

@@ -99,7 +99,10 @@ def test_report_writes_markdown_json_and_a_chart(tmp_path):
     meta = {"command": "python -m bench --quick", "date": "today", "machine": {"cores": 2}}
     report.write_results(figures, meta, tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| Indexing, local images: photos | 10.0 images/s | ceiling | 11.0 images/s | 0.91x |" in text
+    assert (
+        "| Indexing, local images: photos | 10.0 images/s | ceiling | 11.0 images/s | 0.91x |"
+        in text
+    )
     assert "Targets not met: search_50k." in text
     assert "- **ready_index_50k**: imports 0.2 s" in text
     assert json.loads((tmp_path / "results.json").read_text())["figures"][1]["met"] is False
