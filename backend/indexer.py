@@ -15,7 +15,7 @@ import numpy as np
 
 from .catalog import Catalog, Product
 from .embedder import Embedder
-from .errors import SearchAppError
+from .errors import ImageError, SearchAppError
 from .images import decode_image
 from .sources import ImageLocator, file_signature
 from .store import Entry, IndexTable, read_index, write_index
@@ -172,6 +172,13 @@ class Indexer:
                 if len(batch) == self.batch_size or done == len(todo):
                     yield done, batch
                     batch = []
+
+    def embed_one(self, product: Product) -> tuple[Entry, np.ndarray]:
+        """Embed one product's image now (a live catalog edit): its index.csv entry and vector (D,)."""
+        prepared = self._prepare(product)
+        if prepared.error is not None:
+            raise ImageError(f"product {product.id!r}: {prepared.error}")
+        return prepared.entry, self.embedder.embed_arrays([prepared.array])[0]
 
     def _prepare(self, product: Product) -> Prepared:
         try:

@@ -103,9 +103,10 @@ class SearchService:
     def store(self) -> VectorStore:
         """The configured vector store (VECTOR_BACKEND), opened on first use."""
         if self._store is None:
+            dim = self.embedder.dim  # outside the lock: loading the model takes it too
             with self._embedder_lock:
                 if self._store is None:
-                    self._store = open_store(self.settings, self.embedder.dim)
+                    self._store = open_store(self.settings, dim)
         return self._store
 
     def close(self) -> None:

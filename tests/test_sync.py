@@ -173,7 +173,6 @@ def test_interrupted_build_resumes_from_the_last_checkpoint(service, app_config,
 def test_vectors_in_memory_match_index_file(service, app_config):
     service.sync()
     table = read_index(app_config["index_path"])
-    snapshot = service.snapshot
+    assert service.store.count() == len(table)
     for entry, vector in zip(table.entries, table.vectors):
-        row = snapshot.row_of[entry.id]
-        assert float(np.dot(snapshot.index.vectors[row], vector)) > 0.9999
+        assert float(np.dot(service.store.vector(entry.id), vector)) > 0.9999

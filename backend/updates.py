@@ -1,0 +1,126 @@
+"""Live catalog edits: add, replace or delete one product without re-indexing the others.
+
+The files stay the record: products.csv (every other row and column kept as it was) and
+index.csv are each rewritten atomically, then the vector store is updated. A crash between
+the steps leaves files that the next sync reconciles.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_write_bytes, atomic_writer
+from .catalog import Catalog, Product, check_image_url, parse_price
+from .errors import InvalidInput, NotFound
+from .images import decode_image, image_format
+from .store import Entry, IndexTable, read_index, write_index
+
+UPLOADS = "uploads"  # uploaded product photos, inside the catalog folder
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+EDITABLE = ("name", "category", "price", "image_url")
+
+
+def product_from_fields(
+    product_id: str, fields: Mapping[str, Any], existing: Product | None
+) -> Product:
+    """Validate an add or replace; fields left out keep the existing product's values."""
+    product_id = (product_id or "").strip()
+    if not product_id or len(product_id) > 200:
+        raise InvalidInput("a product id must be 1-200 characters")
+    unknown = sorted(set(fields) - set(EDITABLE))
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; editable: {', '.join(EDITABLE)}")
+    values = {name: fields[name] for name in EDITABLE if fields.get(name) is not None}
+    image_url = str(values.get("image_url", existing.image_url if existing else "")).strip()
+    if not image_url:
+        raise InvalidInput(f"product {product_id!r} needs an image: an image_url or an uploaded file")
+    try:
+        price = values.get("price", existing.price if existing else None)
+        if isinstance(price, str):
+            price = parse_price(price.strip())
+        elif price is not None:
+            price = parse_price(repr(float(price)))
+        image_url = check_image_url(image_url)
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(f"product {product_id!r}: {error}") from None
+    name = str(values.get("name", existing.name if existing else "")).strip() or product_id
+    category = str(values.get("category", existing.category if existing else "")).strip()
+    return Product(product_id, name, category, price, image_url)
+
+
+def save_upload(catalog_folder: Path, data: bytes) -> str:
+    """Keep an uploaded photo under the catalog folder (named by its content); return its image_url."""
+    decode_image(data)  # refuse anything that is not an image we accept, before storing it
+    extension = EXTENSIONS[image_format(data)]
+    name = f"{UPLOADS}/{hashlib.sha256(data).hexdigest()[:32]}{extension}"
+    path = catalog_folder / name
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    return name
+
+
+def write_catalog_row(path: Path, product_id: str, product: Product | None) -> None:
+    """Replace one product's row in products.csv (append if new; delete it when product is None)."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = [name.strip().lower() for name in rows[0]]
+    id_column = header.index("id")
+    body, placed = [], False
+    for row in rows[1:]:
+        if len(row) > id_column and row[id_column].strip() == product_id:
+            if product is not None and not placed:
+                body.append(_row_for(product, header, row))
+                placed = True
+            continue  # later duplicates of the id go too: they would shadow the edit
+        body.append(row)
+    if product is not None and not placed:
+        body.append(_row_for(product, header, [""] * len(header)))
+    with atomic_writer(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        writer = csv.writer(handle, lineterminator=_line_ending(path))
+        writer.writerow(rows[0])
+        writer.writerows(body)
+
+
+def _line_ending(path: Path) -> str:
+    """Keep the file's own line ending, so an edit changes only the edited row."""
+    with path.open("rb") as handle:
+        first = handle.readline()
+    return "\r\n" if first.endswith(b"\r\n") else "\n"
+
+
+def _row_for(product: Product, header: list[str], old: list[str]) -> list[str]:
+    cells = (old + [""] * len(header))[: len(header)]  # other columns keep their values
+    price = "" if product.price is None else repr(product.price)
+    values = {"id": product.id, "name": product.name, "category": product.category,
+              "price": price, "image_url": product.image_url}  # fmt: skip
+    for column, name in enumerate(header):
+        if name in values:
+            cells[column] = values[name]
+    return cells
+
+
+def write_index_row(index_path: Path, product_id: str, row: tuple[Entry, np.ndarray] | None) -> None:
+    """Replace one product's row of index.csv (or remove it when row is None), atomically."""
+    table = read_index(index_path)
+    rows = [(entry, vector) for entry, vector in table.rows() if entry.id != product_id]
+    if row is not None:
+        rows.append(row)
+    dim = row[1].shape[0] if row is not None else table.vectors.shape[1]
+    write_index(index_path, IndexTable.from_rows(rows, dim))
+
+
+def with_product(catalog: Catalog, product: Product) -> Catalog:
+    return replace(catalog, products={**catalog.products, product.id: product})
+
+
+def without_product(catalog: Catalog, product_id: str) -> Catalog:
+    if product_id not in catalog.products:
+        raise NotFound(f"product {product_id!r} does not exist")
+    return replace(catalog, products={k: v for k, v in catalog.products.items() if k != product_id})
