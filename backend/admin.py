@@ -1,5 +1,7 @@
 """The admin API: every operation that changes state over HTTP, behind ADMIN_TOKEN.
 
+Re-index the whole catalog, or add, replace and delete one product live.
+
 Unset ADMIN_TOKEN disables all of it (403). Otherwise a request must carry
 `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time (401 if not).
 """
@@ -13,7 +15,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .catalog import Catalog
 from .errors import AdminDisabled, Unauthorized
+from .api import product_json
 from .service import get_service
+from .web import read_upload, request_values
 
 if TYPE_CHECKING:  # the indexer imports torch; the app must start without it
     from .indexer import SyncReport
@@ -49,6 +53,24 @@ def reindex():
     """Re-read the catalog, embed what is new or changed, and swap in the new index."""
     catalog, report = get_service().sync()
     return jsonify(report_json(catalog, report))
+
+
+@bp.put("/products/<product_id>")
+def put_product(product_id: str):
+    """Add or replace one product (JSON, or multipart with an image `file`); searched at once."""
+    service = get_service()
+    fields = request_values(request)
+    image = read_upload(request, service.settings.max_upload_bytes)
+    created = service.catalog.get(product_id) is None
+    product = service.put_product(product_id, fields, image)
+    return jsonify(product=product_json(product), created=created), 201 if created else 200
+
+
+@bp.delete("/products/<product_id>")
+def delete_product(product_id: str):
+    """Remove one product from the catalog, index.csv and the vector store."""
+    get_service().delete_product(product_id)
+    return "", 204
 
 
 def report_json(catalog: Catalog, report: SyncReport) -> dict[str, Any]:

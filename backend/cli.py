@@ -19,9 +19,10 @@ RANDOM_NOTICE = "NOTE: MODEL_WEIGHTS=random: an untrained model; similarities ar
 def init_app(app: Flask) -> None:
     app.cli.add_command(index_command)
     app.cli.add_command(search_command)
-    from . import quality_cli  # imports this module: registered here, not at the top
+    from . import catalog_cli, quality_cli  # they import this module: registered here
 
     quality_cli.init_app(app)
+    catalog_cli.init_app(app)
 
 
 def friendly_errors(command):

@@ -120,6 +120,23 @@ SCHEMAS: dict[str, Any] = {
             "categories": {"type": "array", "items": {"type": "string"}},
         },
     },
+    "ProductEdit": {
+        "type": "object",
+        "description": "Fields left out keep the product's current values; a new product needs "
+                       "an image (`image_url`, or a multipart `file`). An empty price clears it.",
+        "properties": {
+            "name": {"type": "string"},
+            "category": {"type": "string"},
+            "price": {"type": ["number", "string", "null"]},
+            "image_url": {"type": "string", "description": "http(s) URL, or a path relative "
+                                                           "to the catalog folder."},
+        },
+    },
+    "ProductSaved": {
+        "type": "object",
+        "required": ["product", "created"],
+        "properties": {"product": _ref("Product"), "created": {"type": "boolean"}},
+    },
     "SyncReport": {
         "type": "object",
         "required": ["summary", "added", "updated", "removed", "unchanged", "failed", "seconds"],
@@ -156,6 +173,19 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+def _product_edit_body() -> dict[str, Any]:
+    multipart = {"file": {"type": "string", "format": "binary",
+                          "description": "The product photo, kept in the catalog folder."}}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _ref("ProductEdit")},
+            "multipart/form-data": {"schema": {"allOf": [
+                _ref("ProductEdit"), {"type": "object", "properties": multipart}]}},
+        },
+    }  # fmt: skip
+
 
 _PRODUCT_ID = {"name": "product_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -204,6 +234,23 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "responses": {"200": _json(_ref("SyncReport"), "What the sync changed")}
             | _errors(401, 403),
         }},
+        "/api/admin/products/{product_id}": {
+            "put": {
+                "summary": "Add or replace one product; searches see it at once (admin token)",
+                "security": [{"adminToken": []}],
+                "parameters": [_PRODUCT_ID],
+                "requestBody": _product_edit_body(),
+                "responses": {"200": _json(_ref("ProductSaved"), "Replaced"),
+                              "201": _json(_ref("ProductSaved"), "Added")}
+                | _errors(400, 401, 403, 413),
+            },
+            "delete": {
+                "summary": "Delete one product from the catalog and the index (admin token)",
+                "security": [{"adminToken": []}],
+                "parameters": [_PRODUCT_ID],
+                "responses": {"204": {"description": "Deleted"}} | _errors(401, 403, 404),
+            },
+        },
         "/healthz": {"get": {
             "summary": "Liveness: the process answers",
             "responses": {"200": _json({"type": "object"}, "Alive")},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import pytest
 
@@ -126,3 +127,110 @@ def test_an_upload_that_is_not_an_image_is_refused(open_service, backend_config)
     with pytest.raises(ImageError):
         service.put_product("new", {"name": "x"}, b"%PDF-1.4 not an image")
     assert not (backend_config["catalog_path"].parent / "uploads").exists()
+
+
+TOKEN = "catalog-admin-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def admin_client(app_config):
+    return create_app(app_config | {"admin_token": TOKEN}).test_client()
+
+
+def search_ids(client, photo: bytes) -> list[str]:
+    response = client.post("/api/search?k=3&threshold=0", data={"file": (io.BytesIO(photo), "q.png")})
+    return [hit["id"] for hit in response.get_json()["results"]]
+
+
+def test_admin_api_adds_replaces_and_deletes_a_product(admin_client, app_config):
+    photo = image_bytes(draw_image("cyan", "triangle"))
+    added = admin_client.put(
+        "/api/admin/products/n9",
+        data={"name": "Cyan tent", "category": "outdoor", "price": "12.5", "file": (io.BytesIO(photo), "t.png")},
+        headers=AUTH,
+    )
+    assert added.status_code == 201 and added.get_json()["created"] is True
+    assert added.get_json()["product"]["name"] == "Cyan tent"
+    assert search_ids(admin_client, photo)[0] == "n9"
+
+    replaced = admin_client.put("/api/admin/products/n9", json={"price": 3, "name": "Tent"}, headers=AUTH)
+    assert replaced.status_code == 200 and replaced.get_json()["created"] is False
+    assert replaced.get_json()["product"] | {"image_url": None} == {
+        "id": "n9", "name": "Tent", "category": "outdoor", "price": 3.0, "image_url": None
+    }
+    assert catalog_rows(app_config)["n9"][1:4] == ["Tent", "outdoor", "3.0"]
+
+    assert admin_client.delete("/api/admin/products/n9", headers=AUTH).status_code == 204
+    assert "n9" not in search_ids(admin_client, photo)
+    gone = admin_client.delete("/api/admin/products/n9", headers=AUTH)
+    assert gone.status_code == 404 and gone.get_json()["error"] == "not_found"
+
+
+def test_admin_api_json_with_an_image_path_in_the_catalog_folder(admin_client):
+    response = admin_client.put(
+        "/api/admin/products/copy", json={"name": "Copy", "image_url": "images/p5.png"}, headers=AUTH
+    )
+    assert response.status_code == 201
+    similar = admin_client.get("/api/products/copy/similar?k=1&threshold=0").get_json()
+    assert similar["results"][0]["id"] == "p5"  # the same picture
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({}, {"image_url": "images/p1.png"}, 401, "unauthorized"),
+        (AUTH, {"image_url": "images/p1.png", "price": "cheap"}, 400, "invalid_input"),
+        (AUTH, {"image_url": "http://"}, 400, "invalid_input"),
+        (AUTH, ["not", "an", "object"], 400, "invalid_input"),
+    ],
+)
+def test_admin_api_refusals_change_no_file(admin_client, app_config, headers, body, status, code):
+    admin_client.post("/api/admin/reindex", headers=AUTH)
+    before = app_config["catalog_path"].read_bytes()
+    response = admin_client.put("/api/admin/products/x1", json=body, headers=headers)
+    assert response.status_code == status and response.get_json()["error"] == code
+    assert app_config["catalog_path"].read_bytes() == before
+
+
+def test_admin_product_routes_are_off_without_a_token(client):
+    assert client.delete("/api/admin/products/p1").status_code == 403
+    assert client.put("/api/admin/products/p1", json={"name": "x"}).status_code == 403
+
+
+def test_cli_puts_and_deletes_products(runner, app_config, tmp_path):
+    photo = tmp_path / "tent.png"
+    draw_image("purple", "triangle").save(photo)
+    added = runner.invoke(args=["product", "put", "n1", "--name", "Tent", "--price", "7", "--image-file", str(photo)])
+    assert added.exit_code == 0, added.output
+    assert "added n1: Tent [] 7.00 uploads/" in added.output
+    replaced = runner.invoke(args=["product", "put", "p1", "--category", "sale"])
+    assert replaced.exit_code == 0 and "replaced p1: Red ball [sale] 9.50 images/p1.png" in replaced.output
+    assert catalog_rows(app_config)["p1"][2] == "sale"
+    found = runner.invoke(args=["search", str(photo), "--k", "1", "--threshold", "0"])
+    assert " n1  Tent  []" in found.output
+
+    assert runner.invoke(args=["product", "delete", "n1"]).output.strip() == "deleted n1"
+    again = runner.invoke(args=["product", "delete", "n1"])
+    assert again.exit_code == 1 and "product 'n1' does not exist" in again.output
+
+
+def test_cli_refuses_two_image_sources(runner, tmp_path):
+    photo = tmp_path / "x.png"
+    draw_image("red").save(photo)
+    result = runner.invoke(args=["product", "put", "n1", "--image-url", "a.png", "--image-file", str(photo)])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_db_init_needs_a_database_url(runner):
+    result = runner.invoke(args=["db", "init"])
+    assert result.exit_code == 1 and "set DATABASE_URL" in result.output
+
+
+def test_db_init_creates_then_keeps_then_resets_the_schema(app_config, database_url):
+    runner = create_app(app_config | {"database_url": database_url}).test_cli_runner()
+    assert "schema v1 created" in runner.invoke(args=["db", "init"]).output
+    assert "schema v1 is up to date" in runner.invoke(args=["db", "init"]).output
+    assert runner.invoke(args=["db", "init", "--reset"], input="n\n").exit_code == 1  # aborted
+    reset = runner.invoke(args=["db", "init", "--reset"], input="y\n")
+    assert reset.exit_code == 0 and "schema v1 created" in reset.output

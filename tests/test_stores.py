@@ -249,3 +249,123 @@ def test_wrong_dimension_is_refused_with_a_message(open_store):
     store.upsert(PRODUCTS[:2], VECTORS[:2], ["v", "v"])
     with pytest.raises(StoreError, match="dimensions"):
         store.upsert(PRODUCTS[:1], np.ones((1, DIM + 1), dtype=np.float32), ["v"])
+
+
+def test_faiss_rebuilds_its_graph_once_a_quarter_is_dead(tmp_path):
+    store = FaissStore(tmp_path / "faiss", DIM)
+    store.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
+    store.flush()
+    graph_size = lambda: sum(p.stat().st_size for p in (tmp_path / "faiss").glob("hnsw-*.index"))  # noqa: E731
+    full = graph_size()
+    store.delete([p.id for p in PRODUCTS[:90]])  # under a quarter: tombstones only
+    store.flush()
+    assert graph_size() == full
+    store.delete([p.id for p in PRODUCTS[90:150]])
+    store.flush()
+    assert graph_size() < full * 0.7
+    again = FaissStore(tmp_path / "faiss", DIM)
+    assert again.count() == len(PRODUCTS) - 150
+    assert ids(again.search(VECTORS[200], 10)) == [
+        pid for pid in reference(VECTORS[200], 160) if int(pid[1:]) >= 150
+    ][:10]
+
+
+@pytest.mark.parametrize("damage", ["garbage meta", "missing graph", "other dimension"])
+def test_faiss_files_that_cannot_be_used_are_rebuilt_from_index_csv(tmp_path, caplog, damage):
+    folder = tmp_path / "faiss"
+    store = FaissStore(folder, DIM)
+    store.upsert(PRODUCTS[:20], VECTORS[:20], ["v1"] * 20)
+    store.flush()
+    dim = DIM
+    if damage == "garbage meta":
+        (folder / "meta.json").write_text("{not json")
+    elif damage == "missing graph":
+        next(folder.glob("hnsw-*.index")).unlink()
+    else:
+        dim = DIM * 2
+    reopened = FaissStore(folder, dim)
+    assert reopened.count() == 0  # empty: the next sync pushes everything again
+    assert "will be rebuilt from index.csv" in caplog.text
+
+
+def test_pgvector_says_when_the_server_is_unreachable(tmp_path):
+    from backend.stores.postgres import PgVectorStore
+
+    url = f"postgresql://shop:s3cret@/shop?host={tmp_path}"  # a folder with no server socket
+    with pytest.raises(StoreError) as caught:
+        PgVectorStore(url, DIM)
+    assert caught.value.message.startswith(f"cannot connect to PostgreSQL at shop@{tmp_path}/shop: ")
+    assert caught.value.message.endswith("check DATABASE_URL and that the server is running")
+    assert "s3cret" not in caught.value.message and caught.value.status == 503
+
+
+def test_pgvector_says_when_the_extension_is_not_installed(database_url):
+    from backend.stores.postgres import init_schema
+
+    with pytest.raises(StoreError, match="does not have the pgvector extension .* installed; install"):
+        init_schema(database_url, DIM, extension="vector_not_on_this_server")
+
+
+def test_pgvector_says_when_the_database_is_not_initialised(database_url):
+    import psycopg
+
+    from backend.stores.postgres import PgVectorStore
+
+    with pytest.raises(StoreError, match=r"has no vector extension yet; run `flask --app backend db init`"):
+        PgVectorStore(database_url, DIM)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    with pytest.raises(StoreError, match=r"has no search tables yet; run `flask --app backend db init`"):
+        PgVectorStore(database_url, DIM)
+
+
+def test_pgvector_refuses_vectors_of_another_model(database_url):
+    from backend.stores.postgres import PgVectorStore, init_schema
+
+    init_schema(database_url, DIM)
+    with pytest.raises(StoreError, match=r"holds 24-dimensional vectors .* makes 48-dimensional .* --reset"):
+        PgVectorStore(database_url, DIM * 2)
+
+
+def test_pgvector_processes_share_one_database(database_url):
+    from backend.stores.postgres import PgVectorStore, init_schema
+
+    init_schema(database_url, DIM)
+    first, second = PgVectorStore(database_url, DIM), PgVectorStore(database_url, DIM)
+    try:
+        first.upsert(PRODUCTS[:30], VECTORS[:30], ["v1"] * 30)
+        assert second.count() == 30
+        assert second.search(VECTORS[7], 1)[0].product == PRODUCTS[7]
+        second.delete(["p7"])
+        assert "p7" not in ids(first.search(VECTORS[7], 5))
+    finally:
+        first.close()
+        second.close()
+
+
+def test_pgvector_bulk_load_builds_the_index_afterwards(database_url, monkeypatch):
+    import psycopg
+
+    from backend.stores import postgres
+
+    monkeypatch.setattr(postgres, "BULK_ROWS", 100)  # the bulk path, at test size
+    postgres.init_schema(database_url, DIM)
+    store = postgres.PgVectorStore(database_url, DIM)
+    try:
+        store.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
+        with psycopg.connect(database_url) as conn:
+            indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [postgres.TABLE])
+            assert any("USING hnsw" in row[0] for row in indexes.fetchall())
+        assert ids(store.search(VECTORS[50], 10)) == reference(VECTORS[50], 10)
+    finally:
+        store.close()
+
+
+def test_an_unusable_database_answers_503_without_details(app_config, database_url):
+    from backend import create_app
+
+    client = create_app(app_config | {"vector_backend": "pgvector", "database_url": database_url}).test_client()
+    response = client.get("/api/products/p1/similar")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "store_unavailable"
+    assert "db init" not in response.get_json()["message"]  # the operator's log has the details
