@@ -25,6 +25,9 @@ class Settings:
     model_weights: str | None = None
     # A projection head fine-tuned on the catalog (`flask finetune`), applied on top of the model.
     model_head: str | None = None
+    # "auto": bfloat16 inference where the CPU has native bfloat16 and it matches float32 on the
+    # loaded weights (cosine >= 0.999), float32 elsewhere; "float32": always float32.
+    model_precision: str = "auto"
     similarity_threshold: float = 0.70
     top_k: int = 12
     max_upload_mb: float = 10.0
@@ -69,6 +72,7 @@ ENV_VARS = {
     "MODEL": "model",
     "MODEL_WEIGHTS": "model_weights",
     "MODEL_HEAD": "model_head",
+    "MODEL_PRECISION": "model_precision",
     "SIMILARITY_THRESHOLD": "similarity_threshold",
     "TOP_K": "top_k",
     "MAX_UPLOAD_MB": "max_upload_mb",
@@ -153,6 +157,10 @@ def validate(settings: Settings) -> None:
             f"MODEL_WEIGHTS={weights!r} is not a file; give the path of a weights file, "
             "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
         )
+    if settings.model_precision not in MODEL_PRECISIONS:
+        raise ConfigError(
+            f"MODEL_PRECISION={settings.model_precision!r} must be one of {', '.join(MODEL_PRECISIONS)}"
+        )
     if settings.model_head is not None and not Path(settings.model_head).is_file():
         raise ConfigError(
             f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "
@@ -161,6 +169,7 @@ def validate(settings: Settings) -> None:
 
 
 VECTOR_BACKENDS = ("memory", "faiss", "pgvector")
+MODEL_PRECISIONS = ("auto", "float32")
 
 
 def _validate_vector_backend(settings: Settings) -> None:

@@ -88,6 +88,8 @@ class Embedder:
         self.interpolation = preset.interpolation
         self.mean = torch.tensor(preset.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(preset.std).view(1, 3, 1, 1)
+        # Set by load_embedder where it is native and agrees with float32 (see use_bfloat16).
+        self.bfloat16 = False
 
     @property
     def name(self) -> str:
@@ -122,10 +124,16 @@ class Embedder:
         batch = torch.from_numpy(np.stack(arrays))  # (N, H, W, 3) uint8
         batch = batch.permute(0, 3, 1, 2).float().div_(255)  # (N, 3, H, W)
         batch = (batch - self.mean) / self.std
-        with torch.inference_mode():
-            features = self.model(batch.contiguous(memory_format=torch.channels_last))
-        features = nn.functional.normalize(features.float(), dim=1)  # (N, dim)
+        features = nn.functional.normalize(self.forward(batch), dim=1)  # (N, dim)
         return features.numpy().astype(np.float32, copy=False)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the model on a normalised (N, 3, H, W) batch; (N, dim) float32, not normalised."""
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16),
+        ):
+            return self.model(batch.contiguous(memory_format=torch.channels_last)).float()
 
     def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Embed PIL images; (N, dim) float32, unit length."""
@@ -141,14 +149,18 @@ class Embedder:
 
 @functools.lru_cache(maxsize=4)
 def load_embedder(
-    model_name: str = "resnet18", weights: str | None = None, head: str | None = None
+    model_name: str = "resnet18",
+    weights: str | None = None,
+    head: str | None = None,
+    precision: str = "auto",
 ) -> Embedder:
     """Build the embedder once per process; weights: None (ImageNet), a file path, or 'random'.
 
     `head`: a fine-tuned projection head file (MODEL_HEAD) applied on top of the model.
+    `precision`: "auto" (bfloat16 where use_bfloat16 allows it) or "float32".
     """
     if head:
-        return load_head_embedder(load_embedder(model_name, weights), Path(head))
+        return load_head_embedder(load_embedder(model_name, weights, None, precision), Path(head))
     if model_name == COLOR_HISTOGRAM:
         return _color_histogram(weights)
     backbone = BACKBONES.get(model_name)
@@ -163,7 +175,53 @@ def load_embedder(
         model.load_state_dict(state)
     backbone.strip_head(model)
     model = model.to(memory_format=torch.channels_last)
-    return Embedder(backbone, model, weights_id)
+    embedder = Embedder(backbone, model, weights_id)
+    embedder.bfloat16 = precision == "auto" and use_bfloat16(embedder)
+    return embedder
+
+
+BFLOAT16_MIN_COSINE = 0.999
+
+
+def use_bfloat16(embedder: Embedder) -> bool:
+    """Whether to infer in bfloat16: native on this CPU, and within 0.999 cosine of float32.
+
+    On CPUs with AVX512-BF16 or AMX it is ~1.8x faster. The check runs the loaded weights on a
+    few seeded photo-like images both ways, so weights that bfloat16 would distort stay float32.
+    """
+    if not _native_bfloat16():
+        return False
+    batch = _check_batch(embedder.crop_size, embedder.mean, embedder.std)
+    exact = embedder.forward(batch)
+    embedder.bfloat16 = True
+    try:
+        fast = embedder.forward(batch)
+    finally:
+        embedder.bfloat16 = False
+    cosine = nn.functional.cosine_similarity(exact, fast).min().item()
+    agrees = cosine >= BFLOAT16_MIN_COSINE
+    log.info("bfloat16 vs float32 cosine %.5f: inferring in %s", cosine,
+             "bfloat16" if agrees else "float32")  # fmt: skip
+    return agrees
+
+
+def _native_bfloat16() -> bool:
+    """AVX512-BF16 or AMX on this CPU (elsewhere bfloat16 is emulated and slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    native = {"avx512_bf16", "amx_bf16"} & set(flags.split())
+    return bool(native) and torch.backends.mkldnn.is_available()
+
+
+def _check_batch(size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Four seeded photo-like images: smooth colour fields with fine noise, normalised."""
+    generator = torch.Generator().manual_seed(RANDOM_SEED)
+    coarse = torch.rand(4, 3, 6, 6, generator=generator)
+    images = nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    images = (images + 0.05 * torch.randn(4, 3, size, size, generator=generator)).clamp(0, 1)
+    return (images - mean) / std
 
 
 def _color_histogram(weights: str | None) -> ColorHistogramEmbedder:

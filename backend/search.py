@@ -95,7 +95,10 @@ class SearchService:
                     from .embedder import load_embedder
 
                     self._embedder = load_embedder(
-                        self.settings.model, self.settings.model_weights, self.settings.model_head
+                        self.settings.model,
+                        self.settings.model_weights,
+                        self.settings.model_head,
+                        self.settings.model_precision,
                     )
         return self._embedder
 
