@@ -24,7 +24,9 @@ def run(ctx: Context) -> list[Figure]:
 
     rows = read_products(ctx.bench_catalog / "products.csv")
     rows = spread(rows, 320) if ctx.quick else rows
-    chunks = 4 if ctx.quick else 12
+    # Whole batches of 32 per chunk (the ceiling only ever runs whole batches).
+    chunk_size = 160 if ctx.quick else 512
+    chunks = -(-len(rows) // chunk_size)
     folder = ctx.folder("local")
     catalog_csv = folder / "products.csv"
     settings = bench_settings(folder, catalog_csv, ctx.bench_catalog)
@@ -35,7 +37,7 @@ def run(ctx: Context) -> list[Figure]:
 
     e2e_images, e2e_seconds, ceiling_images, ceiling_seconds = 0, 0.0, 0, 0.0
     for chunk in range(1, chunks + 1):
-        write_products(catalog_csv, rows[: len(rows) * chunk // chunks])
+        write_products(catalog_csv, rows[: chunk * chunk_size])
         seconds, (_, report) = timed(service.sync)
         e2e_images += len(report.added)
         e2e_seconds += seconds
@@ -44,7 +46,11 @@ def run(ctx: Context) -> list[Figure]:
         ceiling_images += batches * len(batch)
     e2e = e2e_images / e2e_seconds
     ceiling = ceiling_images / ceiling_seconds
-    return [local_figure(e2e, ceiling, e2e_images, chunks), resync_figure(service, ctx, len(rows))]
+    precision = "bfloat16" if embedder.bfloat16 else "float32"
+    return [
+        local_figure(e2e, ceiling, e2e_images, chunks, precision),
+        resync_figure(service, ctx, len(rows)),
+    ]
 
 
 def premade_batch(embedder, ctx: Context, size: int):
@@ -61,17 +67,14 @@ def premade_batch(embedder, ctx: Context, size: int):
 
 
 def model_only(embedder, batch, batches: int) -> float:
-    """Seconds for the model alone on `batches` forward passes of the pre-made batch."""
-    import torch
-
-    with torch.inference_mode():
-        start = time.perf_counter()
-        for _ in range(batches):
-            embedder.model(batch)
-        return time.perf_counter() - start
+    """Seconds for the model alone (its own forward: same precision) on `batches` passes."""
+    start = time.perf_counter()
+    for _ in range(batches):
+        embedder.forward(batch)
+    return time.perf_counter() - start
 
 
-def local_figure(e2e: float, ceiling: float, images: int, chunks: int) -> Figure:
+def local_figure(e2e: float, ceiling: float, images: int, chunks: int, precision: str) -> Figure:
     import torch
 
     ratio = e2e / ceiling
@@ -86,6 +89,7 @@ def local_figure(e2e: float, ceiling: float, images: int, chunks: int) -> Figure
         ratio=ratio,
         target=f">= {LOCAL_TARGET}x the ceiling",
         met=ratio >= LOCAL_TARGET,
+        note=f"inference in {precision}, {torch.get_num_threads()} torch threads, batches of 32",
         detail={"images": images, "chunks": chunks, "torch_threads": torch.get_num_threads()},
     )
 

@@ -43,13 +43,27 @@ def worker(catalog_path: Path, index_path: Path, image: Path) -> dict:
     )
     stamps = {"imported": time.monotonic()}
     service = get_service(app)
+    rss = {"app_mb": memory()["rss_mb"]}
     service.embedder  # noqa: B018 - load the model alone first, to time it apart
     stamps["model"] = time.monotonic()
+    rss["model_mb"] = memory()["rss_mb"]
     load_worker(app)
     stamps["ready"] = time.monotonic()
+    rss["ready_mb"] = memory()["rss_mb"]
     result = service.search_bytes(image.read_bytes(), k=12)
     stamps["searched"] = time.monotonic()
-    return {"stamps": stamps, "rows": service.indexed_count(), "hits": len(result.hits), **memory()}
+    import torch
+
+    return {
+        "stamps": stamps,
+        "rows": service.indexed_count(),
+        "hits": len(result.hits),
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})"
+        if torch.version.cuda
+        else f"{torch.__version__} (CPU only)",
+        **rss,
+        **memory(),
+    }
 
 
 def memory() -> dict:

@@ -113,5 +113,8 @@ def startup_figures(n: int, light: dict, worker: dict, index: Path) -> list[Figu
             key="memory_50k", section="Memory",
             what="peak RSS of a serving worker, 50,000 vectors, after an image search",
             value=rss, unit="MB", target=f"<= {RSS_TARGET_MB:g} MB", met=rss <= RSS_TARGET_MB,
+            note=f"resident after the app {worker['app_mb']:.0f} MB, after importing torch and "
+            f"building the model {worker['model_mb']:.0f} MB, with the index loaded "
+            f"{worker['ready_mb']:.0f} MB; torch {worker['torch']}",
         ))  # fmt: skip
     return figures
