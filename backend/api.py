@@ -29,7 +29,7 @@ def search():
     return jsonify(result_json(service.search_bytes(data, **options.kwargs())))
 
 
-@bp.get("/api/products/<product_id>/similar")
+@bp.get("/api/products/<path:product_id>/similar")
 def similar(product_id: str):
     service = get_service()
     if service.catalog.get(product_id) is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request, send_file
+from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
 from .errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from .images import image_format
@@ -48,6 +48,12 @@ def index():
     return render_form({})
 
 
+@bp.get("/search")
+def search_again():
+    """A reloaded or bookmarked results page: the search itself cannot be repeated by GET."""
+    return redirect(url_for("views.index"), 303)
+
+
 @bp.post("/search")
 def search():
     service = get_service()
@@ -64,7 +70,7 @@ def search():
     return render_results(result, options, query_image=query.thumbnail, token=token)
 
 
-@bp.get("/products/<product_id>/similar")
+@bp.get("/products/<path:product_id>/similar")
 def similar(product_id: str):
     service = get_service()
     product = service.catalog.get(product_id)
@@ -83,7 +89,7 @@ def products():
     return render_template("products.html", page=page, category=category, categories=catalog.categories)
 
 
-@bp.get("/images/<product_id>")
+@bp.get("/images/<path:product_id>")
 def product_image(product_id: str):
     """Serve a catalog image from disk (a remote one from its cached copy), never hot-linked."""
     try:

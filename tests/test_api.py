@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from backend import create_app
-from tests.conftest import draw_image, image_bytes
+from tests.conftest import draw_image, image_bytes, write_catalog
 
 RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity"}
 SEARCH_KEYS = {"results", "threshold", "k", "category", "hidden_below_threshold", "took_ms"}
@@ -123,6 +123,18 @@ def test_search_errors_are_json_with_their_status(client, request_kwargs, status
     assert response.status_code == status
     assert response.json["error"] == code
     assert message in response.json["message"]
+
+
+def test_remote_catalog_images_are_served_from_the_cache(app_config, image_server, tmp_path):
+    shop = write_catalog(tmp_path / "remote", extra_rows=[["r1", "Far tent", "outdoor", "", f"{image_server}/tent.png"]])
+    client = create_app(app_config | {"catalog_path": shop, "fetch_allow_loopback": True}).test_client()
+    hit = client.get("/api/products/r1/similar?k=1&threshold=0").json["results"][0]
+    assert hit["id"] == "p5"  # the same picture, fetched from the shop's server
+    with client.get("/images/r1") as response:
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        assert response.get_data() == TENT_PNG
+    cached = list((app_config["cache_dir"] / "images").rglob("*"))
+    assert TENT_PNG in [path.read_bytes() for path in cached if path.is_file()]
 
 
 def test_an_image_url_that_is_not_found_is_a_fetch_error(loopback_client, image_server):

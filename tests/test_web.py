@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from backend import create_app
 from backend.security import CONTENT_SECURITY_POLICY
-from tests.conftest import draw_image, image_bytes
+from tests.conftest import draw_image, image_bytes, write_catalog
 
 
 
@@ -51,6 +52,21 @@ def test_search_shows_the_query_image_and_ranked_cards(client):
     assert len(cards(html)) == 3
     assert re.search(r'<img class="query-image" src="data:image/jpeg;base64,[A-Za-z0-9+/=]+"', html)
     assert 'href="/products/p5/similar?threshold=50&amp;k=3"' in html
+
+
+def test_the_query_image_is_shown_as_a_small_jpeg_made_here(client):
+    upload_png = image_bytes(draw_image("green", "square", (1200, 900)))
+    html = upload(client, upload_png).get_data(as_text=True)
+    encoded = re.search(r'class="query-image" src="data:image/jpeg;base64,([^"]+)"', html).group(1)
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert thumbnail.format == "JPEG"
+    assert max(thumbnail.size) == 320 and thumbnail.size == (320, 240)
+
+
+def test_reloading_the_results_page_leads_back_to_the_form(client):
+    response = client.get("/search")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/"
 
 
 def test_cards_below_the_threshold_are_on_the_page_but_hidden(client):
@@ -197,12 +213,26 @@ def test_pages_have_no_inline_scripts_or_styles(client):
         assert "<style" not in html and " style=" not in html and " on" + "click=" not in html
 
 
-def test_random_weights_banner_only_in_random_mode(client):
+def test_random_weights_banner_only_in_random_mode(client, app_config, tmp_path):
     assert "MODEL_WEIGHTS=random" in client.get("/products").get_data(as_text=True)
     assert "MODEL_WEIGHTS=random" in client.get("/missing").get_data(as_text=True)
+    weights = tmp_path / "resnet18.pth"
+    weights.write_bytes(b"never loaded: the error page needs no model")
+    real = create_app(app_config | {"model_weights": str(weights)}).test_client()
+    assert "MODEL_WEIGHTS=random" not in real.get("/missing").get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("method", "url", "status"), [("get", "/nope", 404), ("get", "/search", 405)])
+def test_product_ids_with_slashes_have_pages_and_images(app_config, tmp_path):
+    shelf = write_catalog(tmp_path / "shelf", extra_rows=[["aisle/8", "Twin ball", "toys", "", "images/p1.png"]])
+    client = create_app(app_config | {"catalog_path": shelf}).test_client()
+    similar = client.get("/products/aisle/8/similar?threshold=0&k=1")
+    assert similar.status_code == 200
+    assert [name for name, _ in cards(similar.get_data(as_text=True))] == ["Red ball"]
+    with client.get("/images/aisle/8") as image:
+        assert image.status_code == 200 and image.mimetype == "image/png"
+
+
+@pytest.mark.parametrize(("method", "url", "status"), [("get", "/nope", 404), ("post", "/products", 405)])
 def test_http_errors_are_pages_or_json_by_accept(client, method, url, status):
     page = getattr(client, method)(url)
     assert page.status_code == status and page.mimetype == "text/html"
