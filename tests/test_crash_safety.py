@@ -221,6 +221,8 @@ def index_env(tmp_path: Path) -> dict[str, str]:
         "MODEL_WEIGHTS": "random",
         "FETCH_ALLOW_LOOPBACK": "true",
         "INDEX_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
+        # Kills must land mid-build: bfloat16 inference can finish these small builds first.
+        "MODEL_PRECISION": "float32",
     }
 
 
