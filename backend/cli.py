@@ -69,13 +69,14 @@ def index_command() -> None:
 @click.option("--k", type=click.IntRange(1, 100), default=None, help="Number of results.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Minimum cosine similarity.")
 @click.option("--category", default=None, help="Only search this category.")
+@click.option("--min-price", type=click.FloatRange(0), default=None, help="Only products at this price or more.")
+@click.option("--max-price", type=click.FloatRange(0), default=None, help="Only products at this price or less.")
 @with_appcontext
 @friendly_errors
-def search_command(image: str, k: int | None, threshold: float | None, category: str | None) -> None:
+def search_command(image: str, **options) -> None:
     """Print the catalog items most similar to IMAGE (a file path or an http(s) URL)."""
     service = get_service()
     echo_model(service)
-    options = {"k": k, "threshold": threshold, "category": category}
     if image.lower().startswith(("http://", "https://")):
         result = service.search_url(image, **options)
     else:

@@ -137,10 +137,11 @@ class SearchService:
     def sync(self, progress=None):
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
         with self._sync_lock:
+            store = self.store  # an unusable database fails now, before any embedding work
             catalog = load_catalog(self.settings.catalog_path)
             table, report = self._indexer().sync(catalog, progress)
             self._publish(catalog, table)
-            self.store.flush()  # only a syncing process writes the store's files (FAISS)
+            store.flush()  # only a syncing process writes the store's files (FAISS)
             self._sync_stamp = _publish_sync(self.settings.index_path)
             return catalog, report
 

@@ -234,3 +234,13 @@ def test_db_init_creates_then_keeps_then_resets_the_schema(app_config, database_
     assert runner.invoke(args=["db", "init", "--reset"], input="n\n").exit_code == 1  # aborted
     reset = runner.invoke(args=["db", "init", "--reset"], input="y\n")
     assert reset.exit_code == 0 and "schema v1 created" in reset.output
+
+
+def test_cli_search_filters_by_price(runner):
+    photo = image_bytes(draw_image("red", "circle"))
+    path = runner.app.config["SETTINGS"].catalog_path.parent / "query.png"
+    path.write_bytes(photo)
+    result = runner.invoke(args=["search", str(path), "--threshold", "0", "--min-price", "11", "--max-price", "13"])
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[2] for line in result.output.splitlines() if line[:3].strip().isdigit()]
+    assert sorted(listed) == ["p3", "p4"]  # priced 11.50 and 12.50

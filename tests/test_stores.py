@@ -319,6 +319,13 @@ def test_pgvector_says_when_the_database_is_not_initialised(database_url):
         PgVectorStore(database_url, DIM)
 
 
+def test_pgvector_refuses_vectors_too_wide_for_its_index(database_url):
+    from backend.stores.postgres import init_schema
+
+    with pytest.raises(StoreError, match=r"2048-dimensional .* at most 2000; .* VECTOR_BACKEND=faiss"):
+        init_schema(database_url, 2048)
+
+
 def test_pgvector_refuses_vectors_of_another_model(database_url):
     from backend.stores.postgres import PgVectorStore, init_schema
 

@@ -35,6 +35,7 @@ SCHEMA_VERSION = 1
 INIT_HINT = "run `flask --app backend db init`"
 BULK_ROWS = 10_000  # an initial load at least this big builds the HNSW index once, afterwards
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+MAX_HNSW_DIM = 2000  # pgvector's upper bound for an HNSW index on the vector type
 COLUMNS = "id, name, category, price, image_url"
 
 
@@ -88,6 +89,11 @@ def _migrations(dim: int) -> dict[int, list[str]]:
 
 def init_schema(url: str, dim: int, *, reset: bool = False, extension: str = "vector") -> str:
     """Create or migrate the schema (idempotent, safe to run from several processes); say what it did."""
+    if dim > MAX_HNSW_DIM:
+        raise StoreError(
+            f"the model makes {dim}-dimensional vectors but pgvector's HNSW index takes at most "
+            f"{MAX_HNSW_DIM}; choose a smaller MODEL or VECTOR_BACKEND=faiss"
+        )
     with connect(url) as conn:
         ensure_extension(conn, url, extension)
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [TABLE])
