@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -66,7 +66,7 @@ class Indexer:
         *,
         batch_size: int = 32,
         checkpoint_every: int = 512,
-        download_workers: int = 8,
+        download_workers: int = 16,
         decode_workers: int = 2,
     ) -> None:
         self.locator = locator
@@ -136,10 +136,20 @@ class Indexer:
     def _embed_all(self, todo, kept, old, report, progress) -> list[tuple[Entry, np.ndarray]]:
         if not todo:
             return []
-        failures = self.locator.download_missing(todo, self.download_workers)
+        # Downloads run ahead of decoding and inference, which wait only for their own image.
+        downloads = ThreadPoolExecutor(self.download_workers, thread_name_prefix="download")
+        try:
+            pending = self.locator.start_downloads(todo, downloads)
+            return self._embed_batches(todo, pending, kept, old, report, progress)
+        finally:
+            downloads.shutdown(cancel_futures=True)  # after an error, drop the queued ones
+
+    def _embed_batches(
+        self, todo, pending, kept, old, report, progress
+    ) -> list[tuple[Entry, np.ndarray]]:
         rows: list[tuple[Entry, np.ndarray]] = []
         since_checkpoint = 0
-        for done, batch in self._batches(todo, failures):
+        for done, batch in self._batches(todo, pending):
             ready = [item for item in batch if item.error is None]
             for item in batch:
                 if item.error is not None:
@@ -157,11 +167,15 @@ class Indexer:
                 progress(done, len(todo))
         return rows
 
-    def _batches(self, todo: list[Product], failures: dict[str, str]) -> Iterator[tuple[int, list[Prepared]]]:
+    def _batches(
+        self, todo: list[Product], pending: dict[str, Future[str | None]]
+    ) -> Iterator[tuple[int, list[Prepared]]]:
         """Read and preprocess in worker threads, overlapped with inference on the main thread."""
         def prepare(product: Product) -> Prepared:
-            if product.id in failures:
-                return Prepared(product, error=failures[product.id])
+            download = pending.get(product.id)
+            error = download.result() if download else None
+            if error:
+                return Prepared(product, error=error)
             return self._prepare(product)
 
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -65,20 +65,33 @@ class ImageLocator:
         on_done: Callable[[], None] = lambda: None,
     ) -> dict[str, str]:
         """Download uncached remote images concurrently; return {product id: error message}."""
-        todo = [p for p in products if p.is_remote and not self.cache_path(p.image_url).is_file()]
-        failures: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            pending = self.start_downloads(products, pool, on_done)
+            outcomes = {product_id: future.result() for product_id, future in pending.items()}
+        return {product_id: error for product_id, error in outcomes.items() if error}
 
-        def download_one(product: Product) -> None:
+    def start_downloads(
+        self,
+        products: Iterable[Product],
+        pool: Executor,
+        on_done: Callable[[], None] = lambda: None,
+    ) -> dict[str, Future[str | None]]:
+        """Queue the uncached remote images' downloads on pool, in order.
+
+        Returns {product id: future of None, or of the error message if the download failed}.
+        """
+
+        def download_one(product: Product) -> str | None:
             try:
                 self.download(product.image_url)
             except (FetchError, OSError) as error:
-                failures[product.id] = str(getattr(error, "message", error))
+                return str(getattr(error, "message", error))
             finally:
                 on_done()
+            return None
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
-            list(pool.map(download_one, todo))
-        return failures
+        todo = [p for p in products if p.is_remote and not self.cache_path(p.image_url).is_file()]
+        return {product.id: pool.submit(download_one, product) for product in todo}
 
 
 def read_limited(path: Path, max_bytes: int) -> bytes:
