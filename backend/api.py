@@ -22,7 +22,9 @@ NO_IMAGE = "send an image: a multipart field `file`, or `image_url` (JSON or for
 def search():
     service = get_service()
     values = request_values(request)
-    options = parse_search_options(values, service.settings, service.catalog.categories, percent=False)
+    options = parse_search_options(
+        values, service.settings, service.catalog.categories, percent=False
+    )
     data = read_query_image(request, values, service)
     if data is None:
         raise InvalidInput(NO_IMAGE)
@@ -34,7 +36,9 @@ def similar(product_id: str):
     service = get_service()
     if service.catalog.get(product_id) is None:
         raise NotFound(f"there is no product {product_id!r} in the catalog")
-    options = parse_search_options(request.args, service.settings, service.catalog.categories, percent=False)
+    options = parse_search_options(
+        request.args, service.settings, service.catalog.categories, percent=False
+    )
     return jsonify(result_json(service.search_similar(product_id, **options.kwargs())))
 
 
@@ -71,7 +75,10 @@ def readyz():
     service = get_service()
     settings = service.settings
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
-    body: dict[str, Any] = {"ready": snapshot is not None, "random_weights": settings.random_weights}
+    body: dict[str, Any] = {
+        "ready": snapshot is not None,
+        "random_weights": settings.random_weights,
+    }
     if snapshot is None:
         return jsonify(body | {"status": "loading"}), 503
     body.update(
@@ -98,7 +105,8 @@ def product_json(product: Product) -> dict[str, Any]:
 def result_json(result: SearchResult) -> dict[str, Any]:
     return {
         "results": [
-            product_json(hit.product) | {"similarity": round(hit.similarity, 6)} for hit in result.shown
+            product_json(hit.product) | {"similarity": round(hit.similarity, 6)}
+            for hit in result.shown
         ],
         "threshold": result.threshold,
         "k": result.k,

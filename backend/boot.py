@@ -58,7 +58,9 @@ def load_worker(app: Flask) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         sync_index(SearchService(load_settings()))
     except SearchAppError as error:

@@ -90,8 +90,11 @@ SCHEMAS: dict[str, Any] = {
     "Hit": {
         "allOf": [
             _ref("Product"),
-            {"type": "object", "required": ["similarity"],
-             "properties": {"similarity": {"type": "number", "minimum": -1, "maximum": 1}}},
+            {
+                "type": "object",
+                "required": ["similarity"],
+                "properties": {"similarity": {"type": "number", "minimum": -1, "maximum": 1}},
+            },
         ]
     },  # fmt: skip
     "SearchResponse": {
@@ -102,8 +105,10 @@ SCHEMAS: dict[str, Any] = {
             "threshold": {"type": "number"},
             "k": {"type": "integer"},
             "category": {"type": ["string", "null"]},
-            "hidden_below_threshold": {"type": "integer",
-                                       "description": "Of the k nearest, how many fell below."},
+            "hidden_below_threshold": {
+                "type": "integer",
+                "description": "Of the k nearest, how many fell below.",
+            },
             "took_ms": {"type": "number"},
         },
     },  # fmt: skip
@@ -123,13 +128,15 @@ SCHEMAS: dict[str, Any] = {
     "ProductEdit": {
         "type": "object",
         "description": "Fields left out keep the product's current values; a new product needs "
-                       "an image (`image_url`, or a multipart `file`). An empty price clears it.",
+        "an image (`image_url`, or a multipart `file`). An empty price clears it.",
         "properties": {
             "name": {"type": "string"},
             "category": {"type": "string"},
             "price": {"type": ["number", "string", "null"]},
-            "image_url": {"type": "string", "description": "http(s) URL, or a path relative "
-                                                           "to the catalog folder."},
+            "image_url": {
+                "type": "string",
+                "description": "http(s) URL, or a path relative to the catalog folder.",
+            },
         },
     },
     "ProductSaved": {
@@ -174,9 +181,15 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+
 def _product_edit_body() -> dict[str, Any]:
-    multipart = {"file": {"type": "string", "format": "binary",
-                          "description": "The product photo, kept in the catalog folder."}}
+    multipart = {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "The product photo, kept in the catalog folder.",
+        }
+    }
     return {
         "required": True,
         "content": {

@@ -60,7 +60,9 @@ def search():
     values: dict[str, Any] = {}
     try:
         values = request_values(request)
-        options = parse_search_options(values, service.settings, service.catalog.categories, percent=True)
+        options = parse_search_options(
+            values, service.settings, service.catalog.categories, percent=True
+        )
         query, result = run_query(service, values, options)
     except SearchAppError as error:
         if error.status >= 500:
@@ -76,7 +78,9 @@ def similar(product_id: str):
     product = service.catalog.get(product_id)
     if product is None:
         raise NotFound(f"there is no product {product_id!r} in the catalog")
-    options = parse_search_options(request.args, service.settings, service.catalog.categories, percent=True)
+    options = parse_search_options(
+        request.args, service.settings, service.catalog.categories, percent=True
+    )
     result = service.search_similar(product_id, **options.kwargs())
     return render_results(result, options, source=product)
 
@@ -86,7 +90,9 @@ def products():
     catalog = get_service().catalog
     category = parse_category(request.args.get("category"), catalog.categories)
     page = paginate(catalog, category, request.args)
-    return render_template("products.html", page=page, category=category, categories=catalog.categories)
+    return render_template(
+        "products.html", page=page, category=category, categories=catalog.categories
+    )
 
 
 @bp.get("/images/<path:product_id>")
@@ -100,7 +106,9 @@ def product_image(product_id: str):
         raise NotFound(f"the image of product {product_id!r} is not available") from None
     if kind is None:
         raise NotFound(f"the image of product {product_id!r} is not in an image format we serve")
-    return send_file(path, mimetype=f"image/{kind.lower()}", max_age=IMAGE_MAX_AGE, conditional=True)
+    return send_file(
+        path, mimetype=f"image/{kind.lower()}", max_age=IMAGE_MAX_AGE, conditional=True
+    )
 
 
 def run_query(
@@ -116,7 +124,10 @@ def run_query(
         raise InvalidInput(NO_IMAGE)
     embedder = service.embedder
     query = decode_query(
-        parse_text(token, "query", MAX_TOKEN_CHARS), embedder.identity, embedder.dim, current_app.secret_key
+        parse_text(token, "query", MAX_TOKEN_CHARS),
+        embedder.identity,
+        embedder.dim,
+        current_app.secret_key,
     )
     return query, service.search_vector(query.vector, **options.kwargs())
 

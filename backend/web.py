@@ -175,7 +175,9 @@ def paginate(catalog: Catalog, category: str | None, values: Mapping[str, Any]) 
 
 def upload_too_large() -> PayloadTooLarge:
     limit = current_app.config["SETTINGS"].max_upload_mb
-    return PayloadTooLarge(f"the upload is larger than the {limit:g} MB limit; choose a smaller image")
+    return PayloadTooLarge(
+        f"the upload is larger than the {limit:g} MB limit; choose a smaller image"
+    )
 
 
 def _number(raw: Any, name: str) -> float:

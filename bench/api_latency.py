@@ -49,7 +49,10 @@ def multipart(data: bytes) -> tuple[bytes, str]:
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="query.jpg"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    return (
+        head + data + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
 
 
 def free_port() -> int:
@@ -137,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="searches per concurrency level")
     parser.add_argument("--warmup", type=int, default=10, help="searches before measuring")
     parser.add_argument("--concurrency", default="1,4", help="comma-separated client counts")
-    parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="give up after this many seconds"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.concurrency.split(",")]

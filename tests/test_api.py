@@ -18,11 +18,11 @@ SEARCH_KEYS = {"results", "threshold", "k", "category", "hidden_below_threshold"
 TENT_PNG = image_bytes(draw_image("yellow", "triangle"))
 
 
-
 @pytest.fixture
 def client(shared_client):
     """Tests that only read share one synced app (a fresh index per test costs seconds)."""
     return shared_client
+
 
 class _OneImage(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
@@ -88,13 +88,17 @@ def test_a_threshold_of_one_hides_all_but_exact_matches(client):
 
 
 def test_search_with_an_image_url_as_json(loopback_client, image_server):
-    response = loopback_client.post("/api/search", json={"image_url": f"{image_server}/tent.png", "k": 1})
+    response = loopback_client.post(
+        "/api/search", json={"image_url": f"{image_server}/tent.png", "k": 1}
+    )
     assert response.status_code == 200, response.json
     assert [hit["id"] for hit in response.json["results"]] == ["p5"]
 
 
 def test_search_with_an_image_url_as_a_form_field(loopback_client, image_server):
-    response = loopback_client.post("/api/search", data={"image_url": f"{image_server}/tent.png", "k": "1"})
+    response = loopback_client.post(
+        "/api/search", data={"image_url": f"{image_server}/tent.png", "k": "1"}
+    )
     assert response.status_code == 200
     assert response.json["results"][0]["id"] == "p5"
 
@@ -126,8 +130,13 @@ def test_search_errors_are_json_with_their_status(client, request_kwargs, status
 
 
 def test_remote_catalog_images_are_served_from_the_cache(app_config, image_server, tmp_path):
-    shop = write_catalog(tmp_path / "remote", extra_rows=[["r1", "Far tent", "outdoor", "", f"{image_server}/tent.png"]])
-    client = create_app(app_config | {"catalog_path": shop, "fetch_allow_loopback": True}).test_client()
+    shop = write_catalog(
+        tmp_path / "remote",
+        extra_rows=[["r1", "Far tent", "outdoor", "", f"{image_server}/tent.png"]],
+    )
+    client = create_app(
+        app_config | {"catalog_path": shop, "fetch_allow_loopback": True}
+    ).test_client()
     hit = client.get("/api/products/r1/similar?k=1&threshold=0").json["results"][0]
     assert hit["id"] == "p5"  # the same picture, fetched from the shop's server
     with client.get("/images/r1") as response:

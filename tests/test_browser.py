@@ -58,9 +58,9 @@ def page(browser):
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     page.on(
         "console",
-        lambda message: problems.append(message.text)
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            problems.append(message.text) if "Content Security Policy" in message.text else None
+        ),
     )
     yield page
     context.close()

@@ -81,8 +81,12 @@ def test_every_copied_path_exists_and_is_not_docker_ignored():
 
 def test_requirements_are_installed_before_the_code_is_copied():
     steps = [(name, args) for name, args in dockerfile() if name in ("COPY", "RUN")]
-    first_code = next(i for i, (name, args) in enumerate(steps) if name == "COPY" and "backend" in args)
-    install = next(i for i, (name, args) in enumerate(steps) if name == "RUN" and "pip install" in args)
+    first_code = next(
+        i for i, (name, args) in enumerate(steps) if name == "COPY" and "backend" in args
+    )
+    install = next(
+        i for i, (name, args) in enumerate(steps) if name == "RUN" and "pip install" in args
+    )
     assert install < first_code
 
 
@@ -112,7 +116,10 @@ def healthcheck() -> list[str]:
 
 def test_the_command_is_gunicorn_with_the_config_file_and_the_demo_uses_it_too():
     assert cmd() == ["gunicorn", "--config", "gunicorn.conf.py"]
-    assert "exec .venv/bin/gunicorn --config gunicorn.conf.py" in (ROOT / "scripts" / "demo.sh").read_text()
+    assert (
+        "exec .venv/bin/gunicorn --config gunicorn.conf.py"
+        in (ROOT / "scripts" / "demo.sh").read_text()
+    )
 
 
 def test_render_blueprint_agrees_with_the_dockerfile():
@@ -141,25 +148,35 @@ def free_port() -> int:
 
 
 def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "MODEL_WEIGHTS")}
-    return env | {
-        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": "1",
-        "THREADS": "2",
-        "MODEL_WEIGHTS": "random",
-        "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
-        "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
-        "CACHE_DIR": str(tmp_path / "data" / "cache"),
-    } | extra
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SECRET_KEY", "MODEL_WEIGHTS")
+    }
+    return (
+        env
+        | {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": "1",
+            "THREADS": "2",
+            "MODEL_WEIGHTS": "random",
+            "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
+            "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
+            "CACHE_DIR": str(tmp_path / "data" / "cache"),
+        }
+        | extra
+    )
 
 
 @contextmanager
 def gunicorn(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """Run the image's exact CMD from the repository root; stop it (and its workers) afterwards."""
     with log.open("wb") as output:
-        process = subprocess.Popen(cmd(), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            cmd(), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
     try:
         yield process
     finally:

@@ -14,11 +14,11 @@ from backend.security import CONTENT_SECURITY_POLICY
 from tests.conftest import draw_image, image_bytes, write_catalog
 
 
-
 @pytest.fixture
 def client(shared_client):
     """Tests that only read share one synced app (a fresh index per test costs seconds)."""
     return shared_client
+
 
 def upload(client, data: bytes | None = None, **fields):
     """POST the search form like a browser, with an image file unless data is None."""
@@ -30,7 +30,9 @@ def upload(client, data: bytes | None = None, **fields):
 
 def cards(html: str) -> list[tuple[str, bool]]:
     """(product name, visible) for every result card, in page order."""
-    found = re.findall(r'<li class="card result"[^>]*?( hidden)?>.*?<h3 class="card-title">(.*?)</h3>', html, re.S)
+    found = re.findall(
+        r'<li class="card result"[^>]*?( hidden)?>.*?<h3 class="card-title">(.*?)</h3>', html, re.S
+    )
     return [(name, not hidden) for hidden, name in found]
 
 
@@ -70,7 +72,9 @@ def test_reloading_the_results_page_leads_back_to_the_form(client):
 
 
 def test_cards_below_the_threshold_are_on_the_page_but_hidden(client):
-    html = upload(client, image_bytes(draw_image("red")), threshold="100", k="4").get_data(as_text=True)
+    html = upload(client, image_bytes(draw_image("red")), threshold="100", k="4").get_data(
+        as_text=True
+    )
     visible = [name for name, shown in cards(html) if shown]
     assert len(cards(html)) == 4
     assert len(visible) < 4
@@ -80,7 +84,9 @@ def test_cards_below_the_threshold_are_on_the_page_but_hidden(client):
 def test_refining_without_javascript_reuses_the_signed_query(client):
     first = upload(client, image_bytes(draw_image("blue", "stripes")), threshold="0", k="6")
     token = re.search(r'name="query" value="([^"]+)"', first.get_data(as_text=True)).group(1)
-    again = client.post("/search", data={"query": token, "threshold": "0", "k": "2", "category": "clothes"})
+    again = client.post(
+        "/search", data={"query": token, "threshold": "0", "k": "2", "category": "clothes"}
+    )
     html = again.get_data(as_text=True)
     assert again.status_code == 200
     assert [name for name, _ in cards(html)] == ["Blue scarf", "Purple scarf"]
@@ -105,9 +111,19 @@ def test_a_tampered_query_is_refused_on_the_form(client):
         (b"\x89PNG\r\n\x1a\n broken", {}, 400, "Image data is truncated or corrupt"),
         (None, {"image_url": "ftp://shop.example/x.png"}, 400, "must be an http:// or https://"),
         (None, {"image_url": "http://10.0.0.1/x.png"}, 400, "Image URL refused"),
-        (None, {"image_url": "https://shop.example/x.png", "threshold": "150"}, 400, "between 0 and 100"),
+        (
+            None,
+            {"image_url": "https://shop.example/x.png", "threshold": "150"},
+            400,
+            "between 0 and 100",
+        ),
         (None, {"image_url": "https://shop.example/x.png", "k": "zero"}, 400, "is not a number"),
-        (None, {"image_url": "https://shop.example/x.png", "category": "cars"}, 400, "not in the catalog"),
+        (
+            None,
+            {"image_url": "https://shop.example/x.png", "category": "cars"},
+            400,
+            "not in the catalog",
+        ),
     ],
 )
 def test_form_errors_come_back_inline_with_the_inputs_kept(client, data, fields, status, message):
@@ -117,7 +133,10 @@ def test_form_errors_come_back_inline_with_the_inputs_kept(client, data, fields,
     assert response.status_code == status
     assert '<div class="alert" role="alert"' in html
     assert message in html
-    assert f'name="image_url" placeholder="https://shop.example/photo.jpg"\n               value="{form.get("image_url", "")}"' in html
+    assert (
+        f'name="image_url" placeholder="https://shop.example/photo.jpg"\n               value="{form.get("image_url", "")}"'
+        in html
+    )
     assert f'value="{form["threshold"]}"' in html
 
 
@@ -141,7 +160,7 @@ def test_an_upload_over_the_limit_is_413_on_the_form(app_config):
     assert response.status_code == 413
     assert "larger than the 0.01 MB limit" in html
     assert 'value="42"' in html
-    assert 'data-search-form' in html
+    assert "data-search-form" in html
 
 
 def test_a_body_over_the_request_limit_is_413_on_the_form(app_config):
@@ -162,7 +181,11 @@ def test_more_like_this_is_shareable_with_its_options(client):
 
 @pytest.mark.parametrize(
     ("url", "status"),
-    [("/products/nope/similar", 404), ("/products/p1/similar?k=500", 400), ("/products/p1/similar?threshold=x", 400)],
+    [
+        ("/products/nope/similar", 404),
+        ("/products/p1/similar?k=500", 400),
+        ("/products/p1/similar?threshold=x", 400),
+    ],
 )
 def test_more_like_this_errors_are_pages(client, url, status):
     response = client.get(url)
@@ -174,11 +197,18 @@ def test_more_like_this_errors_are_pages(client, url, status):
 def test_catalog_pages_and_category_filter(client):
     first = client.get("/products?per_page=3").get_data(as_text=True)
     assert "Page 1 of 3" in first
-    assert re.findall(r'<h3 class="card-title">(.*?)</h3>', first) == ["Red ball", "Red box", "Green ball"]
+    assert re.findall(r'<h3 class="card-title">(.*?)</h3>', first) == [
+        "Red ball",
+        "Red box",
+        "Green ball",
+    ]
     last = client.get("/products?per_page=3&page=99").get_data(as_text=True)
     assert "Page 3 of 3" in last
     clothes = client.get("/products?category=clothes").get_data(as_text=True)
-    assert re.findall(r'<h3 class="card-title">(.*?)</h3>', clothes) == ["Blue scarf", "Purple scarf"]
+    assert re.findall(r'<h3 class="card-title">(.*?)</h3>', clothes) == [
+        "Blue scarf",
+        "Purple scarf",
+    ]
     assert client.get("/products?category=cars").status_code == 400
 
 
@@ -205,7 +235,12 @@ def test_every_response_carries_the_security_headers(client):
 
 
 def test_pages_have_no_inline_scripts_or_styles(client):
-    pages = [client.get("/"), client.get("/products"), client.get("/products/p1/similar"), client.get("/x")]
+    pages = [
+        client.get("/"),
+        client.get("/products"),
+        client.get("/products/p1/similar"),
+        client.get("/x"),
+    ]
     pages.append(upload(client, image_bytes(draw_image("red"))))
     for response in pages:
         html = response.get_data(as_text=True)
@@ -223,7 +258,9 @@ def test_random_weights_banner_only_in_random_mode(client, app_config, tmp_path)
 
 
 def test_product_ids_with_slashes_have_pages_and_images(app_config, tmp_path):
-    shelf = write_catalog(tmp_path / "shelf", extra_rows=[["aisle/8", "Twin ball", "toys", "", "images/p1.png"]])
+    shelf = write_catalog(
+        tmp_path / "shelf", extra_rows=[["aisle/8", "Twin ball", "toys", "", "images/p1.png"]]
+    )
     client = create_app(app_config | {"catalog_path": shelf}).test_client()
     similar = client.get("/products/aisle/8/similar?threshold=0&k=1")
     assert similar.status_code == 200
@@ -232,7 +269,9 @@ def test_product_ids_with_slashes_have_pages_and_images(app_config, tmp_path):
         assert image.status_code == 200 and image.mimetype == "image/png"
 
 
-@pytest.mark.parametrize(("method", "url", "status"), [("get", "/nope", 404), ("post", "/products", 405)])
+@pytest.mark.parametrize(
+    ("method", "url", "status"), [("get", "/nope", 404), ("post", "/products", 405)]
+)
 def test_http_errors_are_pages_or_json_by_accept(client, method, url, status):
     page = getattr(client, method)(url)
     assert page.status_code == status and page.mimetype == "text/html"
