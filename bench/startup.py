@@ -76,26 +76,20 @@ def startup_figures(n: int, light: dict, worker: dict, index: Path) -> list[Figu
     label, checked = f"{n // 1000}k", n == 50_000
     s, w = light["seconds"], worker["seconds"]
     figures = [
-        Figure(
-            key=f"ready_index_{label}",
-            section="Cold start",
-            what=f"process start to first search, {n:,}-row index.csv (catalog + index, no model)",
-            value=s["ready"],
-            unit="s",
-            target=f"<= {READY_TARGET_S:g} s" if checked else None,
-            met=s["ready"] <= READY_TARGET_S if checked else None,
+        ready_figure(
+            f"ready_index_{label}",
+            f"process start to first search, {n:,}-row index.csv (catalog + index, no model)",
+            s["ready"],
+            checked,
             note=f"imports {s['imported']:.2f} s, catalog {s['catalog'] - s['imported']:.2f} s, "
             f"index.csv {s['index'] - s['catalog']:.2f} s",
             detail=light,
         ),
-        Figure(
-            key=f"ready_worker_{label}",
-            section="Cold start",
-            what=f"process start to a serving worker ready for image search, {n:,} rows",
-            value=w["ready"],
-            unit="s",
-            target=f"<= {READY_TARGET_S:g} s" if checked else None,
-            met=w["ready"] <= READY_TARGET_S if checked else None,
+        ready_figure(
+            f"ready_worker_{label}",
+            f"process start to a serving worker ready for image search, {n:,} rows",
+            w["ready"],
+            checked,
             note=f"app {w['imported']:.2f} s, torch import + model {w['model'] - w['imported']:.2f} s, "
             f"index + warm-up {w['ready'] - w['model']:.2f} s",
             detail=worker,
@@ -118,3 +112,17 @@ def startup_figures(n: int, light: dict, worker: dict, index: Path) -> list[Figu
             f"{worker['ready_mb']:.0f} MB; torch {worker['torch']}",
         ))  # fmt: skip
     return figures
+
+
+def ready_figure(key: str, what: str, seconds: float, checked: bool, **extra) -> Figure:
+    """A cold-start time, held to the target only where it applies (50k rows)."""
+    return Figure(
+        key=key,
+        section="Cold start",
+        what=what,
+        value=seconds,
+        unit="s",
+        target=f"<= {READY_TARGET_S:g} s" if checked else None,
+        met=seconds <= READY_TARGET_S if checked else None,
+        **extra,
+    )
