@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backend import create_app
+from backend.catalog import Catalog, Product
 from backend.errors import NotFound
 from backend.service import get_service
+from backend.store import Entry, IndexTable
+from backend.stores import sync_store
+from backend.stores.memory import MemoryStore
 from tests.conftest import DEFAULT_ITEMS, draw_image, image_bytes, write_catalog
 
 QUERIES = [image_bytes(draw_image(colour, shape)) for colour, shape in
            [("red", "circle"), ("blue", "square"), ("cyan", "triangle")]]  # fmt: skip
 EXTRA = [("p8", "Cyan tent", "outdoor", "cyan", "triangle"), ("p9", "Red scarf", "clothes", "red", "stripes")]
+DIM = 8
+PRODUCTS = [Product(f"s{i}", f"Item {i}", "things", None, f"images/s{i}.png") for i in range(10)]
+
+
+def table_for(catalog: Catalog) -> IndexTable:
+    """index.csv rows for a catalog: a fixed unit vector per product."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(PRODUCTS), DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [(Entry(p.id, p.image_url, "", f"sha-{p.id}", "m"), vectors[i])
+            for i, p in enumerate(PRODUCTS) if p.id in catalog.products]  # fmt: skip
+    return IndexTable.from_rows(rows, DIM)
 
 
 def use_catalog(folder: Path, state: str) -> None:
@@ -111,3 +129,34 @@ def test_a_sync_by_another_process_is_loaded_by_a_serving_one(app_config):
     assert client_b.get("/api/products/p8/similar").status_code == 200
     with pytest.raises(NotFound):
         get_service(worker_b).search_similar("p7")
+
+
+def test_a_sync_changes_the_memory_store_in_one_step():
+    """Removed and added products swap together: no reader sees the one without the other."""
+    catalog_a = Catalog(Path("a.csv"), {p.id: p for p in PRODUCTS[:6]})
+    catalog_b = Catalog(Path("b.csv"), {p.id: p for p in PRODUCTS[2:]})
+    tables = {name: table_for(catalog) for name, catalog in (("a", catalog_a), ("b", catalog_b))}
+    store = MemoryStore(DIM)
+    sync_store(store, catalog_a, tables["a"])
+    states = [frozenset(catalog_a.products), frozenset(catalog_b.products)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads as finely as the interpreter allows
+    stop, mixes = threading.Event(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            ids = frozenset(store.versions())
+            if ids not in states:
+                mixes.append(sorted(ids))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for turn in range(300):
+            catalog = (catalog_b, catalog_a)[turn % 2]
+            sync_store(store, catalog, tables["b" if catalog is catalog_b else "a"])
+    finally:
+        stop.set()
+        thread.join(10)
+        sys.setswitchinterval(interval)
+    assert mixes == []

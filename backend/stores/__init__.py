@@ -70,11 +70,9 @@ def sync_store(store: VectorStore, catalog: Catalog, table: IndexTable) -> Store
             products.append(product)
             versions.append(version)
     stale = [product_id for product_id in have if product_id not in wanted]
-    deleted = store.delete(stale) if stale else 0
-    if products:
-        # All rows changed (a first fill): hand over the table's array itself, not a copy.
-        vectors = table.vectors if len(rows) == len(table.vectors) else table.vectors[rows]
-        store.upsert(products, vectors, versions)
+    # All rows changed (a first fill): hand over the table's array itself, not a copy.
+    vectors = table.vectors if len(rows) == len(table.vectors) else table.vectors[rows]
+    deleted = store.apply(stale, products, vectors, versions)
     store.flush()
     if products or deleted:
         log.info("%s store: %d upserted, %d deleted", store.name, len(products), deleted)

@@ -73,6 +73,16 @@ class VectorStore(abc.ABC):
     def delete(self, ids: Iterable[str]) -> int:
         """Remove products by id; return how many were there."""
 
+    def apply(
+        self, delete_ids: Sequence[str], products: Sequence[Product], vectors: np.ndarray,
+        versions: Sequence[str],
+    ) -> int:  # fmt: skip
+        """Delete, then add or replace, as one change where the backend can; return how many went."""
+        deleted = self.delete(delete_ids) if delete_ids else 0
+        if products:
+            self.upsert(products, vectors, versions)
+        return deleted
+
     @abc.abstractmethod
     def count(self) -> int:
         """Return the number of products stored."""

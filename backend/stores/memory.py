@@ -50,15 +50,25 @@ class MemoryStore(VectorStore):
         self._write_lock = threading.Lock()
 
     def upsert(self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]) -> None:
+        self.apply([], products, vectors, versions)
+
+    def apply(
+        self, delete_ids: Sequence[str], products: Sequence[Product], vectors: np.ndarray,
+        versions: Sequence[str],
+    ) -> int:  # fmt: skip
+        """One new generation: searches see all of a sync's changes or none of them."""
         products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
         if not products:
-            return
-        incoming = {product.id for product in products}
+            return self.delete(delete_ids)
+        doomed = set(delete_ids)
+        gone = doomed | {product.id for product in products}
         with self._write_lock:
             old = self._state
-            keep = [row for row, product in enumerate(old.products) if product.id not in incoming]
+            keep = [row for row, product in enumerate(old.products) if product.id not in gone]
+            removed = sum(1 for product in old.products if product.id in doomed)
             self._state = self._merged(old, keep, products, vectors, versions)
             self.dim = vectors.shape[1]
+        return removed
 
     def delete(self, ids: Iterable[str]) -> int:
         gone = set(ids)
