@@ -159,7 +159,8 @@ def check_image_url(url: str) -> str:
 
 
 def _check_relative(url: str) -> str:
-    path = Path(url)
-    if path.is_absolute() or url.startswith(("/", "\\")) or ".." in Path(url.replace("\\", "/")).parts:
+    # Strings, not pathlib (every catalog row passes here): an absolute path starts with a
+    # separator, and ".." is a part exactly when it is one of the "/"-separated pieces.
+    if url.startswith(("/", "\\")) or ".." in url.replace("\\", "/").split("/"):
         raise ValueError(f"image_url {url!r} leaves the catalog folder")
     return url

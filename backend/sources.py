@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +38,15 @@ class ImageLocator:
 
     def local_path(self, relative: str) -> Path:
         """Resolve a relative image path inside the first root that has it, symlinks included."""
+        # os.path, not pathlib: a re-sync checks every local product, and pathlib's objects made
+        # that check several times slower (same realpath and confinement test).
         for root in self.roots:
-            real_root = root.resolve()
-            candidate = (real_root / relative).resolve()
-            if not candidate.is_relative_to(real_root):
+            real_root = _real_root(root)
+            candidate = os.path.realpath(os.path.join(real_root, relative))
+            if candidate != real_root and not candidate.startswith(os.path.join(real_root, "")):
                 raise ImageError(f"image_url {relative!r} leaves the catalog folder")
-            if candidate.is_file():
-                return candidate
+            if os.path.isfile(candidate):
+                return Path(candidate)
         raise ImageError(f"image file {relative!r} not found")
 
     def read(self, product: Product) -> bytes:
@@ -92,6 +96,16 @@ class ImageLocator:
 
         todo = [p for p in products if p.is_remote and not self.cache_path(p.image_url).is_file()]
         return {product.id: pool.submit(download_one, product) for product in todo}
+
+
+def _real_root(root: Path) -> str:
+    """root with symlinks resolved, worked out at most once a second (a re-sync asks per image)."""
+    return _real_root_at(root, int(time.monotonic()))
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root_at(root: Path, second: int) -> str:
+    return os.path.realpath(root)
 
 
 def read_limited(path: Path, max_bytes: int) -> bytes:
