@@ -47,6 +47,11 @@ def run(ctx: Context) -> list[Figure]:
     e2e = e2e_images / e2e_seconds
     ceiling = ceiling_images / ceiling_seconds
     precision = "bfloat16" if embedder.bfloat16 else "float32"
+    if not ctx.quick:
+        # The whole catalog is indexed now: re-sync it as a shop has it, images beside its CSV,
+        # in a fresh service (as `flask index` would be), so the vector store is filled too.
+        whole = bench_settings(folder, ctx.bench_catalog / "products.csv", ctx.bench_catalog)
+        service = SearchService(whole, embedder=embedder)
     return [
         local_figure(e2e, ceiling, e2e_images, chunks, precision),
         resync_figure(service, ctx, len(rows)),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from .common import Context, Figure, bench_settings, read_products, spread, timed, write_products
 from .slow_server import SlowImageServer
 
@@ -38,6 +40,8 @@ def one_by_one(service, rows: list[list[str]]) -> float:
     from backend.images import decode_image
 
     embedder = service.embedder
+    blank = np.zeros((embedder.crop_size, embedder.crop_size, 3), np.uint8)
+    embedder.embed_arrays([blank])  # the first batch of one pays one-off costs: not timed
     start = time.perf_counter()
     for row in rows:
         data = fetch(row[4], service.locator.fetch_policy).content
