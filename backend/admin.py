@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from .api import product_json
 from .catalog import Catalog
 from .errors import AdminDisabled, Unauthorized
-from .api import product_json
 from .service import get_service
 from .web import read_upload, request_values
 
