@@ -152,7 +152,9 @@ def check_image_url(url: str) -> str:
         if not parts.hostname:
             raise ValueError(f"image_url {url!r} has no host")
         return url
-    # A one-letter "scheme" is a Windows drive, which is an absolute path all the same.
+    # A one-letter "scheme" is a Windows drive: an absolute path, so it leaves the folder.
+    if len(parts.scheme) == 1:
+        raise ValueError(f"image_url {url!r} leaves the catalog folder")
     if parts.scheme:
         raise ValueError(f"image_url {url!r}: scheme '{parts.scheme}' is not allowed (http/https)")
     return _check_relative(url)

@@ -68,6 +68,7 @@ def test_empty_file_has_no_header(tmp_path):
         ("c,Deep,Fruit,1,images/../../x.jpg", "leaves the catalog folder"),
         ("c,Abs,Fruit,1,/etc/passwd", "image_url '/etc/passwd' leaves the catalog folder"),
         ("c,Win,Fruit,1,..\\..\\x.jpg", "leaves the catalog folder"),
+        ("c,Drive,Fruit,1,C:\\shop\\x.jpg", "image_url 'C:\\\\shop\\\\x.jpg' leaves the catalog folder"),
         ("c,File,Fruit,1,file:///etc/passwd", "scheme 'file' is not allowed"),
         ("c,Ftp,Fruit,1,ftp://shop.example/c.jpg", "scheme 'ftp' is not allowed"),
         ("c,Data,Fruit,1,data:image/png;base64,AAAA", "has 6 fields, expected 5"),
