@@ -29,6 +29,7 @@ def run(ctx: Context) -> list[Figure]:
         seconds, (_, report) = timed(service.sync)
         naive_after = one_by_one(service, remote[n + n_naive :])
         download = download_stage(service, remote[:n], folder)
+        download.detail["peak_concurrent_requests"] = server.peak
     ours = len(report.added) / seconds
     naive = (2 * n_naive) / (naive_before + naive_after)
     return [remote_figure(ours, naive, n, settings.download_workers, report), download]

@@ -21,6 +21,8 @@ class SlowImageServer:
         self.root = root.resolve()
         self.latency = latency
         self.requests = 0
+        self.in_flight = 0
+        self.peak = 0  # most requests answered at once
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -63,14 +65,23 @@ class SlowImageServer:
                 with server._slots:
                     with server._lock:
                         server.requests += 1
-                    time.sleep(server.latency)
-                    path = server._file(self.path.split("?")[0])
-                    body = path.read_bytes() if path else b"not found"
-                    self.send_response(200 if path else 404)
-                    self.send_header("Content-Type", "image/jpeg" if path else "text/plain")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                        server.in_flight += 1
+                        server.peak = max(server.peak, server.in_flight)
+                    try:
+                        self._answer()
+                    finally:
+                        with server._lock:
+                            server.in_flight -= 1
+
+            def _answer(self) -> None:
+                time.sleep(server.latency)
+                path = server._file(self.path.split("?")[0])
+                body = path.read_bytes() if path else b"not found"
+                self.send_response(200 if path else 404)
+                self.send_header("Content-Type", "image/jpeg" if path else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass  # quiet: thousands of requests

