@@ -55,7 +55,7 @@ def reindex():
     return jsonify(report_json(catalog, report))
 
 
-@bp.put("/products/<product_id>")
+@bp.put("/products/<path:product_id>")
 def put_product(product_id: str):
     """Add or replace one product (JSON, or multipart with an image `file`); searched at once."""
     service = get_service()
@@ -66,7 +66,7 @@ def put_product(product_id: str):
     return jsonify(product=product_json(product), created=created), 201 if created else 200
 
 
-@bp.delete("/products/<product_id>")
+@bp.delete("/products/<path:product_id>")
 def delete_product(product_id: str):
     """Remove one product from the catalog, index.csv and the vector store."""
     get_service().delete_product(product_id)

@@ -244,3 +244,13 @@ def test_cli_search_filters_by_price(runner):
     assert result.exit_code == 0, result.output
     listed = [line.split()[2] for line in result.output.splitlines() if line[:3].strip().isdigit()]
     assert sorted(listed) == ["p3", "p4"]  # priced 11.50 and 12.50
+
+
+def test_admin_api_edits_a_product_whose_id_has_a_slash(admin_client, app_config):
+    body = {"name": "Slashed", "image_url": "images/p2.png"}
+    added = admin_client.put("/api/admin/products/shelf/7", json=body, headers=AUTH)
+    assert added.status_code == 201 and added.get_json()["product"]["id"] == "shelf/7"
+    assert catalog_rows(app_config)["shelf/7"][1] == "Slashed"
+    assert admin_client.get("/api/products/shelf/7/similar?threshold=0").status_code == 200
+    assert admin_client.delete("/api/admin/products/shelf/7", headers=AUTH).status_code == 204
+    assert "shelf/7" not in catalog_rows(app_config)
