@@ -26,6 +26,8 @@ def atomic_writer(path: Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
         remove_stale_temps(path)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            # mkstemp makes the file 0600; keep the mode the file had, or the usual one for a new file.
+            os.fchmod(fd, _mode_for(path))
             with os.fdopen(fd, mode, **open_kwargs) as handle:
                 yield handle
                 handle.flush()
@@ -36,6 +38,15 @@ def atomic_writer(path: Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
                 os.unlink(tmp_name)
             raise
         _fsync_dir(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .errors import InvalidInput
 from .images import decode_image
@@ -20,6 +20,8 @@ from .store import decode_vectors, encode_vector
 THUMBNAIL_SIZE = 320  # pixels, longest side: sharp at the 160 CSS pixels the page uses
 THUMBNAIL_QUALITY = 82
 EXPIRED = "this search can no longer be refined; choose the image again"
+# A refine link stays usable for a shopping session, not forever.
+MAX_AGE_SECONDS = 24 * 60 * 60
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def encode_query(query: Query, model: str, secret_key: str) -> str:
 def decode_query(token: str, model: str, dim: int, secret_key: str) -> Query:
     """Verify a token and return its query; refuse tampered ones and those of another model."""
     try:
-        payload = _serializer(secret_key).loads(token)
+        payload = _serializer(secret_key).loads(token, max_age=MAX_AGE_SECONDS)
         vector = decode_vectors([payload["v"]])[0]  # (D,)
         thumbnail = payload["t"]
     except (BadSignature, KeyError, TypeError, ValueError):
@@ -57,5 +59,5 @@ def decode_query(token: str, model: str, dim: int, secret_key: str) -> Query:
     return Query(vector, thumbnail)
 
 
-def _serializer(secret_key: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt="query")
+def _serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="query")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
 from .config import Settings
 from .search import SearchService
@@ -15,9 +15,14 @@ def init_app(app: Flask, settings: Settings, embedder=None) -> None:
     app.before_request(_reload_if_synced_elsewhere)
 
 
+# Probes and static files answer without touching the index (a liveness check must stay cheap).
+_NO_RELOAD = {"static", "api.healthz", "api.readyz"}
+
+
 def _reload_if_synced_elsewhere() -> None:
     # With several server processes, a re-index reaches one of them; the others catch up here.
-    get_service().reload_if_synced_elsewhere()
+    if request.endpoint not in _NO_RELOAD:
+        get_service().reload_if_synced_elsewhere()
 
 
 def get_service(app: Flask | None = None) -> SearchService:

@@ -165,7 +165,7 @@ def render_results(result: SearchResult, options: SearchOptions, **context: Any)
 def k_choices(current: str) -> list[int]:
     """The top-k menu: the usual sizes, the default, and the one asked for."""
     choices = set(K_CHOICES) | {current_app.config["SETTINGS"].top_k}
-    if current.isdigit() and 1 <= int(current) <= 100:
+    if current.isdecimal() and current.isascii() and 1 <= int(current) <= 100:
         choices.add(int(current))
     return sorted(choices)
 

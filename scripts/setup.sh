@@ -4,7 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requirements="${1:-requirements-dev.txt}"
 python="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+# Debian's python3 needs python3-venv for venvs with pip; install it when we may (as root).
+if ! "$python" -c "import ensurepip" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+fi
+# A venv left without pip by an earlier failed attempt is made again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv
+  "$python" -m venv .venv
+fi
 stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements")"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"

@@ -5,6 +5,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh requirements-dev.txt
 # The browser tests drive Debian's chromium; install it when missing and we may (CI runs as root).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  apt-get update -q && apt-get install -y -q --no-install-recommends chromium
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+fi
+# In CI the browser tests must run, not skip.
+if [ "${CI:-}" = true ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "chromium is missing: the browser tests cannot run (install Debian's chromium)" >&2
+  exit 1
 fi
 exec .venv/bin/python -m pytest "$@"

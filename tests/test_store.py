@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -97,3 +98,16 @@ def test_a_row_with_the_wrong_field_count_is_corrupt(tmp_path, caplog, line):
     with caplog.at_level(logging.WARNING):
         assert len(read_index(path)) == 0
     assert "will be rebuilt" in caplog.text
+
+
+def test_replaced_files_keep_their_mode_and_new_ones_follow_the_umask(tmp_path):
+    path = tmp_path / "index.csv"
+    old_umask = os.umask(0o022)
+    try:
+        write_index(path, random_table(2))
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o640)
+        write_index(path, random_table(2))
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old_umask)

@@ -118,6 +118,7 @@ def test_a_tampered_query_is_refused_on_the_form(client):
             "between 0 and 100",
         ),
         (None, {"image_url": "https://shop.example/x.png", "k": "zero"}, 400, "is not a number"),
+        (None, {"k": "\u00b2"}, 400, "is not a number"),  # a superscript digit, not 2
         (
             None,
             {"image_url": "https://shop.example/x.png", "category": "cars"},
