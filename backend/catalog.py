@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -55,8 +56,10 @@ class Catalog:
     def get(self, product_id: str) -> Product | None:
         return self.products.get(product_id)
 
-    @property
+    @functools.cached_property
     def categories(self) -> list[str]:
+        # Asked for on every page and search; a catalog is not changed once loaded (edits
+        # build a new one), so computing it once is safe.
         return sorted({p.category for p in self.products.values() if p.category})
 
 
