@@ -38,7 +38,6 @@ class VectorIndex:
         query: np.ndarray,
         k: int,
         label: str | None = None,
-        exclude_row: int | None = None,
     ) -> list[Match]:
         """Return the k best rows by cosine similarity, best first, optionally within one label."""
         if len(self) == 0 or k <= 0:
@@ -48,12 +47,7 @@ class VectorIndex:
             return []
         candidates = self.vectors if rows is None else self.vectors[rows]
         scores = cosine_scores(candidates, query)  # (M,)
-        if exclude_row is not None:
-            position = exclude_row if rows is None else np.searchsorted(rows, exclude_row)
-            if position < len(scores) and (rows is None or rows[position] == exclude_row):
-                scores[position] = -np.inf
         top = top_k_indices(scores, k)
-        top = top[np.isfinite(scores[top])]
         chosen = top if rows is None else rows[top]
         return [Match(int(row), float(scores[i])) for row, i in zip(chosen, top)]
 

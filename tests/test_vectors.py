@@ -39,11 +39,6 @@ def test_unknown_label_returns_nothing(index):
     assert index.search(unit(1, 0, 0), k=3, label="zzz") == []
 
 
-def test_exclude_row_with_and_without_label(index):
-    assert [m.row for m in index.search(unit(1, 0, 0), k=2, exclude_row=0)] == [1, 3]
-    assert [m.row for m in index.search(unit(1, 0, 0), k=5, label="a", exclude_row=0)] == [2, 4]
-
-
 def test_ties_are_broken_by_row_order():
     scores = np.array([0.5, 0.9, 0.5, 0.9, 0.1], dtype=np.float32)
     assert top_k_indices(scores, 3).tolist() == [1, 3, 0]
