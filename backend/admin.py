@@ -17,7 +17,7 @@ from .api import product_json
 from .catalog import Catalog
 from .errors import AdminDisabled, Unauthorized
 from .service import get_service
-from .web import read_upload, request_values
+from .web import read_upload, request_body
 
 if TYPE_CHECKING:  # the indexer imports torch; the app must start without it
     from .indexer import SyncReport
@@ -59,7 +59,7 @@ def reindex():
 def put_product(product_id: str):
     """Add or replace one product (JSON, or multipart with an image `file`); searched at once."""
     service = get_service()
-    fields = request_values(request)
+    fields = request_body(request)  # a query string is no place for catalog fields
     image = read_upload(request, service.settings.max_upload_bytes)
     created = service.catalog.get(product_id) is None
     product = service.put_product(product_id, fields, image)

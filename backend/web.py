@@ -48,20 +48,22 @@ class SearchOptions:
 
 def request_values(request: Request) -> dict[str, Any]:
     """Query parameters overlaid with the body's fields (form or JSON object)."""
-    values: dict[str, Any] = dict(request.args.items())
+    return {**dict(request.args.items()), **request_body(request)}
+
+
+def request_body(request: Request) -> dict[str, Any]:
+    """The body's fields only (form or JSON object), for requests that change state."""
     try:
         if request.is_json:
             body = request.get_json()
             if not isinstance(body, dict):
                 raise InvalidInput("the JSON body must be an object")
-            values.update(body)
-        else:
-            values.update(request.form.items())
+            return body
+        return dict(request.form.items())
     except RequestEntityTooLarge:
         raise upload_too_large() from None
     except BadRequest as error:
         raise InvalidInput(f"the request body could not be read: {error.description}") from None
-    return values
 
 
 def parse_search_options(

@@ -254,3 +254,9 @@ def test_admin_api_edits_a_product_whose_id_has_a_slash(admin_client, app_config
     assert admin_client.get("/api/products/shelf/7/similar?threshold=0").status_code == 200
     assert admin_client.delete("/api/admin/products/shelf/7", headers=AUTH).status_code == 204
     assert "shelf/7" not in catalog_rows(app_config)
+
+
+def test_admin_api_reads_fields_from_the_body_only(admin_client, app_config):
+    response = admin_client.put("/api/admin/products/p1?category=sale&price=0", json={"name": "Ball"}, headers=AUTH)
+    assert response.status_code == 200
+    assert catalog_rows(app_config)["p1"][1:4] == ["Ball", "toys", "9.5"]
