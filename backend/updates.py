@@ -31,7 +31,9 @@ def product_from_fields(
     product_id: str, fields: Mapping[str, Any], existing: Product | None
 ) -> Product:
     """Validate an add or replace; fields left out keep the existing product's values."""
-    product_id = (product_id or "").strip()
+    if product_id != product_id.strip():
+        # Lookups use the id as given and the catalog strips it: " p1" would overwrite p1.
+        raise InvalidInput(f"product id {product_id!r} starts or ends with spaces; send it without them")
     if not product_id or len(product_id) > 200:
         raise InvalidInput("a product id must be 1-200 characters")
     unknown = sorted(set(fields) - set(EDITABLE))

@@ -260,3 +260,11 @@ def test_admin_api_reads_fields_from_the_body_only(admin_client, app_config):
     response = admin_client.put("/api/admin/products/p1?category=sale&price=0", json={"name": "Ball"}, headers=AUTH)
     assert response.status_code == 200
     assert catalog_rows(app_config)["p1"][1:4] == ["Ball", "toys", "9.5"]
+
+
+@pytest.mark.parametrize("product_id", ["%20p1", "p1%20", "%09p1"])
+def test_admin_api_refuses_an_id_with_surrounding_spaces(admin_client, app_config, product_id):
+    before = app_config["catalog_path"].read_bytes()
+    response = admin_client.put(f"/api/admin/products/{product_id}", json={"image_url": "images/p1.png"}, headers=AUTH)
+    assert response.status_code == 400 and "starts or ends with spaces" in response.get_json()["message"]
+    assert app_config["catalog_path"].read_bytes() == before
