@@ -21,6 +21,7 @@ from .catalog import Catalog, Product, check_image_url, parse_price
 from .errors import InvalidInput, NotFound
 from .images import decode_image, image_format
 from .store import Entry, IndexTable, read_index, write_index
+from .web import MAX_TEXT_CHARS, MAX_URL_CHARS, parse_text
 
 UPLOADS = "uploads"  # uploaded product photos, inside the catalog folder
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
@@ -34,27 +35,35 @@ def product_from_fields(
     if product_id != product_id.strip():
         # Lookups use the id as given and the catalog strips it: " p1" would overwrite p1.
         raise InvalidInput(f"product id {product_id!r} starts or ends with spaces; send it without them")
-    if not product_id or len(product_id) > 200:
+    if not product_id:
         raise InvalidInput("a product id must be 1-200 characters")
+    parse_text(product_id, "product id", MAX_TEXT_CHARS)  # one CSV cell: no newline, no NUL
     unknown = sorted(set(fields) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; editable: {', '.join(EDITABLE)}")
-    values = {name: fields[name] for name in EDITABLE if fields.get(name) is not None}
-    image_url = str(values.get("image_url", existing.image_url if existing else "")).strip()
+    given = {name: fields[name] for name in EDITABLE if fields.get(name) is not None}
+    for name in ("name", "category", "image_url"):
+        if name in given:
+            limit = MAX_URL_CHARS if name == "image_url" else MAX_TEXT_CHARS
+            given[name] = parse_text(given[name], name, limit)
+    image_url = given.get("image_url", existing.image_url if existing else "")
     if not image_url:
         raise InvalidInput(f"product {product_id!r} needs an image: an image_url or an uploaded file")
     try:
-        price = values.get("price", existing.price if existing else None)
-        if isinstance(price, str):
-            price = parse_price(price.strip())
-        elif price is not None:
-            price = parse_price(repr(float(price)))
+        price = _price(given["price"]) if "price" in given else existing.price if existing else None
         image_url = check_image_url(image_url)
-    except (ValueError, TypeError) as error:
+    except (ValueError, OverflowError) as error:
         raise InvalidInput(f"product {product_id!r}: {error}") from None
-    name = str(values.get("name", existing.name if existing else "")).strip() or product_id
-    category = str(values.get("category", existing.category if existing else "")).strip()
+    name = given.get("name", existing.name if existing else "") or product_id
+    category = given.get("category", existing.category if existing else "")
     return Product(product_id, name, category, price, image_url)
+
+
+def _price(raw: Any) -> float | None:
+    """A price sent as a number or as text ("" clears it); true/false and lists are not prices."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidInput("price must be a number, or a string holding one")
+    return parse_price(raw.strip() if isinstance(raw, str) else repr(float(raw)))
 
 
 def save_upload(catalog_folder: Path, data: bytes) -> str:

@@ -107,6 +107,14 @@ def test_a_deleted_product_disappears_at_once(open_service, backend_config):
         ("new", {"image_url": "images/p1.png", "price": "-3"}, InvalidInput, "non-negative"),
         ("new", {"image_url": "images/p1.png", "colour": "red"}, InvalidInput, "unknown field"),
         ("new", {"image_url": "images/missing.png"}, ImageError, "not found"),
+        ("new", {"image_url": "images/p1.png", "price": True}, InvalidInput, "price must be a number"),
+        ("new", {"image_url": "images/p1.png", "price": [3]}, InvalidInput, "price must be a number"),
+        ("new", {"image_url": "images/p1.png", "price": 1e400}, InvalidInput, "non-negative"),
+        ("new", {"image_url": "images/p1.png", "name": ["Ball"]}, InvalidInput, "name must be a string"),
+        ("new", {"image_url": "images/p1.png", "name": "Ball\nx,y"}, InvalidInput, "control characters"),
+        ("new", {"image_url": "images/p1.png", "category": "toys\0"}, InvalidInput, "control characters"),
+        ("new", {"image_url": {"path": "images/p1.png"}}, InvalidInput, "image_url must be a string"),
+        ("new\nrow", {"image_url": "images/p1.png"}, InvalidInput, "control characters"),
     ],
 )
 def test_bad_edits_are_refused_and_change_nothing(open_service, backend_config, product_id, fields, error, message):
