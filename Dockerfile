@@ -32,6 +32,8 @@ RUN useradd --create-home --uid 10001 app \
 
 COPY gunicorn.conf.py ./
 COPY backend ./backend
+# Admin edits rewrite the bundled catalog (products.csv, uploads/) in place; the code stays root's.
+RUN chown -R app:app backend/data
 
 USER app
 EXPOSE 8000

@@ -58,6 +58,13 @@ class NotFound(SearchAppError):
     code = "not_found"
 
 
+class CatalogNotWritable(SearchAppError):
+    """products.csv, index.csv or the uploads folder cannot be written (permissions, full disk)."""
+
+    status = 500
+    code = "catalog_not_writable"
+
+
 class Unauthorized(SearchAppError):
     """A protected operation without the right credentials."""
 

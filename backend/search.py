@@ -262,8 +262,8 @@ class SearchService:
             existing = self.snapshot.catalog.get(product_id)
             product = updates.product_from_fields(product_id, fields, existing)
             entry, vector = self._indexer().embed_one(product)  # before any file changes
-            updates.write_index_row(self.settings.index_path, product.id, (entry, vector))
-            updates.write_catalog_row(self.settings.catalog_path, product.id, product)
+            files = self.settings.catalog_path, self.settings.index_path
+            updates.write_edit(*files, product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])
             self._edited(updates.with_product(self.snapshot.catalog, product), added=product.id)
@@ -276,8 +276,8 @@ class SearchService:
         self._current()
         with self._sync_lock:
             catalog = updates.without_product(self.snapshot.catalog, product_id)
-            updates.write_index_row(self.settings.index_path, product_id, None)
-            updates.write_catalog_row(self.settings.catalog_path, product_id, None)
+            files = self.settings.catalog_path, self.settings.index_path
+            updates.write_edit(*files, product_id, None, None)
             self.store.delete([product_id])
             self._edited(catalog)
 

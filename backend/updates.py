@@ -7,8 +7,10 @@ the steps leaves files that the next sync reconciles.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_writer
 from .catalog import Catalog, Product, check_image_url, parse_price
-from .errors import InvalidInput, NotFound
+from .errors import CatalogNotWritable, InvalidInput, NotFound
 from .images import decode_image, image_format
 from .store import Entry, IndexTable, read_index, write_index
 from .web import MAX_TEXT_CHARS, MAX_URL_CHARS, parse_text
@@ -73,8 +75,41 @@ def save_upload(catalog_folder: Path, data: bytes) -> str:
     name = f"{UPLOADS}/{hashlib.sha256(data).hexdigest()[:32]}{extension}"
     path = catalog_folder / name
     if not path.is_file():
-        atomic_write_bytes(path, data)
+        with _writing():
+            atomic_write_bytes(path, data)
     return name
+
+
+def write_edit(
+    catalog_path: Path,
+    index_path: Path,
+    product_id: str,
+    product: Product | None,
+    index_row: tuple[Entry, np.ndarray] | None,
+) -> None:
+    """Write one product's edit: products.csv (the record) first, then index.csv.
+
+    If index.csv cannot be written, products.csv is put back as it was, so the files never
+    disagree; either failure is a CatalogNotWritable.
+    """
+    with _writing():
+        before = catalog_path.read_bytes()
+        write_catalog_row(catalog_path, product_id, product)
+        try:
+            write_index_row(index_path, product_id, index_row)
+        except OSError:
+            atomic_write_bytes(catalog_path, before)
+            raise
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        where = error.filename or "the catalog folder"
+        raise CatalogNotWritable(f"cannot write the catalog: {reason}: {where}") from error
 
 
 def write_catalog_row(path: Path, product_id: str, product: Product | None) -> None:

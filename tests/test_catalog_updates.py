@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 
 import pytest
 
-from backend import create_app
+from backend import atomic, create_app
 from backend.errors import ImageError, InvalidInput, NotFound
 from backend.service import get_service
 from backend.store import read_index
@@ -276,3 +277,35 @@ def test_admin_api_refuses_an_id_with_surrounding_spaces(admin_client, app_confi
     response = admin_client.put(f"/api/admin/products/{product_id}", json={"image_url": "images/p1.png"}, headers=AUTH)
     assert response.status_code == 400 and "starts or ends with spaces" in response.get_json()["message"]
     assert app_config["catalog_path"].read_bytes() == before
+
+
+def refuse_writes_of(monkeypatch, name: str) -> None:
+    """Make every atomic write of the file `name` fail as on a read-only folder."""
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(f".{name}."):
+            raise PermissionError(errno.EACCES, "Permission denied", str(kwargs["dir"] / name))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("unwritable", ["products.csv", "index.csv"])
+def test_an_unwritable_file_fails_the_edit_and_leaves_both_files_as_they_were(
+    admin_client, app_config, monkeypatch, caplog, unwritable
+):
+    admin_client.post("/api/admin/reindex", headers=AUTH)
+    files = [app_config["catalog_path"], app_config["index_path"]]
+    before = [path.read_bytes() for path in files]
+    refuse_writes_of(monkeypatch, unwritable)
+    for response in (
+        admin_client.put("/api/admin/products/p1", json={"name": "Ball"}, headers=AUTH),
+        admin_client.put("/api/admin/products/n1", json={"image_url": "images/p2.png"}, headers=AUTH),
+        admin_client.delete("/api/admin/products/p2", headers=AUTH),
+    ):
+        assert response.status_code == 500 and response.get_json()["error"] == "catalog_not_writable"
+    assert [path.read_bytes() for path in files] == before
+    refused = files[0] if unwritable == "products.csv" else files[1]
+    assert f"cannot write the catalog: permission denied: {refused}" in caplog.text
+    assert admin_client.get("/api/products/p1/similar?threshold=0").status_code == 200
