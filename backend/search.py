@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -136,7 +140,7 @@ class SearchService:
 
     def sync(self, progress=None):
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
-        with self._sync_lock:
+        with edit_lock(self.settings.index_path), self._sync_lock:
             store = self.store  # an unusable database fails now, before any embedding work
             catalog = load_catalog(self.settings.catalog_path)
             table, report = self._indexer().sync(catalog, progress)
@@ -255,7 +259,7 @@ class SearchService:
         from . import updates
 
         self._current()
-        with self._sync_lock:
+        with self._editing():
             if image is not None:
                 folder = self.settings.catalog_path.parent
                 fields = {**fields, "image_url": updates.save_upload(folder, image)}
@@ -274,12 +278,21 @@ class SearchService:
         from . import updates
 
         self._current()
-        with self._sync_lock:
+        with self._editing():
             catalog = updates.without_product(self.snapshot.catalog, product_id)
             files = self.settings.catalog_path, self.settings.index_path
             updates.write_edit(*files, product_id, None, None)
             self.store.delete([product_id])
             self._edited(catalog)
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[None]:
+        """Edit alone, across processes, on a snapshot that holds the other processes' edits."""
+        with edit_lock(self.settings.index_path):
+            if _sync_stamp(self.settings.index_path) != self._sync_stamp:
+                self.load_index()  # else our sync mark would hide their edit from us for good
+            with self._sync_lock:
+                yield
 
     def _edited(self, catalog: Catalog, added: str | None = None) -> None:
         indexed = [pid for pid in self.snapshot.row_of if pid in catalog.products]
@@ -297,6 +310,24 @@ class SearchService:
         if product.is_remote and not path.is_file():
             path = self.locator.download(product.image_url)
         return path
+
+
+@contextlib.contextmanager
+def edit_lock(index_path: Path) -> Iterator[None]:
+    """Hold the lock that makes each read-modify-write of products.csv and index.csv whole.
+
+    Every process that edits or syncs takes it (server workers, `flask product`, `flask index`),
+    so that no edit is lost to another's write of the files it read before. It is released
+    when the process dies.
+    """
+    lock_path = index_path.with_name(index_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a lock per open file: threads of one process wait too
+        yield
+    finally:
+        os.close(fd)
 
 
 def _sync_marker(index_path: Path) -> Path:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -309,3 +312,53 @@ def test_an_unwritable_file_fails_the_edit_and_leaves_both_files_as_they_were(
     refused = files[0] if unwritable == "products.csv" else files[1]
     assert f"cannot write the catalog: permission denied: {refused}" in caplog.text
     assert admin_client.get("/api/products/p1/similar?threshold=0").status_code == 200
+
+
+EDITOR = """
+import json, sys, time
+from backend import create_app, updates
+from backend.service import get_service
+
+real_read_index = updates.read_index
+
+
+def slow_read_index(path):
+    table = real_read_index(path)
+    time.sleep(0.5)  # widen the read-modify-write, so that the two processes' edits overlap
+    return table
+
+
+updates.read_index = slow_read_index
+service = get_service(create_app(json.loads(sys.argv[1])))
+service.load_index()
+print("ready", flush=True)
+sys.stdin.readline()
+service.put_product(sys.argv[2], {"name": sys.argv[2], "image_url": "images/p3.png"})
+print(service.indexed_count(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend_config", ["memory"], indirect=True)
+def test_edits_from_two_processes_at_once_both_survive(open_service, backend_config):
+    open_service().sync()
+    config = json.dumps({key: str(value) for key, value in backend_config.items()})
+    editors = [
+        subprocess.Popen(
+            [sys.executable, "-c", EDITOR, config, product_id],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for product_id in ("n1", "n2")
+    ]
+    try:
+        assert [editor.stdout.readline().strip() for editor in editors] == ["ready", "ready"]
+        for editor in editors:
+            editor.stdin.write("go\n")
+            editor.stdin.flush()
+        counts = [int(editor.communicate(timeout=60)[0]) for editor in editors]
+    finally:
+        for editor in editors:
+            editor.kill()
+    assert {"n1", "n2"} <= set(catalog_rows(backend_config))
+    assert {"n1", "n2"} <= {entry.id for entry in read_index(backend_config["index_path"]).entries}
+    assert sorted(counts) == [8, 9]  # the later edit loaded the earlier one first
+    assert open_service().indexed_count() == 9
