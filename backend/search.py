@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, load_catalog
 from .config import Settings
-from .errors import InvalidInput, NotFound
+from .errors import FetchError, InvalidInput, NotFound
 from .fetch import FetchPolicy, fetch
 from .images import decode_image
 from .sources import ImageLocator, read_limited
@@ -89,6 +89,11 @@ class SearchService:
         self._next_stamp_check = 0.0
         self.stamp_check_seconds = 2.0
         self._store: VectorStore | None = None
+        # Image URLs whose download failed, with when: /images/<id> answers 404 at once for a
+        # while instead of tying up a request thread on the same dead URL at every view.
+        self._failed_downloads: dict[str, float] = {}
+        self._failed_downloads_lock = threading.Lock()
+        self.retry_failed_download_seconds = 300.0
 
     @property
     def embedder(self):
@@ -308,8 +313,21 @@ class SearchService:
             raise NotFound(f"product {product_id!r} does not exist")
         path = self.locator.path_for(product)
         if product.is_remote and not path.is_file():
-            path = self.locator.download(product.image_url)
+            path = self._download(product.image_url)
         return path
+
+    def _download(self, url: str) -> Path:
+        now = time.monotonic()
+        with self._failed_downloads_lock:
+            failed_at = self._failed_downloads.get(url)
+        if failed_at is not None and now - failed_at < self.retry_failed_download_seconds:
+            raise NotFound("this image could not be downloaded a moment ago; try again later")
+        try:
+            return self.locator.download(url)
+        except (FetchError, OSError):
+            with self._failed_downloads_lock:
+                self._failed_downloads[url] = time.monotonic()
+            raise
 
 
 @contextlib.contextmanager

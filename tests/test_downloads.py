@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from backend import create_app
 from backend.catalog import Product, load_catalog
 from backend.embedder import load_embedder
 from backend.fetch import FetchPolicy
 from backend.indexer import Indexer
+from backend.service import get_service
 from backend.sources import ImageLocator
-from tests.conftest import draw_image, image_bytes
+from tests.conftest import draw_image, image_bytes, write_catalog
 from tests.http_servers import ImageServer, serve
 
 RED = image_bytes(draw_image("red"))
@@ -74,3 +76,24 @@ def test_embedding_proceeds_while_a_download_is_still_running(tmp_path, server):
     table, report = indexer.sync(load_catalog(catalog_path), progress)
     assert embedded_before_release == [2, 4]
     assert len(report.added) == 5 and not report.failed and len(table) == 5
+
+
+def test_a_failed_image_download_is_not_retried_at_every_view(app_config, tmp_path, server):
+    dead = server.url("/missing")
+    shop = write_catalog(tmp_path / "remote", extra_rows=[["r1", "Remote ball", "toys", "", dead]])
+    app = create_app(app_config | {"catalog_path": shop, "fetch_allow_loopback": True})
+    service = get_service(app)
+    service.sync()
+    client = app.test_client()
+
+    def asked() -> int:
+        return sum(path == "/missing" for path, _ in server.seen)
+
+    before = asked()
+    assert client.get("/images/r1").status_code == 404
+    assert asked() == before + 1
+    assert client.get("/images/r1").status_code == 404
+    assert asked() == before + 1  # answered from memory, the server not asked again
+    service.retry_failed_download_seconds = 0
+    assert client.get("/images/r1").status_code == 404
+    assert asked() == before + 2  # once the wait is over, it is tried again
