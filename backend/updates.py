@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-from collections.abc import Iterator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,9 @@ def product_from_fields(
     """Validate an add or replace; fields left out keep the existing product's values."""
     if product_id != product_id.strip():
         # Lookups use the id as given and the catalog strips it: " p1" would overwrite p1.
-        raise InvalidInput(f"product id {product_id!r} starts or ends with spaces; send it without them")
+        raise InvalidInput(
+            f"product id {product_id!r} starts or ends with spaces; send it without them"
+        )
     if not product_id:
         raise InvalidInput("a product id must be 1-200 characters")
     parse_text(product_id, "product id", MAX_TEXT_CHARS)  # one CSV cell: no newline, no NUL
