@@ -46,7 +46,9 @@ class FaissStore(VectorStore):
         dim: int,
         *,
         m: int = 32,
-        ef_construction: int = 64,
+        # 200, not FAISS's 40: on 1M clustered vectors a graph built with 64 topped out at
+        # recall@10 0.94 whatever the search breadth; with 200 it reaches 0.999 at ef_search 64.
+        ef_construction: int = 200,
         ef_search: int = 64,
         exact_limit: int = 20_000,
         oversample: int = 2,
