@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ CHUNK = 50_000
 BACKENDS = ("memory", "faiss", "pgvector")
 FOLDER = DATA_DIR / "scale"
 # HNSW search breadths tried on each ANN build; the first is the product's default.
-EF_SEARCH = {"faiss": [64, 128, 256], "pgvector": [100, 40, 200]}
+EF_SEARCH = {"faiss": [64, 128, 256, 512, 1024], "pgvector": [100, 200, 400, 1000]}
 
 
 def _clustered(rng: np.random.Generator, n: int, centres: np.ndarray, bases: np.ndarray) -> np.ndarray:
@@ -113,8 +114,8 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def open_backend(name: str, work: Path):
-    """The product's store for `name`, with the product's defaults; and how to size its disk."""
+def open_backend(name: str, work: Path, reuse: bool):
+    """The product's store for `name`, with the product's defaults: empty, or as the last run left it."""
     from backend.config import load_settings
     from backend.stores import open_store
 
@@ -123,8 +124,10 @@ def open_backend(name: str, work: Path):
         from backend.stores.postgres import init_schema
 
         overrides["database_url"] = start_postgres(work)
-        init_schema(overrides["database_url"], DIM, reset=True)
+        init_schema(overrides["database_url"], DIM, reset=not reuse)
     settings = load_settings(environ={}, overrides=overrides)
+    if not reuse:
+        shutil.rmtree(settings.faiss_path, ignore_errors=True)
     return open_store(settings, DIM), settings
 
 
@@ -158,7 +161,7 @@ def store_disk(name: str, store, settings) -> int:
     return 0
 
 
-def measure_backend(name: str, data: Path, queries: int) -> list[dict]:
+def measure_backend(name: str, data: Path, queries: int, reuse: bool) -> list[dict]:
     from backend.catalog import Product
     from backend.stores import Filters
 
@@ -170,16 +173,18 @@ def measure_backend(name: str, data: Path, queries: int) -> list[dict]:
     products = [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
                 for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist()))]  # fmt: skip
     versions = ["v"] * len(products)
-    store, settings = open_backend(name, work)
-    before = rss_bytes()
-    started = time.perf_counter()
-    store.upsert(products, vectors, versions)
-    store.flush()
-    build = time.perf_counter() - started
-    # The memory store keeps the caller's array itself (no copy): count it as the store's.
-    resident = rss_bytes() - before + (vectors.nbytes if name == "memory" else 0)
-    row = {"backend": name, "n": len(vectors), "build_s": build, "memory_mb": resident / 2**20,
-           "disk_mb": store_disk(name, store, settings) / 2**20}  # fmt: skip
+    store, settings = open_backend(name, work, reuse)
+    row = {"backend": name, "n": len(vectors), "build_s": None, "memory_mb": None}
+    if store.count() != len(vectors):  # not reusing a complete store from an earlier run
+        before = rss_bytes()
+        started = time.perf_counter()
+        store.upsert(products, vectors, versions)
+        store.flush()
+        row["build_s"] = time.perf_counter() - started
+        # The memory store keeps the caller's array itself (no copy): count it as the store's.
+        resident = rss_bytes() - before + (vectors.nbytes if name == "memory" else 0)
+        row["memory_mb"] = resident / 2**20
+    row["disk_mb"] = store_disk(name, store, settings) / 2**20
     plain = [(q, Filters()) for q in truth["queries"]]
     filtered = [(q, Filters(category=f"c{c}")) for q, c in zip(truth["queries"], truth["query_categories"])]
     rows = []
@@ -220,8 +225,10 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         name = r["backend"] if r["ef_search"] is None else f"{r['backend']} (ef_search {r['ef_search']})"
+        build = "?" if r["build_s"] is None else f"{r['build_s']:.0f} s"
+        memory = "?" if r["memory_mb"] is None else f"{r['memory_mb'] / 1024:.2f} GB"
         lines.append(
-            f"| {name} | {r['n']:,} | {r['build_s']:.0f} s | {r['memory_mb'] / 1024:.2f} GB "
+            f"| {name} | {r['n']:,} | {build} | {memory} "
             f"| {r['disk_mb'] / 1024:.2f} GB | {r['p50_ms']:.1f} ms | {r['p95_ms']:.1f} ms "
             f"| {r['recall']:.3f} | {r['filtered_p50_ms']:.1f} ms | {r['filtered_p95_ms']:.1f} ms "
             f"| {r['filtered_recall']:.3f} |"
@@ -234,18 +241,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="vectors (default 1,000,000)")
     parser.add_argument("--queries", type=int, default=200, help="queries per measurement")
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="search the FAISS files / pgvector table the last run built (build figures kept)",
+    )  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this backend here
     args = parser.parse_args(argv)
     started = time.perf_counter()
     data = generate(args.n, args.queries)
     if args.one:
-        print(json.dumps(measure_backend(args.one, data, args.queries)))
+        print(json.dumps(measure_backend(args.one, data, args.queries, args.reuse)))
         return 0
     print(f"data: {data} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     rows = []
     for name in args.backends.split(","):
         command = [sys.executable, "-m", "bench.scale", "--n", str(args.n),
-                   "--queries", str(args.queries), "--one", name]  # fmt: skip
+                   "--queries", str(args.queries), "--one", name] + ["--reuse"] * args.reuse  # fmt: skip
         # One BLAS thread: on a shared 2-core machine a threaded gemv waits on descheduled
         # threads (a 1,000-row product took 8 ms instead of 0.03 ms); FAISS keeps its OpenMP.
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -256,9 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         rows += json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{name}: {rows[-1]}", file=sys.stderr)
     results = FOLDER / f"results-n{args.n}.json"
+    earlier = json.loads(results.read_text()) if results.is_file() else []
+    for row in rows:  # a reused store keeps the build figures of the run that built it
+        built = next((r for r in earlier if r["backend"] == row["backend"] and r["build_s"]), None)
+        if row["build_s"] is None and built:
+            row.update(build_s=built["build_s"], memory_mb=built["memory_mb"])
     ran = {row["backend"] for row in rows}
-    if results.is_file():  # keep the other backends' rows from earlier runs at this size
-        rows = [r for r in json.loads(results.read_text()) if r["backend"] not in ran] + rows
+    rows = [r for r in earlier if r["backend"] not in ran] + rows  # other backends' last rows
     rows.sort(key=lambda r: BACKENDS.index(r["backend"]))
     results.write_text(json.dumps(rows, indent=2))
     print(table(rows))
