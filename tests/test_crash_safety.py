@@ -131,7 +131,8 @@ class Shop:
     def change(self, trial: int) -> None:
         """Give the next build work: new content, new URLs, and now and then a new product."""
         local = [pid for pid, url in self.rows.items() if not url.startswith("http")]
-        for pid in self.rng.sample(local, 2):
+        # Most images change, so a build runs long enough after its first checkpoint to be killed.
+        for pid in self.rng.sample(local, 6):
             self.redraw(pid)
         if trial % 2:
             remote = self.rng.choice([pid for pid in self.rows if pid in self.versions])
@@ -233,11 +234,11 @@ def kill_at_random_moment(children: ForkServer, index: Path, trial: int, rng: ra
     pid, log = children.start_index(f"kill-{trial}")
     started = time.monotonic()
     if trial % 4 == 3:
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.0, 1.0))
     else:
         while time.monotonic() - started < 20 and (index.stat().st_ino if index.exists() else None) == before:
             time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.1))
     os.kill(pid, signal.SIGKILL)
     status = children.wait(pid)
     assert status in (-signal.SIGKILL, 0), log.read_text()
