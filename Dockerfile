@@ -17,9 +17,9 @@ WORKDIR /app
 # installed without their lines, so pip has no reason to replace them.
 COPY requirements.txt ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
- && grep -vE '^(torch|torchvision)==' requirements.txt > /tmp/requirements-rest.txt \
- && pip install -r /tmp/requirements-rest.txt \
- && rm /tmp/requirements-rest.txt \
+ && grep -vE '^(torch|torchvision)==' requirements.txt > requirements-rest.txt \
+ && pip install -r requirements-rest.txt \
+ && rm requirements-rest.txt \
  && python -c "import torch; assert torch.version.cuda is None, torch.__version__"
 
 # The ImageNet weights, baked in so the container starts offline.
