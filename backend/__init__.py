@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 
 from .config import load_settings
+from .errors import ConfigError
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -21,22 +23,36 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     flask_keys = {key: test_config.pop(key) for key in list(test_config) if key.isupper()}
     app.config.from_prefixed_env()
     app.config.update(flask_keys)
-    settings = load_settings(overrides=test_config)
+    try:
+        settings = load_settings(overrides=test_config)
+    except ConfigError as error:
+        _stop_command_on_bad_setting(error)
+        raise
     app.config["SETTINGS"] = settings
     _configure_logging(app)
 
-    from . import admin, api, cli, errors, security, service, views
+    from . import extensions, web
+    from .cli import catalog, quality, search
 
-    security.init_app(app, settings)
-    errors.init_app(app)
-    service.init_app(app, settings)
-    app.register_blueprint(views.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(admin.bp)
-    cli.init_app(app)
+    extensions.init_app(app, settings)
+    web.init_app(app, settings)
+    for command in (*search.COMMANDS, *catalog.COMMANDS, *quality.COMMANDS):
+        app.cli.add_command(command)
     return app
+
+
+def _stop_command_on_bad_setting(error: ConfigError) -> None:
+    """Under the `flask` command, a bad setting is one line and exit status 2, not a traceback."""
+    import click
+
+    if click.get_current_context(silent=True) is not None:
+        from .cli import SettingsError
+
+        raise SettingsError(error.message) from None
 
 
 def _configure_logging(app: Flask) -> None:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )

@@ -15,8 +15,8 @@ from flask import Flask
 
 from .config import load_settings
 from .errors import SearchAppError
+from .extensions import get_service
 from .search import SearchService
-from .service import get_service
 
 log = logging.getLogger("backend.boot")
 

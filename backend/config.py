@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
+from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -53,6 +55,11 @@ class Settings:
     @property
     def random_weights(self) -> bool:
         return self.model_weights == "random"
+
+    @property
+    def search_defaults(self) -> SearchOptions:
+        """The search options used where a request leaves them out."""
+        return SearchOptions(k=self.top_k, threshold=self.similarity_threshold)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -134,14 +141,16 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"SIMILARITY_THRESHOLD={settings.similarity_threshold} must be between 0 and 1"
         )
-    if not 1 <= settings.top_k <= 100:
-        raise ConfigError(f"TOP_K={settings.top_k} must be between 1 and 100")
+    if not MIN_K <= settings.top_k <= MAX_K:
+        raise ConfigError(f"TOP_K={settings.top_k} must be between {MIN_K} and {MAX_K}")
     if settings.max_upload_mb <= 0:
         raise ConfigError(f"MAX_UPLOAD_MB={settings.max_upload_mb} must be positive")
     if not 1 <= settings.download_workers <= 64:
         raise ConfigError(f"DOWNLOAD_WORKERS={settings.download_workers} must be 1-64")
     if not 0 < settings.fetch_timeout <= 300:
-        raise ConfigError(f"FETCH_TIMEOUT={settings.fetch_timeout} must be between 0 and 300 seconds")
+        raise ConfigError(
+            f"FETCH_TIMEOUT={settings.fetch_timeout} must be between 0 and 300 seconds"
+        )
     if settings.index_checkpoint_every < 1:
         raise ConfigError(
             f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"

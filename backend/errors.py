@@ -1,13 +1,6 @@
-"""Domain errors that carry their HTTP status, rendered in one place."""
+"""Domain errors that carry their HTTP status; `web.errors` renders them (HTML or JSON)."""
 
 from __future__ import annotations
-
-import logging
-
-from flask import Flask, Response, jsonify, make_response, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
-
-log = logging.getLogger(__name__)
 
 
 class SearchAppError(Exception):
@@ -77,69 +70,3 @@ class AdminDisabled(SearchAppError):
 
     status = 403
     code = "admin_disabled"
-
-
-# Paths that always answer JSON, whatever the client accepts.
-JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
-GENERIC_500 = "something went wrong on our side; please try again"
-
-
-def init_app(app: Flask) -> None:
-    """Answer every error as JSON for API clients and as a page in the site's style otherwise."""
-    app.register_error_handler(SearchAppError, _domain_error)
-    app.register_error_handler(HTTPException, _http_error)
-
-
-def wants_json() -> bool:
-    if request.path.startswith(JSON_PREFIXES):
-        return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
-
-
-def error_response(status: int, code: str, message: str) -> Response:
-    """Render one error, as `{"error": code, "message": ...}` or as the HTML error page."""
-    if wants_json():
-        body = jsonify(error=code, message=message)
-    else:
-        body = render_template("error.html", status=status, code=code, message=message)
-    return make_response(body, status)
-
-
-def _domain_error(error: SearchAppError) -> Response:
-    if error.status >= 500:
-        # Server-side details (paths, settings) are for the operator's log, not the visitor.
-        log.error("%s: %s", error.code, error.message)
-        return error_response(error.status, error.code, GENERIC_500)
-    return error_response(error.status, error.code, error.message)
-
-
-def _http_error(error: HTTPException) -> Response:
-    status = error.code or 500
-    if isinstance(error, InternalServerError):
-        original = getattr(error, "original_exception", None)
-        if original is not None:
-            log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
-        return error_response(500, "internal_error", GENERIC_500)
-    code = HTTP_CODES.get(status, (error.name or "error").lower().replace(" ", "_"))
-    message = HTTP_MESSAGES.get(status, error.description or error.name)
-    response = error_response(status, code, message)
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":  # e.g. Allow on a 405
-            response.headers[name] = value
-    return response
-
-
-HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-    415: "unsupported_media_type",
-    429: "too_many_requests",
-}
-HTTP_MESSAGES = {
-    404: "there is nothing at this address; it may have moved, or the link is mistyped",
-    405: "this address does not accept that kind of request",
-    413: "the request is larger than this server accepts; choose a smaller image",
-}

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_write_bytes
-from .catalog import Catalog, Product, load_catalog
+from .catalog import Catalog, Product, edits, load_catalog
 from .config import Settings
-from .errors import FetchError, InvalidInput, NotFound
-from .fetch import FetchPolicy, fetch
-from .images import decode_image
-from .sources import ImageLocator, read_limited
+from .errors import FetchError, NotFound
+from .images.decode import decode_image
+from .images.fetch import FetchPolicy, fetch
+from .images.sources import ImageLocator, read_limited, save_upload
+from .index.index_file import Entry, IndexTable, read_index, write_index_row
+from .index.indexer import Indexer, SyncReport
+from .index.locks import edit_lock, publish_sync, sync_stamp
+from .model import Embedder, load_embedder
+from .options import SearchOptions
 from .stores import Filters, VectorStore, item_version, open_store, sync_store
 
 log = logging.getLogger(__name__)
@@ -38,12 +41,22 @@ class SearchResult:
     """The top-k matches, best first; those under the threshold are kept for the slider."""
 
     hits: list[Hit]
-    threshold: float
-    k: int
-    category: str | None
+    options: SearchOptions
     took_ms: float
     # The query embedding (D,), so a page can refine the same search without the image again.
     query: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold
+
+    @property
+    def k(self) -> int:
+        return self.options.k
+
+    @property
+    def category(self) -> str | None:
+        return self.options.category
 
     @property
     def shown(self) -> list[Hit]:
@@ -67,7 +80,7 @@ class Snapshot:
 
 
 class SearchService:
-    def __init__(self, settings: Settings, embedder=None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
@@ -96,13 +109,11 @@ class SearchService:
         self.retry_failed_download_seconds = 300.0
 
     @property
-    def embedder(self):
+    def embedder(self) -> Embedder:
         """The model, loaded once on first use (torch is imported only then)."""
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    from .embedder import load_embedder
-
                     self._embedder = load_embedder(
                         self.settings.model,
                         self.settings.model_weights,
@@ -127,9 +138,7 @@ class SearchService:
             self._store.close()
             self._store = None
 
-    def _indexer(self):
-        from .indexer import Indexer
-
+    def _indexer(self) -> Indexer:
         return Indexer(
             self.locator,
             self.embedder,
@@ -138,12 +147,12 @@ class SearchService:
             download_workers=self.settings.download_workers,
         )
 
-    def _publish(self, catalog: Catalog, table) -> None:
+    def _publish(self, catalog: Catalog, table: IndexTable) -> None:
         """Push what changed into the vector store, then swap in the new snapshot."""
         sync_store(self.store, catalog, table)
         self.snapshot = Snapshot(catalog, [e.id for e in table.entries if e.id in catalog.products])
 
-    def sync(self, progress=None):
+    def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
         with edit_lock(self.settings.index_path), self._sync_lock:
             store = self.store  # an unusable database fails now, before any embedding work
@@ -151,7 +160,7 @@ class SearchService:
             table, report = self._indexer().sync(catalog, progress)
             self._publish(catalog, table)
             store.flush()  # only a syncing process writes the store's files (FAISS)
-            self._sync_stamp = _publish_sync(self.settings.index_path)
+            self._sync_stamp = publish_sync(self.settings.index_path)
             return catalog, report
 
     def load_index(self) -> Catalog:
@@ -160,10 +169,8 @@ class SearchService:
         For server processes whose index another process has just synced: rows of products no
         longer in the catalog, or of another model, are left out rather than re-embedded.
         """
-        from .store import IndexTable, read_index
-
         with self._sync_lock:
-            self._sync_stamp = _sync_stamp(self.settings.index_path)  # before reading: no gap
+            self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
             catalog = load_catalog(self.settings.catalog_path)
             identity = self.embedder.identity
             table = read_index(self.settings.index_path)
@@ -185,7 +192,7 @@ class SearchService:
         if self.snapshot is None or now < self._next_stamp_check:
             return False
         self._next_stamp_check = now + self.stamp_check_seconds
-        stamp = _sync_stamp(self.settings.index_path)
+        stamp = sync_stamp(self.settings.index_path)
         if stamp is None or stamp == self._sync_stamp:
             return False
         log.info("index.csv was synced by another process; loading it")
@@ -204,97 +211,117 @@ class SearchService:
     def indexed_count(self) -> int:
         return len(self._current().products)
 
-    def search_bytes(self, data: bytes, **options) -> SearchResult:
-        """Search with an uploaded image's bytes."""
+    def options(self, **changes: Any) -> SearchOptions:
+        """The served default options (TOP_K, SIMILARITY_THRESHOLD) with `changes`, validated."""
+        return self.settings.search_defaults.with_changes(**changes)
+
+    def _resolve(self, options: SearchOptions | None, changes: dict[str, Any]) -> SearchOptions:
+        base = self.settings.search_defaults if options is None else options
+        return base.with_changes(**changes)
+
+    def search_bytes(
+        self, data: bytes, options: SearchOptions | None = None, **changes: Any
+    ) -> SearchResult:
+        """Search with an uploaded image's bytes; options default to the served ones."""
         started = time.perf_counter()
+        options = self._resolve(options, changes)
         image = decode_image(data, min_size=self.embedder.min_decode_size)
         query = self.embedder.embed([image])[0]  # (D,)
-        return self._rank(query, started, **options)
+        return self._rank(query, options, started)
 
-    def search_vector(self, query: np.ndarray, **options) -> SearchResult:
+    def search_vector(
+        self, query: np.ndarray, options: SearchOptions | None = None, **changes: Any
+    ) -> SearchResult:
         """Search with a query embedding from an earlier search (same model)."""
-        return self._rank(query, time.perf_counter(), **options)
+        return self._rank(query, self._resolve(options, changes), time.perf_counter())
 
-    def search_path(self, path: Path, **options) -> SearchResult:
-        return self.search_bytes(read_limited(path, self.settings.max_upload_bytes), **options)
+    def search_path(
+        self, path: Path, options: SearchOptions | None = None, **changes: Any
+    ) -> SearchResult:
+        data = read_limited(path, self.settings.max_upload_bytes)
+        return self.search_bytes(data, options, **changes)
 
-    def search_url(self, url: str, **options) -> SearchResult:
+    def search_url(
+        self, url: str, options: SearchOptions | None = None, **changes: Any
+    ) -> SearchResult:
         fetched = fetch(url, self.locator.fetch_policy)
-        return self.search_bytes(fetched.content, **options)
+        return self.search_bytes(fetched.content, options, **changes)
 
-    def search_similar(self, product_id: str, **options) -> SearchResult:
-        """"More like this": the catalog items closest to one product, itself excluded."""
+    def search_similar(
+        self, product_id: str, options: SearchOptions | None = None, **changes: Any
+    ) -> SearchResult:
+        """ "More like this": the catalog items closest to one product, itself excluded."""
         started = time.perf_counter()
+        options = self._resolve(options, changes)
         self._current()
         vector = self.store.vector(product_id)
         if vector is None:
             raise NotFound(f"product {product_id!r} is not in the index")
-        return self._rank(vector, started, exclude_id=product_id, **options)
+        return self._rank(vector, options, started, exclude_id=product_id)
 
     def _rank(
         self,
         query: np.ndarray,
+        options: SearchOptions,
         started: float,
-        *,
-        k: int | None = None,
-        threshold: float | None = None,
-        category: str | None = None,
-        min_price: float | None = None,
-        max_price: float | None = None,
         exclude_id: str | None = None,
     ) -> SearchResult:
-        k = self.settings.top_k if k is None else k
-        threshold = self.settings.similarity_threshold if threshold is None else threshold
-        if not 1 <= k <= 100:
-            raise InvalidInput(f"k={k} must be between 1 and 100")
-        if not 0.0 <= threshold <= 1.0:
-            raise InvalidInput(f"threshold={threshold} must be between 0 and 1")
         self._current()
-        filters = Filters(category or None, min_price, max_price)
+        k = options.k
+        filters = Filters(options.category, options.min_price, options.max_price)
         # One more when a product is excluded ("more like this"), so k remain without it.
         found = self.store.search(query, k + (exclude_id is not None), filters=filters)
         hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
         took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, threshold, k, category or None, took_ms, query)
+        return SearchResult(hits, options, took_ms, query)
 
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
     ) -> Product:
         """Add or replace one product now: products.csv, index.csv, then the vector store."""
-        from . import updates
-
         self._current()
         with self._editing():
             if image is not None:
                 folder = self.settings.catalog_path.parent
-                fields = {**fields, "image_url": updates.save_upload(folder, image)}
+                fields = {**fields, "image_url": save_upload(folder, image)}
             existing = self.snapshot.catalog.get(product_id)
-            product = updates.product_from_fields(product_id, fields, existing)
+            product = edits.product_from_fields(product_id, fields, existing)
             entry, vector = self._indexer().embed_one(product)  # before any file changes
-            files = self.settings.catalog_path, self.settings.index_path
-            updates.write_edit(*files, product.id, product, (entry, vector))
+            self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])
-            self._edited(updates.with_product(self.snapshot.catalog, product), added=product.id)
+            self._edited(edits.with_product(self.snapshot.catalog, product), added=product.id)
         return product
 
     def delete_product(self, product_id: str) -> None:
         """Remove one product now from products.csv, index.csv and the vector store."""
-        from . import updates
-
         self._current()
         with self._editing():
-            catalog = updates.without_product(self.snapshot.catalog, product_id)
-            files = self.settings.catalog_path, self.settings.index_path
-            updates.write_edit(*files, product_id, None, None)
+            catalog = edits.without_product(self.snapshot.catalog, product_id)
+            self._write_edit(product_id, None, None)
             self.store.delete([product_id])
             self._edited(catalog)
+
+    def _write_edit(
+        self, product_id: str, product: Product | None, row: tuple[Entry, np.ndarray] | None
+    ) -> None:
+        """products.csv (the record) first, then index.csv; if index.csv cannot be written,
+        products.csv is put back as it was, so the files never disagree."""
+        catalog_path, index_path = self.settings.catalog_path, self.settings.index_path
+        with edits.catalog_writes():
+            before = catalog_path.read_bytes()
+            edits.write_catalog_row(catalog_path, product_id, product)
+            try:
+                write_index_row(index_path, product_id, row)
+            except OSError:
+                atomic_write_bytes(catalog_path, before)
+                raise
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[None]:
         """Edit alone, across processes, on a snapshot that holds the other processes' edits."""
         with edit_lock(self.settings.index_path):
-            if _sync_stamp(self.settings.index_path) != self._sync_stamp:
+            if sync_stamp(self.settings.index_path) != self._sync_stamp:
                 self.load_index()  # else our sync mark would hide their edit from us for good
             with self._sync_lock:
                 yield
@@ -304,7 +331,7 @@ class SearchService:
         indexed += [added] if added is not None and added not in self.snapshot.row_of else []
         self.snapshot = Snapshot(catalog, indexed)
         # Other server processes notice the mark and load the edited files.
-        self._sync_stamp = _publish_sync(self.settings.index_path)
+        self._sync_stamp = publish_sync(self.settings.index_path)
 
     def image_path(self, product_id: str) -> Path:
         """The local file to serve for a product's image (downloading a remote one once)."""
@@ -328,39 +355,3 @@ class SearchService:
             with self._failed_downloads_lock:
                 self._failed_downloads[url] = time.monotonic()
             raise
-
-
-@contextlib.contextmanager
-def edit_lock(index_path: Path) -> Iterator[None]:
-    """Hold the lock that makes each read-modify-write of products.csv and index.csv whole.
-
-    Every process that edits or syncs takes it (server workers, `flask product`, `flask index`),
-    so that no edit is lost to another's write of the files it read before. It is released
-    when the process dies.
-    """
-    lock_path = index_path.with_name(index_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a lock per open file: threads of one process wait too
-        yield
-    finally:
-        os.close(fd)
-
-
-def _sync_marker(index_path: Path) -> Path:
-    return index_path.with_name(index_path.name + ".synced")
-
-
-def _publish_sync(index_path: Path) -> tuple[int, int] | None:
-    """Mark index.csv as complete and new: checkpoints of a running build never touch the mark."""
-    atomic_write_bytes(_sync_marker(index_path), f"{time.time_ns()}\n".encode())
-    return _sync_stamp(index_path)
-
-
-def _sync_stamp(index_path: Path) -> tuple[int, int] | None:
-    try:
-        info = _sync_marker(index_path).stat()
-    except OSError:
-        return None
-    return info.st_ino, info.st_mtime_ns

@@ -62,7 +62,7 @@ def premade_batch(embedder, ctx: Context, size: int):
     """A (size, 3, H, W) normalised channels-last tensor made from real photos, ready for the model."""
     import torch
 
-    from backend.images import decode_image
+    from backend.images.decode import decode_image
 
     paths = sorted((ctx.bench_catalog / "images").iterdir())[:size]
     arrays = [embedder.preprocess(decode_image(p.read_bytes())) for p in paths]
@@ -101,8 +101,8 @@ def local_figure(e2e: float, ceiling: float, images: int, chunks: int, precision
 
 def resync_figure(service, ctx: Context, items: int) -> Figure:
     """Sync the unchanged catalog again, counting every image file read and decoded."""
-    from backend import indexer
-    from backend.sources import ImageLocator
+    from backend.images.sources import ImageLocator
+    from backend.index import indexer
 
     with (
         mock.patch.object(

@@ -92,7 +92,9 @@ class Requests:
         self.html = multipart(b"<html><script>alert(1)</script></html>")
         self.oversized = multipart(os.urandom(11 * 1024 * 1024))  # over the 10 MB limit
         self.url = json.dumps({"image_url": image_url}).encode()
-        self.blocked = json.dumps({"image_url": "http://169.254.169.254/latest/meta-data/"}).encode()
+        self.blocked = json.dumps(
+            {"image_url": "http://169.254.169.254/latest/meta-data/"}
+        ).encode()
 
     def build(self, kind: Kind, rng: random.Random) -> tuple[str, str, bytes | None, dict]:
         """(method, path, body, headers) for one request of this kind."""
@@ -116,8 +118,9 @@ class Requests:
         return table[kind.name]
 
 
-
-def send_watching(port: int, method: str, path: str, body: bytes, headers: dict) -> tuple[int | None, str]:
+def send_watching(
+    port: int, method: str, path: str, body: bytes, headers: dict
+) -> tuple[int | None, str]:
     """Send on a fresh connection, stopping as soon as the server answers: it may refuse an
     oversized body after its headers and close without reading the rest, as a browser expects."""
     head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
@@ -184,7 +187,9 @@ def report(tally: Tally, ready: dict, args: argparse.Namespace, wall: float) -> 
     for kind in KINDS:
         values = tally.latencies[kind.name]
         every += values
-        print(f"{kind.name:<24} {len(values):>6} {percentile(values, 50):>8.1f} {percentile(values, 99):>8.1f}")
+        print(
+            f"{kind.name:<24} {len(values):>6} {percentile(values, 50):>8.1f} {percentile(values, 99):>8.1f}"
+        )
     print(f"{'all':<24} {len(every):>6} {percentile(every, 50):>8.1f} {percentile(every, 99):>8.1f}"
           f"   ({len(every) / wall:.1f} requests/s)")  # fmt: skip
     server_errors = [failure for failure in tally.failures if " got 5" in failure]
@@ -198,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=60, help="seconds of load")
-    parser.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="give up after this many seconds"
+    )
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.timeout
     (WORK_DIR / "images").mkdir(parents=True, exist_ok=True)

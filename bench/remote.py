@@ -37,8 +37,8 @@ def run(ctx: Context) -> list[Figure]:
 
 def one_by_one(service, rows: list[list[str]]) -> float:
     """Seconds to fetch, decode and embed each image in turn: the usual indexing script."""
-    from backend.fetch import fetch
-    from backend.images import decode_image
+    from backend.images.decode import decode_image
+    from backend.images.fetch import fetch
 
     embedder = service.embedder
     blank = np.zeros((embedder.crop_size, embedder.crop_size, 3), np.uint8)
@@ -54,7 +54,7 @@ def one_by_one(service, rows: list[list[str]]) -> float:
 def download_stage(service, rows: list[list[str]], folder) -> Figure:
     """The download stage alone: concurrent downloads into an empty cache vs one by one."""
     from backend.catalog import Product
-    from backend.fetch import fetch
+    from backend.images.fetch import fetch
 
     products = [Product(row[0], row[1], row[2], None, row[4]) for row in rows]
     workers = service.settings.download_workers

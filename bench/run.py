@@ -31,7 +31,7 @@ DEFINITIONS = """\
   vector, without importing torch. *Worker*: what a gunicorn worker does before serving:
   create the app, load the model, load the index, run one warm-up inference.
 - **Search latency**: median time of one query (k=12) over random unit vectors; the engine is
-  `backend.vectors.VectorIndex` (the memory store's search; scores on one core), plain numpy is `V @ q` +
+  `backend.stores.base.exact_top_k` (every store's exact search; scores on one core), plain numpy is `V @ q` +
   `argpartition`, the loop is what the usual scripts do: the cosine (dot product over both
   norms) of the query with each row in turn in a Python loop, then a sort.
 - **Memory**: peak resident memory (VmHWM) of the worker process above after one image search.

@@ -43,11 +43,17 @@ FOLDER = DATA_DIR / "scale"
 EF_SEARCH = {"faiss": [64, 128, 256, 512, 1024], "pgvector": [100, 200, 400, 1000]}
 
 
-def _clustered(rng: np.random.Generator, n: int, centres: np.ndarray, bases: np.ndarray) -> np.ndarray:
+def _clustered(
+    rng: np.random.Generator, n: int, centres: np.ndarray, bases: np.ndarray
+) -> np.ndarray:
     """n unit vectors: a random centre, a spread in its own 32-d subspace, a little noise."""
     cluster = rng.integers(0, len(centres), n)
-    spread = np.einsum("ns,nsd->nd", rng.standard_normal((n, SUBSPACE), dtype=np.float32), bases[cluster])
-    vectors = centres[cluster] + 0.35 * spread + 0.02 * rng.standard_normal((n, DIM), dtype=np.float32)
+    spread = np.einsum(
+        "ns,nsd->nd", rng.standard_normal((n, SUBSPACE), dtype=np.float32), bases[cluster]
+    )
+    vectors = (
+        centres[cluster] + 0.35 * spread + 0.02 * rng.standard_normal((n, DIM), dtype=np.float32)
+    )
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors.astype(np.float32)  # (n, D)
 
@@ -171,7 +177,7 @@ def measure_backend(name: str, data: Path, queries: int, reuse: bool) -> list[di
     categories, prices = np.load(data / "categories.npy"), np.load(data / "prices.npy")
     truth = np.load(data / "truth.npz")
     products = [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
-                for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist()))]  # fmt: skip
+                for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))]  # fmt: skip
     versions = ["v"] * len(products)
     store, settings = open_backend(name, work, reuse)
     row = {"backend": name, "n": len(vectors), "build_s": None, "memory_mb": None}
@@ -186,13 +192,19 @@ def measure_backend(name: str, data: Path, queries: int, reuse: bool) -> list[di
         row["memory_mb"] = resident / 2**20
     row["disk_mb"] = store_disk(name, store, settings) / 2**20
     plain = [(q, Filters()) for q in truth["queries"]]
-    filtered = [(q, Filters(category=f"c{c}")) for q, c in zip(truth["queries"], truth["query_categories"])]
+    filtered = [
+        (q, Filters(category=f"c{c}"))
+        for q, c in zip(truth["queries"], truth["query_categories"], strict=True)
+    ]
     rows = []
     for ef_search in EF_SEARCH.get(name, [None]):
         if ef_search is not None:
             store.ef_search = ef_search  # a search-time setting: one build serves every value
         rows.append(dict(row, ef_search=ef_search))
-        for label, cases, expected in (("", plain, truth["plain"]), ("filtered_", filtered, truth["filtered"])):
+        for label, cases, expected in (
+            ("", plain, truth["plain"]),
+            ("filtered_", filtered, truth["filtered"]),
+        ):
             rows[-1].update(_latency_and_recall(store, cases[:queries], expected, label))
     store.close()
     return rows
@@ -202,7 +214,7 @@ def _latency_and_recall(store, cases, expected, label: str) -> dict:
     for query, filters in cases[:10]:
         store.search(query, K, filters=filters)  # warm caches and pools
     times, recalls = [], []
-    for (query, filters), truth in zip(cases, expected):
+    for (query, filters), truth in zip(cases, expected, strict=True):
         start = time.perf_counter()
         hits = store.search(query, K, filters=filters)
         times.append((time.perf_counter() - start) * 1000)
@@ -224,7 +236,11 @@ def table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        name = r["backend"] if r["ef_search"] is None else f"{r['backend']} (ef_search {r['ef_search']})"
+        name = (
+            r["backend"]
+            if r["ef_search"] is None
+            else f"{r['backend']} (ef_search {r['ef_search']})"
+        )
         build = "?" if r["build_s"] is None else f"{r['build_s']:.0f} s"
         memory = "?" if r["memory_mb"] is None else f"{r['memory_mb'] / 1024:.2f} GB"
         lines.append(

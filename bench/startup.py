@@ -22,7 +22,7 @@ RSS_TARGET_MB = 900.0
 
 def synthetic_catalog(folder: Path, n: int, model: str) -> tuple[Path, Path]:
     """products.csv of n remote products and a warm index.csv for them (random unit vectors)."""
-    from backend.store import Entry, IndexTable, write_index
+    from backend.index.index_file import Entry, IndexTable, write_index
 
     rows = [
         [f"{i:06d}", f"Product {i}", f"category {i % 40}", f"{5 + i % 50}.99",
@@ -58,7 +58,7 @@ def repeated(times: int, *args: str) -> dict:
 
 
 def run(ctx: Context, query_image: Path) -> list[Figure]:
-    from backend.embedder import load_embedder
+    from backend.model import load_embedder
 
     model = load_embedder("resnet18", "random").identity
     repeats = 2 if ctx.quick else 3

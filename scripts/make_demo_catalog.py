@@ -122,10 +122,18 @@ def reencode(src, dst):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bench", type=Path, default=REPO_ROOT.parent / "shared" / "bench",
-                    help="benchmark catalog folder (default: ../shared/bench from the repo root)")
-    ap.add_argument("--root", type=Path, default=REPO_ROOT,
-                    help="where to write backend/... (default: the repository root)")
+    ap.add_argument(
+        "--bench",
+        type=Path,
+        default=REPO_ROOT.parent / "shared" / "bench",
+        help="benchmark catalog folder (default: ../shared/bench from the repo root)",
+    )
+    ap.add_argument(
+        "--root",
+        type=Path,
+        default=REPO_ROOT,
+        help="where to write backend/... (default: the repository root)",
+    )
     args = ap.parse_args(argv)
 
     products = read_csv(args.bench / "products.csv")
@@ -155,8 +163,10 @@ def main(argv=None):
         w.writerows(rows)
 
     size = sum((img_dir / n).stat().st_size for n in wanted)
-    print(f"{len(rows)} items, {len({r[2] for r in rows})} categories, "
-          f"{size / 1e6:.2f} MB of images", file=sys.stderr)
+    print(
+        f"{len(rows)} items, {len({r[2] for r in rows})} categories, {size / 1e6:.2f} MB of images",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -2,91 +2,20 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 
 from backend import create_app
+from tests.support.catalogs import make_app_config, write_catalog
 
-COLOURS = {
-    "red": (220, 30, 40),
-    "green": (30, 180, 60),
-    "blue": (40, 60, 220),
-    "yellow": (240, 220, 40),
-    "purple": (130, 40, 160),
-    "cyan": (40, 200, 210),
-}
-
-
-def draw_image(colour: str, shape: str = "circle", size: tuple[int, int] = (160, 120)) -> Image.Image:
-    """A product-like picture: a coloured shape on a light background."""
-    image = Image.new("RGB", size, (245, 245, 240))
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    box = (w * 0.2, h * 0.15, w * 0.8, h * 0.85)
-    fill = COLOURS[colour]
-    if shape == "circle":
-        draw.ellipse(box, fill=fill)
-    elif shape == "square":
-        draw.rectangle(box, fill=fill)
-    elif shape == "stripes":
-        for x in range(0, w, 16):
-            draw.rectangle((x, 0, x + 7, h), fill=fill)
-    else:
-        draw.polygon([(w / 2, h * 0.1), (w * 0.9, h * 0.9), (w * 0.1, h * 0.9)], fill=fill)
-    return image
-
-
-def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-# id, name, category, colour, shape
-DEFAULT_ITEMS = [
-    ("p1", "Red ball", "toys", "red", "circle"),
-    ("p2", "Red box", "toys", "red", "square"),
-    ("p3", "Green ball", "toys", "green", "circle"),
-    ("p4", "Blue scarf", "clothes", "blue", "stripes"),
-    ("p5", "Yellow tent", "outdoor", "yellow", "triangle"),
-    ("p6", "Purple scarf", "clothes", "purple", "stripes"),
-    ("p7", "Cyan box", "outdoor", "cyan", "square"),
-]
-
-
-def write_catalog(folder: Path, items=DEFAULT_ITEMS, extra_rows: list[list[str]] = ()) -> Path:
-    """Write images under folder/images and a products.csv listing them; return the CSV path."""
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    path = folder / "products.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "name", "category", "price", "image_url"])
-        for index, (pid, name, category, colour, shape) in enumerate(items):
-            draw_image(colour, shape).save(folder / "images" / f"{pid}.png")
-            writer.writerow([pid, name, category, f"{9.5 + index:.2f}", f"images/{pid}.png"])
-        writer.writerows(extra_rows)
-    return path
+# The PostgreSQL + pgvector fixtures (`pg_server`, `database_url`), for every test that asks.
+pytest_plugins = ["tests.support.postgres"]
 
 
 @pytest.fixture
 def catalog_path(tmp_path: Path) -> Path:
     return write_catalog(tmp_path / "shop")
-
-
-def make_app_config(root: Path, catalog_path: Path) -> dict:
-    """The test app's settings: random weights, everything it writes under root."""
-    return {
-        "TESTING": True,
-        "catalog_path": catalog_path,
-        "index_path": root / "index" / "index.csv",
-        "cache_dir": root / "cache",
-        "model_weights": "random",
-        "similarity_threshold": 0.5,
-    }
 
 
 @pytest.fixture
@@ -97,7 +26,7 @@ def app_config(tmp_path: Path, catalog_path: Path) -> dict:
 @pytest.fixture(scope="module")
 def shared_app(tmp_path_factory):
     """One app per test module with its index already synced, for tests that change nothing."""
-    from backend.service import get_service
+    from backend.extensions import get_service
 
     root = tmp_path_factory.mktemp("shared")
     config = make_app_config(root, write_catalog(root / "shop")) | {"SECRET_KEY": "test-secret"}
@@ -118,7 +47,7 @@ def app(app_config: dict):
 
 @pytest.fixture
 def service(app):
-    from backend.service import get_service
+    from backend.extensions import get_service
 
     return get_service(app)
 

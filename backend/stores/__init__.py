@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 from ..catalog import Catalog
 from ..config import Settings
-from ..store import IndexTable
-from .base import Filters, StoreError, StoreHit, VectorStore, item_version
+from ..index.index_file import IndexTable
+from .base import NO_FILTERS, Filters, StoreError, StoreHit, VectorStore, item_version
 
 __all__ = [
+    "NO_FILTERS",
     "Filters",
     "StoreError",
     "StoreHit",

@@ -13,7 +13,6 @@ import numpy as np
 
 from ..catalog import Product
 from ..errors import SearchAppError
-from ..vectors import top_k_indices
 
 
 class StoreError(SearchAppError):
@@ -49,6 +48,9 @@ class Filters:
         return mask
 
 
+NO_FILTERS = Filters()
+
+
 @dataclass(frozen=True)
 class StoreHit:
     product: Product
@@ -66,7 +68,9 @@ class VectorStore(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def upsert(self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]) -> None:
+    def upsert(
+        self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]
+    ) -> None:
         """Add or replace products (by id) with their vectors (N, D) and version keys."""
 
     @abc.abstractmethod
@@ -102,7 +106,7 @@ class VectorStore(abc.ABC):
         k: int,
         *,
         threshold: float | None = None,
-        filters: Filters = Filters(),
+        filters: Filters = NO_FILTERS,
     ) -> list[StoreHit]:
         """Return the k most similar products, best first, at or above `threshold` if given."""
 
@@ -125,14 +129,36 @@ def item_version(fingerprint: str, model: str, product: Product) -> str:
 def exact_top_k(
     vectors: np.ndarray, rows: np.ndarray | None, query: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-k over `rows` of `vectors` (all when None): (rows, scores), best first."""
+    """Exact cosine top-k over `rows` of `vectors` (all when None): (rows, scores), best first.
+
+    The one exact search of every backend (memory, FAISS's re-ranking and small filters).
+    """
     candidates = vectors if rows is None else vectors[rows]  # (M, D)
     if len(candidates) == 0 or k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    scores = candidates @ query.astype(np.float32, copy=False)  # (M,)
+    scores = cosine_scores(candidates, query)  # (M,)
     top = top_k_indices(scores, k)
     chosen = top if rows is None else rows[top]
     return np.asarray(chosen, dtype=np.int64), scores[top]
+
+
+def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Dot product of each unit row with the query, (M, D) x (D,) -> (M,) float32, on one core.
+
+    einsum, not `vectors @ query`: numpy's BLAS splits a large product over a team of threads
+    that all wait for the slowest, and on a small server whose other core is busy (inference,
+    another request) that wait is a scheduler time slice: 10-16 ms for 10,000 vectors on a
+    loaded 2-core machine, against under 1 ms on one core.
+    """
+    return np.einsum("ij,j->i", vectors, query.astype(np.float32, copy=False))
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (argpartition, then sort only those k)."""
+    k = min(k, len(scores))
+    part = np.arange(len(scores)) if k == len(scores) else np.argpartition(-scores, k - 1)[:k]
+    # Stable order for equal scores: by score, then by row.
+    return part[np.lexsort((part, -scores[part]))]
 
 
 def cut(hits: list[StoreHit], threshold: float | None) -> list[StoreHit]:

@@ -22,6 +22,7 @@ import numpy as np
 from ..atomic import atomic_writer
 from ..catalog import Product
 from .base import (
+    NO_FILTERS,
     Filters,
     ReadWriteLock,
     StoreHit,
@@ -81,10 +82,13 @@ class FaissStore(VectorStore):
         self._slot_of = {p.id: slot for slot, p in enumerate(products) if p is not None}
         self._alive = np.array([p is not None for p in products], dtype=bool)
         self._prices = np.array(
-            [np.nan if p is None or p.price is None else p.price for p in products], dtype=np.float64
+            [np.nan if p is None or p.price is None else p.price for p in products],
+            dtype=np.float64,
         )
         self._code_of: dict[str, int] = {}
-        self._codes = np.array([self._code(p.category if p else "") for p in products], dtype=np.int32)
+        self._codes = np.array(
+            [self._code(p.category if p else "") for p in products], dtype=np.int32
+        )
 
     def _code(self, category: str) -> int:
         return self._code_of.setdefault(category, len(self._code_of))
@@ -97,7 +101,9 @@ class FaissStore(VectorStore):
 
     # -- writes -----------------------------------------------------------------------------
 
-    def upsert(self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]) -> None:
+    def upsert(
+        self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]
+    ) -> None:
         products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
         if not products:
             return
@@ -158,7 +164,11 @@ class FaissStore(VectorStore):
 
     def versions(self) -> dict[str, str]:
         with self._lock.reading():
-            return {p.id: v for p, v in zip(self._products, self._versions) if p is not None}
+            return {
+                p.id: v
+                for p, v in zip(self._products, self._versions, strict=True)
+                if p is not None
+            }
 
     def vector(self, product_id: str) -> np.ndarray | None:
         with self._lock.reading():
@@ -171,7 +181,7 @@ class FaissStore(VectorStore):
         k: int,
         *,
         threshold: float | None = None,
-        filters: Filters = Filters(),
+        filters: Filters = NO_FILTERS,
     ) -> list[StoreHit]:
         query = np.ascontiguousarray(query, dtype=np.float32)
         with self._lock.reading():
@@ -187,7 +197,9 @@ class FaissStore(VectorStore):
                 if len(rows) < min(k, matching):  # the graph walk missed some: answer exactly
                     every = None if mask is None else np.flatnonzero(mask)
                     rows, scores = exact_top_k(stored, every, query, k)
-            hits = [StoreHit(self._products[r], float(s)) for r, s in zip(rows, scores)]
+            hits = [
+                StoreHit(self._products[r], float(s)) for r, s in zip(rows, scores, strict=True)
+            ]
         return cut(hits, threshold)
 
     def _mask(self, filters: Filters) -> np.ndarray | None:
@@ -228,7 +240,7 @@ class FaissStore(VectorStore):
             faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
         slots = [
             None if p is None else [p.id, v, p.name, p.category, p.price, p.image_url]
-            for p, v in zip(self._products, self._versions)
+            for p, v in zip(self._products, self._versions, strict=True)
         ]
         meta = {"format": FORMAT, "dim": self.dim, "graph": graph.name, "slots": slots}
         with atomic_writer(folder / META_NAME, "w", encoding="utf-8") as handle:
@@ -246,11 +258,17 @@ class FaissStore(VectorStore):
             if meta.get("format") != FORMAT or meta.get("dim") != self.dim:
                 raise ValueError(f"format {meta.get('format')} / dim {meta.get('dim')} is not ours")
             graph = faiss.read_index(os.fspath(folder / meta["graph"]))
-            products = [None if s is None else Product(s[0], s[2], s[3], s[4], s[5]) for s in meta["slots"]]
+            products = [
+                None if s is None else Product(s[0], s[2], s[3], s[4], s[5]) for s in meta["slots"]
+            ]
             if graph.ntotal != len(products):
                 raise ValueError(f"{graph.ntotal} vectors for {len(products)} slots")
         except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as error:
-            log.warning("FAISS index in %s is unusable (%s); it will be rebuilt from index.csv", folder, error)
+            log.warning(
+                "FAISS index in %s is unusable (%s); it will be rebuilt from index.csv",
+                folder,
+                error,
+            )
             return
         self._reset(products, [None if s is None else s[1] for s in meta["slots"]])
         self._index = graph

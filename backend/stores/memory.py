@@ -9,38 +9,50 @@ from functools import cached_property
 import numpy as np
 
 from ..catalog import Product
-from ..vectors import VectorIndex
-from .base import Filters, StoreHit, VectorStore, cut, exact_top_k, prepare_batch
+from .base import NO_FILTERS, Filters, StoreHit, VectorStore, cut, exact_top_k, prepare_batch
 
 
 class _State:
     """One immutable generation of the store; an update builds the next and swaps it in."""
 
     def __init__(self, products: list[Product], vectors: np.ndarray, versions: list[str]) -> None:
+        if vectors.ndim != 2 or len(vectors) != len(products):
+            raise ValueError("vectors must be (N, D) with one product per row")
         self.products = products
         self.versions = versions
         self.row_of = {product.id: row for row, product in enumerate(products)}
-        self.index = VectorIndex(vectors, [product.category for product in products])
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (N, D)
+        self.vectors.setflags(write=False)
 
     @cached_property
     def prices(self) -> np.ndarray:
-        return np.array([np.nan if p.price is None else p.price for p in self.products], dtype=np.float64)
+        return np.array(
+            [np.nan if p.price is None else p.price for p in self.products], dtype=np.float64
+        )
 
     @cached_property
-    def category_codes(self) -> tuple[dict[str, int], np.ndarray]:
-        names, codes = np.unique([p.category for p in self.products], return_inverse=True)
-        return {name: code for code, name in enumerate(names.tolist())}, codes
+    def rows_by_category(self) -> dict[str, np.ndarray]:
+        groups: dict[str, list[int]] = {}
+        for row, product in enumerate(self.products):
+            groups.setdefault(product.category, []).append(row)
+        return {category: np.asarray(rows) for category, rows in groups.items()}
 
-    def rows_matching(self, filters: Filters) -> np.ndarray:
+    def rows_matching(self, filters: Filters) -> np.ndarray | None:
+        """The rows a filtered search ranks (None: every row)."""
+        if not filters.active:
+            return None
+        empty = np.zeros(0, dtype=np.int64)
+        if not filters.has_price:
+            return self.rows_by_category.get(filters.category, empty)
         mask = filters.price_mask(self.prices)
         if filters.category is not None:
-            code_of, codes = self.category_codes
-            mask &= codes == code_of.get(filters.category, -1)
+            rows = self.rows_by_category.get(filters.category, empty)
+            return rows[mask[rows]]
         return np.flatnonzero(mask)
 
 
 class MemoryStore(VectorStore):
-    """Exact search (vectors.VectorIndex); nothing persists, a sync fills it from index.csv."""
+    """Exact search over one (N, D) matrix; nothing persists, a sync fills it from index.csv."""
 
     name = "memory"
 
@@ -49,7 +61,9 @@ class MemoryStore(VectorStore):
         self._state = _State([], np.zeros((0, dim or 0), dtype=np.float32), [])
         self._write_lock = threading.Lock()
 
-    def upsert(self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]) -> None:
+    def upsert(
+        self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]
+    ) -> None:
         self.apply([], products, vectors, versions)
 
     def apply(
@@ -77,18 +91,24 @@ class MemoryStore(VectorStore):
             keep = [row for row, product in enumerate(old.products) if product.id not in gone]
             removed = len(old.products) - len(keep)
             if removed:
-                self._state = self._merged(old, keep, [], np.zeros((0, self.dim or 0), np.float32), [])
+                self._state = self._merged(
+                    old, keep, [], np.zeros((0, self.dim or 0), np.float32), []
+                )
             return removed
 
     @staticmethod
     def _merged(
-        old: _State, keep: list[int], products: list[Product], vectors: np.ndarray, versions: list[str]
+        old: _State,
+        keep: list[int],
+        products: list[Product],
+        vectors: np.ndarray,
+        versions: list[str],
     ) -> _State:
         if not keep:
             return _State(products, vectors, versions)  # no copy: the caller's array is used as is
         return _State(
             [old.products[row] for row in keep] + products,
-            np.concatenate([old.index.vectors[keep], vectors]),  # (N', D)
+            np.concatenate([old.vectors[keep], vectors]),  # (N', D)
             [old.versions[row] for row in keep] + versions,
         )
 
@@ -97,12 +117,15 @@ class MemoryStore(VectorStore):
 
     def versions(self) -> dict[str, str]:
         state = self._state
-        return {product.id: version for product, version in zip(state.products, state.versions)}
+        return {
+            product.id: version
+            for product, version in zip(state.products, state.versions, strict=True)
+        }
 
     def vector(self, product_id: str) -> np.ndarray | None:
         state = self._state
         row = state.row_of.get(product_id)
-        return None if row is None else state.index.vectors[row]
+        return None if row is None else state.vectors[row]
 
     def search(
         self,
@@ -110,13 +133,11 @@ class MemoryStore(VectorStore):
         k: int,
         *,
         threshold: float | None = None,
-        filters: Filters = Filters(),
+        filters: Filters = NO_FILTERS,
     ) -> list[StoreHit]:
         state = self._state  # one generation for the whole query
-        if filters.has_price:
-            rows, scores = exact_top_k(state.index.vectors, state.rows_matching(filters), query, k)
-            hits = [StoreHit(state.products[row], float(s)) for row, s in zip(rows, scores)]
-        else:
-            matches = state.index.search(query, k, label=filters.category)
-            hits = [StoreHit(state.products[m.row], m.score) for m in matches]
+        rows, scores = exact_top_k(state.vectors, state.rows_matching(filters), query, k)
+        hits = [
+            StoreHit(state.products[row], float(s)) for row, s in zip(rows, scores, strict=True)
+        ]
         return cut(hits, threshold)

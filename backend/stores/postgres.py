@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..catalog import Product
-from .base import Filters, StoreError, StoreHit, VectorStore, cut, prepare_batch
+from .base import NO_FILTERS, Filters, StoreError, StoreHit, VectorStore, cut, prepare_batch
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,11 @@ def init_schema(url: str, dim: int, *, reset: bool = False, extension: str = "ve
         )
     if current == SCHEMA_VERSION:
         return f"schema v{SCHEMA_VERSION} is up to date"
-    return f"schema v{SCHEMA_VERSION} created" if current == 0 else f"schema migrated v{current} -> v{SCHEMA_VERSION}"
+    return (
+        f"schema v{SCHEMA_VERSION} created"
+        if current == 0
+        else f"schema migrated v{current} -> v{SCHEMA_VERSION}"
+    )
 
 
 def ensure_extension(conn: psycopg.Connection, url: str, extension: str = "vector") -> None:
@@ -197,7 +201,12 @@ class PgVectorStore(VectorStore):
         self.exact_limit = exact_limit
         self.oversample = oversample
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, configure=_configure, timeout=timeout, open=True,
+            url,
+            min_size=1,
+            max_size=pool_size,
+            configure=_configure,
+            timeout=timeout,
+            open=True,
             name="pgvector",
         )
 
@@ -208,11 +217,15 @@ class PgVectorStore(VectorStore):
             with self._pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as error:
-            raise StoreError(f"lost the connection to PostgreSQL at {describe(self.url)}: {error}") from None
+            raise StoreError(
+                f"lost the connection to PostgreSQL at {describe(self.url)}: {error}"
+            ) from None
 
     # -- writes -----------------------------------------------------------------------------
 
-    def upsert(self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]) -> None:
+    def upsert(
+        self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]
+    ) -> None:
         products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
         if not products:
             return
@@ -225,10 +238,17 @@ class PgVectorStore(VectorStore):
                 f"COPY stage ({COLUMNS}, version, embedding) FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(["text", "text", "text", "float8", "text", "text", "vector"])
-                for product, vector, version in zip(products, vectors, versions):
+                for product, vector, version in zip(products, vectors, versions, strict=True):
                     copy.write_row(
-                        (product.id, product.name, product.category, product.price,
-                         product.image_url, version, vector)
+                        (
+                            product.id,
+                            product.name,
+                            product.category,
+                            product.price,
+                            product.image_url,
+                            version,
+                            vector,
+                        )
                     )
             conn.execute(
                 f"INSERT INTO {TABLE} SELECT * FROM stage ON CONFLICT (id) DO UPDATE SET "
@@ -265,7 +285,9 @@ class PgVectorStore(VectorStore):
 
     def vector(self, product_id: str) -> np.ndarray | None:
         with self._connection() as conn:
-            row = conn.execute(f"SELECT embedding FROM {TABLE} WHERE id = %s", [product_id]).fetchone()
+            row = conn.execute(
+                f"SELECT embedding FROM {TABLE} WHERE id = %s", [product_id]
+            ).fetchone()
         return None if row is None else row[0].to_numpy().astype(np.float32)
 
     def search(
@@ -274,7 +296,7 @@ class PgVectorStore(VectorStore):
         k: int,
         *,
         threshold: float | None = None,
-        filters: Filters = Filters(),
+        filters: Filters = NO_FILTERS,
     ) -> list[StoreHit]:
         if k <= 0:
             return []
@@ -335,5 +357,7 @@ def _where(filters: Filters) -> tuple[str, dict]:
 
 def _estimate(conn: psycopg.Connection, where: str, params: dict) -> float:
     """The planner's row estimate for a filter: costs a plan, not a scan."""
-    plan = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} {where}", params).fetchone()[0]
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} {where}", params).fetchone()[
+        0
+    ]
     return float(plan[0]["Plan"]["Plan Rows"])

@@ -1,0 +1,1 @@
+"""Product and query images: the one outbound HTTP client, decoding with limits, the locator."""

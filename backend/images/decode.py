@@ -1,0 +1,175 @@
+"""Turn untrusted upload bytes into a decoded RGB image, refusing anything hostile."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from PIL import GifImagePlugin, Image, ImageFile, ImageOps
+
+from ..errors import ImageError
+
+ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
+MAX_PIXELS = 40_000_000
+MAX_FRAMES = 100
+
+# Image.open wants a sequence; JPEG first because it is by far the most common upload.
+_OPEN_ORDER = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+_ALLOWED_TEXT = "JPEG, PNG, WebP, GIF, BMP"
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# What Pillow's decoders raise on malformed input; none of it may escape as a server error.
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, struct.error
+)  # fmt: skip
+# Image-like documents Pillow cannot read, so no plugin signature names them for us.
+_DOCUMENT_SIGNATURES = ((b"%pdf-", "PDF"), (b"<svg", "SVG"))
+
+
+def decode_image(
+    data: bytes,
+    *,
+    min_size: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_frames: int = MAX_FRAMES,
+) -> Image.Image:
+    """Decode untrusted bytes into an RGB image: first frame, EXIF orientation applied, no metadata.
+
+    `min_size` lets JPEG decoding scale down by a power of two while both sides stay >= min_size.
+    """
+    if not data:
+        raise ImageError("file is empty")
+    with _pillow_guard(max_pixels):
+        im = _open(data)
+        _check_pixels(im, max_pixels)
+        _check_frames(im, max_frames)
+        if min_size is not None and min_size > 0:
+            # Only the JPEG decoder honours a draft; every other format ignores it.
+            im.draft("RGB", (min_size, min_size))
+        im.load()
+        ImageOps.exif_transpose(im, in_place=True)
+        return _to_rgb(im)
+
+
+def image_format(data: bytes) -> str | None:
+    """Name the allowed format the bytes start with, or None; a sniff, not a validation."""
+    prefix = data[:16] if data else b""
+    return next((fmt for fmt in _OPEN_ORDER if _plugin_accepts(fmt, prefix)), None)
+
+
+@contextmanager
+def _pillow_guard(max_pixels: int) -> Iterator[None]:
+    """Treat Pillow's bomb warnings as refusals and its parse failures as corrupt data."""
+    with warnings.catch_warnings():
+        # Hostile metadata makes Pillow complain (corrupt EXIF, odd chunks); the checks here decide.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow refuses these in Image.open, before the size is visible to us.
+            raise ImageError(
+                f"image is over the {_megapixels(max_pixels)} megapixel limit"
+            ) from exc
+        except _DECODE_ERRORS as exc:
+            raise ImageError("image data is truncated or corrupt") from exc
+
+
+def _open(data: bytes) -> ImageFile.ImageFile:
+    """Identify the bytes among the allowed formats only, reading the header but no pixels."""
+    try:
+        return Image.open(io.BytesIO(data), formats=_OPEN_ORDER)
+    except Image.UnidentifiedImageError:
+        raise ImageError(_why_unidentified(data)) from None
+
+
+def _why_unidentified(data: bytes) -> str:
+    """Explain why no allowed format could open the bytes."""
+    if image_format(data):
+        return "image data is truncated or corrupt"
+    refused = _refused_format(data)
+    if refused:
+        return f"unsupported image format: {refused} (allowed: {_ALLOWED_TEXT})"
+    return f"not a recognised image (allowed: {_ALLOWED_TEXT})"
+
+
+def _refused_format(data: bytes) -> str | None:
+    """Name a format we do not accept, from its magic bytes only (nothing is parsed)."""
+    prefix = data[:16]
+    for fmt in Image.ID:
+        if fmt not in ALLOWED_FORMATS and _plugin_accepts(fmt, prefix):
+            return fmt
+    head = data[:1024].lstrip().lower()
+    if head.startswith(b"<?xml") and b"<svg" in head:
+        return "SVG"
+    return next((name for magic, name in _DOCUMENT_SIGNATURES if head.startswith(magic)), None)
+
+
+def _plugin_accepts(fmt: str, prefix: bytes) -> bool:
+    """Ask a Pillow plugin whether the first bytes carry its signature."""
+    Image.init()  # register every plugin (once): WebP and the refused formats load lazily
+    accept = Image.OPEN.get(fmt, (None, None))[1]
+    if accept is None:  # plugins without a signature check would claim anything
+        return False
+    try:
+        return bool(accept(prefix))
+    except struct.error:  # some signature checks unpack more bytes than a tiny file has
+        return False
+
+
+def _check_pixels(im: Image.Image, max_pixels: int) -> None:
+    """Refuse empty or oversized images from the header, before any pixel is decoded."""
+    width, height = im.size
+    if width * height == 0:
+        raise ImageError(f"image is {width}x{height} pixels, which has no area")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} pixels, over the {_megapixels(max_pixels)} megapixel limit"
+        )
+
+
+def _check_frames(im: ImageFile.ImageFile, max_frames: int) -> None:
+    """Refuse animations with more frames than we are willing to walk through."""
+    if isinstance(im, GifImagePlugin.GifImageFile):
+        too_many = _gif_has_more_frames(im, max_frames)
+    else:
+        too_many = getattr(im, "n_frames", 1) > max_frames  # read from the header (APNG, WebP, MPO)
+    if too_many:
+        raise ImageError(f"animated image has more than {max_frames} frames")
+
+
+def _gif_has_more_frames(im: GifImagePlugin.GifImageFile, limit: int) -> bool:
+    """Walk GIF frame headers without decoding, stopping one past the limit."""
+    # GIF has no frame count in its header: `n_frames` walks the whole file, which is slow on a
+    # crafted file of tiny frames. The same private step, bounded, touches at most limit+1 frames.
+    try:
+        for frame in range(1, limit + 1):
+            im._seek(frame, False)
+    except EOFError:
+        return False
+    finally:
+        im.seek(0)
+    return True
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Flatten any mode to RGB, transparency onto white, as a fresh image without metadata."""
+    if im.mode.startswith("I"):
+        # 16-bit grey would clip to white in a plain conversion; scale it to 8 bits instead.
+        im = im.point(lambda value: value / 256, "L")
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        # Transparent product shots have black (or garbage) under the alpha; show them on white.
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba)
+        return flat
+    rgb = im.convert("RGB")
+    rgb.info = {}
+    return rgb
+
+
+def _megapixels(pixels: int) -> str:
+    """Format a pixel count in megapixels for messages."""
+    return f"{pixels / 1_000_000:g}"

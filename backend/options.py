@@ -1,0 +1,176 @@
+"""Search options and their bounds: the one definition that the form, the JSON API, the CLI, the
+OpenAPI document and the Python API all read, with the parsing of user-supplied values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import InvalidInput
+
+MIN_K, MAX_K = 1, 100
+K_CHOICES = (6, 12, 24, 48)  # the form's menu (plus the default and whatever was asked for)
+MAX_TEXT_CHARS = 200
+MAX_URL_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One search option as clients see it: name, type, bounds and a description."""
+
+    name: str
+    kind: type
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+OPTION_FIELDS = (
+    OptionField("k", int, "How many nearest products to consider.", MIN_K, MAX_K),
+    OptionField("threshold", float, "Minimum cosine similarity of the results shown.", 0, 1),
+    OptionField("category", str, "Only products of this category (one of the catalog's)."),
+    OptionField("min_price", float, "Only products at this price or more.", 0),
+    OptionField("max_price", float, "Only products at this price or less.", 0),
+)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Validated search options; `threshold` is a cosine similarity in [0, 1].
+
+    Build them with `SearchService.options(...)` (the served defaults) or from request values
+    with `parse_options`; an out-of-range value raises InvalidInput naming the option.
+    """
+
+    k: int = 12
+    threshold: float = 0.70
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def __post_init__(self) -> None:
+        k, threshold = self.k, self.threshold
+        if isinstance(k, bool) or not isinstance(k, int) or not MIN_K <= k <= MAX_K:
+            raise InvalidInput(f"k={k!s:.20} must be a whole number from {MIN_K} to {MAX_K}")
+        if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
+            raise InvalidInput(f"threshold={threshold!s:.20} must be between 0 and 1")
+        for name in ("min_price", "max_price"):
+            price = getattr(self, name)
+            if price is not None and (not _is_number(price) or not 0 <= price < math.inf):
+                raise InvalidInput(f"{name}={price!s:.20} must be a number of at least 0")
+        if None not in (self.min_price, self.max_price) and self.min_price > self.max_price:
+            raise InvalidInput(
+                f"min_price={self.min_price:g} must not be above max_price={self.max_price:g}"
+            )
+
+    def with_changes(self, **changes: Any) -> SearchOptions:
+        """A copy with some options changed (and validated); unknown names are refused."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise InvalidInput(f"unknown search option(s): {', '.join(sorted(unknown))}")
+        return replace(self, **changes) if changes else self
+
+    @property
+    def percent(self) -> int:
+        return round(self.threshold * 100)
+
+    def query_args(self) -> dict[str, Any]:
+        """The options as page query parameters (threshold in percent), for shareable links."""
+        args: dict[str, Any] = {"threshold": self.percent, "k": self.k}
+        for name in ("category", "min_price", "max_price"):
+            value = getattr(self, name)
+            if value is not None:
+                args[name] = f"{value:g}" if isinstance(value, float) else value
+        return args
+
+
+def parse_options(
+    values: Mapping[str, Any],
+    defaults: SearchOptions,
+    categories: Collection[str],
+    *,
+    percent: bool,
+) -> SearchOptions:
+    """Read the options from request values (strings or JSON values); blank means the default.
+
+    `percent`: the threshold is given from 0 to 100 (the pages) instead of 0 to 1 (API, CLI).
+    """
+    return SearchOptions(
+        k=parse_int(values.get("k"), "k", defaults.k, MIN_K, MAX_K),
+        threshold=parse_threshold(values.get("threshold"), defaults.threshold, percent),
+        category=parse_category(values.get("category"), categories, defaults.category),
+        min_price=parse_price(values.get("min_price"), "min_price", defaults.min_price),
+        max_price=parse_price(values.get("max_price"), "max_price", defaults.max_price),
+    )
+
+
+def parse_threshold(raw: Any, default: float, percent: bool) -> float:
+    if blank(raw):
+        return default
+    scale, top = (100.0, "100") if percent else (1.0, "1")
+    number = parse_number(raw, "threshold")
+    if not 0.0 <= number <= scale:
+        raise InvalidInput(f"threshold={raw!s:.20} must be between 0 and {top}")
+    return number / scale
+
+
+def parse_int(raw: Any, name: str, default: int, low: int, high: int) -> int:
+    if blank(raw):
+        return default
+    number = parse_number(raw, name)
+    if not number.is_integer() or not low <= number <= high:
+        raise InvalidInput(f"{name}={raw!s:.20} must be a whole number from {low} to {high}")
+    return int(number)
+
+
+def parse_price(raw: Any, name: str, default: float | None) -> float | None:
+    if blank(raw):
+        return default
+    number = parse_number(raw, name)
+    if number < 0:
+        raise InvalidInput(f"{name}={raw!s:.20} must be a number of at least 0")
+    return number
+
+
+def parse_category(raw: Any, categories: Collection[str], default: str | None = None) -> str | None:
+    if blank(raw):
+        return default
+    category = parse_text(raw, "category", MAX_TEXT_CHARS)
+    if category not in categories:
+        raise InvalidInput(f"category {category!r} is not in the catalog")
+    return category
+
+
+def parse_text(raw: Any, name: str, max_chars: int) -> str:
+    """A one-line text value: a string, stripped, bounded, without control characters."""
+    if not isinstance(raw, str):
+        raise InvalidInput(f"{name} must be a string")
+    text = raw.strip()
+    if len(text) > max_chars:
+        raise InvalidInput(f"{name} is longer than {max_chars} characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise InvalidInput(f"{name} contains control characters")
+    return text
+
+
+def parse_number(raw: Any, name: str) -> float:
+    """A finite number from a JSON number or a decimal string; anything else is refused."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidInput(f"{name} must be a number")
+    try:
+        number = float(raw)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{name}={raw!s:.20} is not a number") from None
+    if not math.isfinite(number):
+        raise InvalidInput(f"{name} must be a finite number")
+    return number
+
+
+def blank(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,1 @@
+"""Retrieval quality: pure metrics, leave-one-out evaluation, reports and fine-tuning."""

@@ -1,0 +1,73 @@
+"""Request limits, the secret key and the security headers every response carries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+from flask import Flask, Response
+
+from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+# Form fields other than files: the URL, a few options and the signed query of a refinement.
+MAX_FORM_MEMORY_SIZE = 256 * 1024
+MAX_FORM_PARTS = 20
+# Room for the multipart framing and the small fields next to an upload of the largest size.
+FORM_OVERHEAD_BYTES = MAX_FORM_MEMORY_SIZE
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "img-src 'self' data: blob:",
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Set the request limits and the secret key, and add the headers to every response."""
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_MEMORY_SIZE
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    if not app.config.get("SECRET_KEY"):
+        key = os.environ.get("SECRET_KEY", "").strip()
+        app.config["SECRET_KEY"] = key or secrets.token_urlsafe(32)
+        if not key:
+            # Said when the server answers its first request, not by every CLI command.
+            app.before_request(_warn_once_about_secret_key)
+    app.after_request(add_security_headers)
+
+
+_warned = False
+
+
+def _warn_once_about_secret_key() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(
+            "SECRET_KEY is not set: using a random key for this process, so refining a search "
+            "fails after a restart or on another server process; set SECRET_KEY to fix this"
+        )
+
+
+def add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

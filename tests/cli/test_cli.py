@@ -1,0 +1,57 @@
+"""`flask index` and `flask search`: summaries, ranked output, clear errors."""
+
+from __future__ import annotations
+
+from tests.support.catalogs import draw_image
+
+
+def test_index_prints_a_summary_and_the_random_mode_notice(runner):
+    result = runner.invoke(args=["index"])
+    assert result.exit_code == 0, result.output
+    assert "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed" in result.output
+    assert "MODEL_WEIGHTS=random" in result.output
+    again = runner.invoke(args=["index"])
+    assert "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed" in again.output
+
+
+def test_index_reports_skipped_rows_and_failures(tmp_path, app_config):
+    from backend import create_app
+
+    with app_config["catalog_path"].open("a", encoding="utf-8") as handle:
+        handle.write("bad,Bad,toys,abc,images/p1.png\nmiss,Missing,toys,1,images/none.png\n")
+    result = create_app(app_config).test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 0
+    assert "skipped products.csv row 9: price 'abc' is not a number" in result.output
+    assert "failed miss: image file 'images/none.png' not found" in result.output
+
+
+def test_search_prints_ranked_results(runner, tmp_path):
+    query = tmp_path / "query.png"
+    draw_image("yellow", "triangle").save(query)
+    result = runner.invoke(args=["search", str(query), "--k", "3", "--threshold", "0"])
+    assert result.exit_code == 0, result.output
+    lines = [
+        line for line in result.output.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))
+    ]
+    assert len(lines) == 3
+    assert "1.0000  p5  Yellow tent  [outdoor]  13.50" in lines[0]
+
+
+def test_search_with_category_filter(runner, tmp_path):
+    query = tmp_path / "query.png"
+    draw_image("yellow", "triangle").save(query)
+    result = runner.invoke(args=["search", str(query), "--threshold", "0", "--category", "clothes"])
+    assert "p4" in result.output and "p6" in result.output and "p5" not in result.output
+
+
+def test_search_bad_inputs_exit_non_zero_with_a_message(runner, tmp_path):
+    missing = runner.invoke(args=["search", str(tmp_path / "nope.png")])
+    assert missing.exit_code != 0 and "is not a file or an http(s) URL" in missing.output
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    not_image = runner.invoke(args=["search", str(text)])
+    assert not_image.exit_code != 0 and "not a recognised image" in not_image.output
+    refused = runner.invoke(args=["search", "http://127.0.0.1/x.png"])
+    assert refused.exit_code != 0 and "refused" in refused.output
+    bad_k = runner.invoke(args=["search", str(text), "--k", "0"])
+    assert bad_k.exit_code == 2

@@ -1,0 +1,240 @@
+"""Decoding untrusted upload bytes: what is accepted, what is refused, and with which message."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from backend.errors import ImageError
+from backend.images.decode import (
+    ALLOWED_FORMATS,
+    MAX_FRAMES,
+    MAX_PIXELS,
+    decode_image,
+    image_format,
+)
+
+# decode_image must stay silent on hostile input, whatever the project-wide setting is.
+pytestmark = pytest.mark.filterwarnings("error")
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def encode(im: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def photo(size: tuple[int, int] = (64, 48)) -> Image.Image:
+    """A noisy RGB picture, so encoders produce realistic, non-trivial data."""
+    return Image.merge("RGB", [Image.effect_noise(size, 40)] * 3)
+
+
+def animation(fmt: str, frames: int) -> bytes:
+    colours = [RED, GREEN, BLUE]
+    images = [Image.new("RGB", (16, 16), colours[i % 3]) for i in range(frames)]
+    return encode(images[0], fmt, save_all=True, append_images=images[1:], lossless=True)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims any size, with no pixel data behind it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    return encode(photo((64, 48)), "JPEG", exif=exif)
+
+
+def transparent_png() -> bytes:
+    im = Image.new("RGBA", (32, 32), (255, 0, 0, 0))
+    im.paste((0, 0, 255, 255), (8, 8, 24, 24))
+    return encode(im, "PNG")
+
+
+def palette_png_with_transparency() -> bytes:
+    im = Image.new("P", (32, 32), 0)
+    im.putpalette([0, 0, 0, 0, 0, 255])  # index 0 black (made transparent), index 1 blue
+    im.paste(1, (8, 8, 24, 24))
+    return encode(im, "PNG", transparency=0)
+
+
+def corrupt_middle(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(200) + data[middle + 200 :]
+
+
+PNG_PHOTO = encode(photo((200, 150)), "PNG")
+JPEG_PHOTO = encode(photo((200, 150)), "JPEG")
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "size", "corner"),
+    [
+        (encode(photo(), "JPEG"), {}, (64, 48), None),
+        (encode(photo(), "PNG"), {}, (64, 48), None),
+        (encode(photo(), "WEBP"), {}, (64, 48), None),
+        (encode(photo().convert("P"), "GIF"), {}, (64, 48), None),
+        (encode(photo(), "BMP"), {}, (64, 48), None),
+        (encode(Image.new("1", (10, 20), 1), "BMP"), {}, (10, 20), WHITE),
+        (transparent_png(), {}, (32, 32), WHITE),
+        (palette_png_with_transparency(), {}, (32, 32), WHITE),
+        (encode(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG"), {}, (40, 30), None),
+        (encode(Image.new("I;16", (8, 8), 40000), "PNG"), {}, (8, 8), (156, 156, 156)),
+        (rotated_jpeg(), {}, (48, 64), None),
+        (animation("GIF", 3), {}, (16, 16), RED),
+        (animation("PNG", 3), {}, (16, 16), RED),
+        (animation("WEBP", 3), {}, (16, 16), RED),
+        (animation("GIF", MAX_FRAMES), {}, (16, 16), RED),
+        (encode(photo((2000, 1500)), "JPEG"), {"min_size": 256}, (500, 375), None),
+        (encode(photo((100, 80)), "JPEG"), {"min_size": 256}, (100, 80), None),
+        (encode(photo((2000, 1500)), "PNG"), {"min_size": 256}, (2000, 1500), None),
+    ],
+    ids=[
+        "jpeg",
+        "png",
+        "webp",
+        "gif",
+        "bmp",
+        "bilevel-bmp",
+        "rgba-png-on-white",
+        "palette-png-transparency-on-white",
+        "cmyk-jpeg",
+        "16-bit-grey-png-scaled-not-clipped",
+        "exif-orientation-6-transposed",
+        "gif-3-frames-first-only",
+        "apng-3-frames-first-only",
+        "webp-3-frames-first-only",
+        "gif-at-frame-limit",
+        "min-size-draft-scales-jpeg-by-4",
+        "min-size-larger-than-image-keeps-size",
+        "min-size-ignored-for-png",
+    ],
+)
+def test_decode_accepts(
+    data: bytes, options: dict, size: tuple[int, int], corner: tuple[int, int, int] | None
+) -> None:
+    im = decode_image(data, **options)
+    assert (im.mode, im.size, im.info) == ("RGB", size, {})
+    if corner is not None:
+        assert im.getpixel((0, 0)) == corner
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "message"),
+    [
+        (b"", {}, "file is empty"),
+        (None, {}, "file is empty"),
+        (b"<html><body>cat.jpg</body></html>", {}, "not a recognised image"),
+        (bytes(range(256)) * 4, {}, "not a recognised image"),
+        (b"BM but really some text", {}, "image data is truncated or corrupt"),
+        (JPEG_PHOTO[: len(JPEG_PHOTO) // 2], {}, "image data is truncated or corrupt"),
+        (PNG_PHOTO[: len(PNG_PHOTO) // 2], {}, "image data is truncated or corrupt"),
+        (corrupt_middle(PNG_PHOTO), {}, "image data is truncated or corrupt"),
+        (png_header(0, 10), {}, "image data is truncated or corrupt"),
+        (png_header(7000, 7000), {}, "image is 7000x7000 pixels, over the 40 megapixel limit"),
+        (png_header(10_000, 10_000), {}, "over the 40 megapixel limit"),
+        (png_header(50_000, 50_000), {}, "over the 40 megapixel limit"),
+        (png_header(1, 2_000_000_000), {}, "over the 40 megapixel limit"),
+        (encode(photo((100, 100)), "PNG"), {"max_pixels": 5000}, "over the 0.005 megapixel limit"),
+        (animation("GIF", 300), {}, "animated image has more than 100 frames"),
+        (animation("PNG", 300), {}, "animated image has more than 100 frames"),
+        (animation("GIF", 3), {"max_frames": 2}, "animated image has more than 2 frames"),
+        (animation("WEBP", 3), {"max_frames": 2}, "animated image has more than 2 frames"),
+        (
+            b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">'
+            b"<script>alert(1)</script></svg>",
+            {},
+            "unsupported image format: SVG (allowed: JPEG, PNG, WebP, GIF, BMP)",
+        ),
+        (encode(photo(), "TIFF"), {}, "unsupported image format: TIFF"),
+        (encode(photo(), "ICO"), {}, "unsupported image format: ICO"),
+        (b"8BPS\x00\x01" + bytes(6) + b"\x00\x03" + struct.pack(">II", 8, 8), {}, "format: PSD"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n", {}, "format: EPS"),
+        (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n", {}, "format: PDF"),
+        (b"SIMPLE  =                    T" + b" " * 50, {}, "format: FITS"),
+    ],
+    ids=[
+        "zero-bytes",
+        "none",
+        "html-renamed-to-jpg",
+        "random-bytes",
+        "bmp-signature-then-text",
+        "jpeg-cut-in-half",
+        "png-cut-in-half",
+        "png-corrupted-middle",
+        "png-zero-width",
+        "png-7000x7000-header",
+        "png-100-megapixel-header-warned-by-pillow",
+        "png-50000x50000-bomb-header",
+        "png-1x2000000000-header",
+        "custom-pixel-limit",
+        "gif-300-frames",
+        "apng-300-frames",
+        "gif-over-custom-frame-limit",
+        "webp-over-custom-frame-limit",
+        "svg-with-script",
+        "tiff",
+        "ico",
+        "psd",
+        "eps",
+        "pdf",
+        "fits",
+    ],
+)
+def test_decode_refuses(data: bytes, options: dict, message: str) -> None:
+    with pytest.raises(ImageError, match=re.escape(message)) as info:
+        decode_image(data, **options)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (encode(photo(), "JPEG"), "JPEG"),
+        (encode(photo(), "PNG"), "PNG"),
+        (encode(photo(), "WEBP"), "WEBP"),
+        (encode(photo().convert("P"), "GIF"), "GIF"),
+        (encode(photo(), "BMP"), "BMP"),
+        (png_header(50_000, 50_000), "PNG"),
+        (encode(photo(), "TIFF"), None),
+        (b"<html></html>", None),
+        (b"", None),
+    ],
+    ids=["jpeg", "png", "webp", "gif", "bmp", "bomb-png-is-still-png", "tiff", "html", "empty"],
+)
+def test_image_format_sniffs_content(data: bytes, expected: str | None) -> None:
+    assert image_format(data) == expected
+
+
+def test_public_limits() -> None:
+    assert sorted(ALLOWED_FORMATS) == ["BMP", "GIF", "JPEG", "PNG", "WEBP"]
+    assert (MAX_PIXELS, MAX_FRAMES) == (40_000_000, 100)
+
+
+def test_image_format_works_before_pillow_loads_its_plugins() -> None:
+    # WebP is not among the plugins Pillow registers up front; a fresh interpreter shows it.
+    code = (
+        "from backend.images.decode import image_format; print(image_format(b'RIFF0000WEBPVP8 '))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    run = [sys.executable, "-c", code]
+    result = subprocess.run(run, cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "WEBP"

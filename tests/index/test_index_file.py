@@ -1,0 +1,123 @@
+"""index.csv: round trip, float16 precision, atomic replacement, corrupt files rebuilt."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from backend.atomic import atomic_writer
+from backend.index.index_file import Entry, IndexTable, read_index, write_index
+
+
+def random_table(n: int, dim: int = 512, seed: int = 0) -> IndexTable:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    entries = [
+        Entry(f"id{i}", f"images/{i}.jpg", f"{i}:1", f"{i:064x}", "m/w/p1") for i in range(n)
+    ]
+    return IndexTable(entries, vectors)
+
+
+def test_round_trip_keeps_entries_and_cosine(tmp_path):
+    table = random_table(50)
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    loaded = read_index(path)
+    assert loaded.entries == table.entries
+    assert loaded.vectors.dtype == np.float32 and loaded.vectors.flags.c_contiguous
+    cosines = np.sum(loaded.vectors * table.vectors, axis=1)
+    assert cosines.min() >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(loaded.vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_missing_file_is_an_empty_index(tmp_path):
+    assert len(read_index(tmp_path / "none.csv")) == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "garbage\x00\x01",
+        "id,name\n1,2\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,!!notbase64!!\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAA=\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAAA\na,s,1,f,m,AAAA\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAAA\nb,s,1,f,m,AAAAAAAA\n",
+        "id,source,signature,fingerprint,model,vector\na,s,1,f,m,AAB8\n",  # float16 +inf
+    ],
+    ids=[
+        "binary",
+        "foreign-columns",
+        "bad-base64",
+        "odd-bytes",
+        "duplicate-ids",
+        "ragged",
+        "infinite",
+    ],
+)
+def test_corrupt_or_foreign_index_is_ignored_with_a_warning(tmp_path, caplog, content):
+    path = tmp_path / "index.csv"
+    path.write_text(content, encoding="utf-8", errors="surrogateescape")
+    with caplog.at_level(logging.WARNING):
+        assert len(read_index(path)) == 0
+    assert "will be rebuilt" in caplog.text
+
+
+def test_failed_write_leaves_the_previous_file_and_no_temp(tmp_path):
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(3))
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError), atomic_writer(path, "w") as handle:
+        handle.write("half a file")
+        raise RuntimeError("crash mid-write")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["index.csv"]
+
+
+def test_fifty_thousand_rows_stay_compact(tmp_path):
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(2000))
+    bytes_per_row = path.stat().st_size / 2000
+    # float16 + base64: 1,368 characters of vector per row, plus the other columns.
+    assert bytes_per_row < 1500
+
+
+def test_quoted_fields_and_other_line_ends_read_like_csv(tmp_path):
+    table = random_table(3)
+    table.entries[1] = Entry('odd, "id"\nline', "images/a,b.jpg", "1:2", "f" * 64, "m/w/p1")
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    assert read_index(path).entries == table.entries
+    # LF line ends and a UTF-8 BOM, as a spreadsheet program may save the plain file.
+    plain = random_table(3)
+    write_index(path, plain)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\r\n", b"\n"))
+    loaded = read_index(path)
+    assert loaded.entries == plain.entries
+    np.testing.assert_allclose(loaded.vectors, plain.vectors, atol=1e-3)
+
+
+@pytest.mark.parametrize("line", ["a,s,1,f,m", "a,s,1,f,m,AAAA,extra"], ids=["short", "long"])
+def test_a_row_with_the_wrong_field_count_is_corrupt(tmp_path, caplog, line):
+    path = tmp_path / "index.csv"
+    path.write_text("id,source,signature,fingerprint,model,vector\r\n" + line + "\r\n")
+    with caplog.at_level(logging.WARNING):
+        assert len(read_index(path)) == 0
+    assert "will be rebuilt" in caplog.text
+
+
+def test_replaced_files_keep_their_mode_and_new_ones_follow_the_umask(tmp_path):
+    path = tmp_path / "index.csv"
+    old_umask = os.umask(0o022)
+    try:
+        write_index(path, random_table(2))
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o640)
+        write_index(path, random_table(2))
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old_umask)

@@ -1,0 +1,185 @@
+"""The pages in a real browser (Debian's chromium through Playwright) against a live server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from werkzeug.serving import make_server
+
+from tests.support.catalogs import draw_image
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-quic",
+]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason="needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as root)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def base_url(shared_app) -> Iterator[str]:
+    """The app on a real HTTP server on 127.0.0.1, in a thread."""
+    server = make_server("127.0.0.1", 0, shared_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that fails the test on any script error or CSP violation."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield page
+    context.close()
+    assert problems == []
+
+
+@pytest.fixture
+def query_image(tmp_path) -> Path:
+    path = tmp_path / "query.png"
+    draw_image("red", "circle", (640, 480)).save(path)
+    return path
+
+
+def visible_cards(page) -> int:
+    return page.locator("[data-results] .card:visible").count()
+
+
+def search_with_file_chooser(page, base_url: str, image: Path, threshold: str = "0") -> None:
+    page.goto(f"{base_url}/")
+    page.locator("#threshold").fill(threshold)
+    with page.expect_file_chooser() as chooser:
+        page.locator("[data-dropzone]").click()
+    chooser.value.set_files(str(image))
+    expect(page.locator("[data-preview]")).to_be_visible()  # once the image has loaded
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(f"{base_url}/search")
+
+
+def test_upload_through_the_file_chooser_shows_result_cards(page, base_url, query_image):
+    search_with_file_chooser(page, base_url, query_image)
+    expect(page.get_by_role("heading", name="Your image")).to_be_visible()
+    assert visible_cards(page) == 7
+    assert page.locator(".card-title").first.inner_text() == "Red ball"
+    assert page.locator(".query-image").evaluate("img => img.naturalWidth") > 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+
+
+def test_the_slider_refilters_the_cards_instantly(page, base_url, query_image):
+    search_with_file_chooser(page, base_url, query_image)
+    before = visible_cards(page)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    slider = page.locator("#threshold")
+    slider.focus()
+    page.keyboard.press("End")  # 100 %: only identical images remain
+    after = visible_cards(page)
+    assert after < before
+    assert page.locator("[data-shown-count]").inner_text() == str(after)
+    assert page.locator("[data-below-count]").inner_text() == str(before - after)
+    assert page.locator("#threshold-value").inner_text() == "100%"
+    assert requests == []  # no round trip
+    page.keyboard.press("Home")
+    assert visible_cards(page) == before
+
+
+def test_refining_the_results_round_trips_with_the_same_image(page, base_url, query_image):
+    search_with_file_chooser(page, base_url, query_image)
+    page.locator("#k").select_option("6")
+    page.get_by_role("button", name="Update results").click()
+    page.wait_for_load_state()
+    assert page.locator("[data-results] .card").count() == 6
+    assert page.locator(".query-image").evaluate("img => img.naturalWidth") > 0
+
+
+def test_more_like_this_is_followed_and_shareable(page, base_url, query_image):
+    search_with_file_chooser(page, base_url, query_image)
+    first = page.locator("[data-results] .card").first
+    first.get_by_role("link", name="More like this").click()
+    page.wait_for_url("**/products/p1/similar?threshold=0&k=12")
+    expect(page.get_by_role("heading", name="More like this")).to_be_visible()
+    assert page.locator(".query-caption").inner_text().startswith("Red ball")
+    assert visible_cards(page) == 6  # every other product, itself excluded
+
+
+def test_browsing_the_catalog_and_filtering_by_category(page, base_url):
+    page.goto(f"{base_url}/products")
+    assert page.locator(".grid .card").count() == 7
+    page.locator("#category").select_option("clothes")  # applies at once with JavaScript
+    page.wait_for_url("**/products?category=clothes")
+    assert page.locator(".card-title").all_inner_texts() == ["Blue scarf", "Purple scarf"]
+    page.locator(".card").first.get_by_role("link", name="More like this").click()
+    page.wait_for_url("**/products/p4/similar")
+
+
+def test_dropping_or_pasting_an_image_fills_the_form(page, base_url, query_image):
+    page.goto(f"{base_url}/")
+    data = list(query_image.read_bytes())
+    for event in ("drop", "paste"):
+        page.evaluate(
+            """([bytes, kind]) => {
+                const file = new File([new Uint8Array(bytes)], `${kind}.png`, {type: "image/png"});
+                const transfer = new DataTransfer();
+                transfer.items.add(file);
+                const target = kind === "drop" ? document.querySelector("[data-dropzone]") : document;
+                const init = kind === "drop" ? {dataTransfer: transfer} : {clipboardData: transfer};
+                const Event = kind === "drop" ? DragEvent : ClipboardEvent;
+                target.dispatchEvent(new Event(kind, {bubbles: true, cancelable: true, ...init}));
+            }""",
+            [data, event],
+        )
+        assert page.locator("#file").evaluate("input => input.files[0].name") == f"{event}.png"
+        assert page.locator("[data-file-name]").inner_text().startswith(f"Selected: {event}.png")
+        expect(page.locator("[data-preview]")).to_be_visible()
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(f"{base_url}/search")
+    assert page.locator("[data-results] .card").count() > 0
+
+
+def test_errors_show_on_the_form_and_on_friendly_pages(page, base_url):
+    page.goto(f"{base_url}/")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(f"{base_url}/search")
+    assert "Choose an image" in page.get_by_role("alert").inner_text()
+    response = page.goto(f"{base_url}/no/such/page")
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+
+
+def test_the_random_weights_banner_is_shown(page, base_url):
+    page.goto(f"{base_url}/products")
+    assert "random weights" in page.get_by_role("status").inner_text()

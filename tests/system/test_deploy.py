@@ -1,0 +1,252 @@
+"""Deploy files checked without a Docker engine: the Dockerfile's paths and command, the real
+gunicorn start-up (the image's exact CMD), and the Render blueprint agreeing with both."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.catalogs import write_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per Dockerfile instruction, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def instructions(name: str) -> list[str]:
+    return [args for instruction, args in dockerfile() if instruction == name]
+
+
+def docker_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in instructions("ENV"):
+        env.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
+    return env
+
+
+def requirement_pins() -> dict[str, str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+
+
+def render_service() -> dict:
+    (service,) = yaml.safe_load((ROOT / "render.yaml").read_text())["services"]
+    return service
+
+
+def render_env() -> dict[str, str | None]:
+    return {var["key"]: var.get("value") for var in render_service()["envVars"]}
+
+
+def test_every_copied_path_exists_and_is_not_docker_ignored():
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copies = instructions("COPY")
+    assert copies
+    for args in copies:
+        sources = [word for word in args.split()[:-1] if not word.startswith("--")]
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such path"
+            assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+
+
+def test_requirements_are_installed_before_the_code_is_copied():
+    steps = [(name, args) for name, args in dockerfile() if name in ("COPY", "RUN")]
+    first_code = next(
+        i for i, (name, args) in enumerate(steps) if name == "COPY" and "backend" in args
+    )
+    install = next(
+        i for i, (name, args) in enumerate(steps) if name == "RUN" and "pip install" in args
+    )
+    assert install < first_code
+
+
+def test_torch_comes_from_the_cpu_index_at_the_pinned_versions():
+    pins = requirement_pins()
+    (install,) = [args for args in instructions("RUN") if "download.pytorch.org/whl/cpu" in args]
+    assert f"torch=={pins['torch']}" in install and f"torchvision=={pins['torchvision']}" in install
+    assert "grep -vE '^(torch|torchvision)=='" in install  # the rest cannot replace them
+
+
+def test_the_image_runs_as_a_non_root_user_with_baked_weights():
+    (user,) = instructions("USER")
+    assert user not in ("root", "0")
+    assert any("ResNet18_Weights.IMAGENET1K_V1" in args for args in instructions("RUN"))
+    assert docker_env()["TORCH_HOME"]
+
+
+def cmd() -> list[str]:
+    (command,) = instructions("CMD")
+    return json.loads(command)
+
+
+def healthcheck() -> list[str]:
+    (check,) = instructions("HEALTHCHECK")
+    return json.loads(check.split("CMD", 1)[1])
+
+
+def test_the_command_is_gunicorn_with_the_config_file_and_the_demo_uses_it_too():
+    assert cmd() == ["gunicorn", "--config", "gunicorn.conf.py"]
+    assert (
+        "exec .venv/bin/gunicorn --config gunicorn.conf.py"
+        in (ROOT / "scripts" / "demo.sh").read_text()
+    )
+
+
+def test_render_blueprint_agrees_with_the_dockerfile():
+    service, env, image_env = render_service(), render_env(), docker_env()
+    assert service["type"] == "web" and service["runtime"] == "docker"
+    assert (ROOT / service["dockerfilePath"]).is_file()
+    assert service["healthCheckPath"] == "/healthz"
+    mount = Path(service["disk"]["mountPath"])
+    for name in ("INDEX_PATH", "CACHE_DIR"):
+        assert env[name] == image_env[name]
+        assert Path(env[name]).is_relative_to(mount), f"{name} must be on the persistent disk"
+    assert env["PORT"] == image_env["PORT"] == instructions("EXPOSE")[0]
+
+
+def test_render_sets_only_variables_something_reads():
+    from backend.config import ENV_VARS
+
+    server_vars = {"PORT", "SECRET_KEY", "WEB_CONCURRENCY", "THREADS", "FORWARDED_ALLOW_IPS"}
+    assert set(render_env()) <= set(ENV_VARS) | server_vars
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SECRET_KEY", "MODEL_WEIGHTS")
+    }
+    return (
+        env
+        | {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": "1",
+            "THREADS": "2",
+            "MODEL_WEIGHTS": "random",
+            "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
+            "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
+            "CACHE_DIR": str(tmp_path / "data" / "cache"),
+        }
+        | extra
+    )
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """Run the image's exact CMD from the repository root; stop it (and its workers) afterwards."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            cmd(), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"gunicorn exited:\n{log.read_text()}"
+        try:
+            status, body = get(f"{base}/readyz")
+        except OSError:
+            status = None
+        if status == 200:
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"not ready in {seconds} s:\n{log.read_text()}")
+
+
+@pytest.mark.slow
+def test_the_docker_command_serves_the_app_and_the_healthcheck_passes(tmp_path):
+    port = free_port()
+    env = server_env(tmp_path, port)
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(env, log) as process:
+        base = f"http://127.0.0.1:{port}"
+        ready = wait_ready(base, process, log)
+        assert ready | {"model": "?"} == {
+            "ready": True, "status": "ready", "random_weights": True, "model": "?",
+            "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
+        }  # fmt: skip
+        assert ready["model"].startswith("resnet18/random")
+        assert get(f"{base}/healthz") == (200, {"status": "ok"})
+        check = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        status, body = get(f"{base}/api/products/p1/similar?k=2&threshold=0&category=toys")
+        assert status == 200 and [hit["id"] for hit in body["results"]] == ["p2", "p3"]
+    text = log.read_text()
+    assert "embedded 7/7 images" in text  # the master's sync logged its progress
+    assert "worker ready: 7 of 7 products searchable" in text
+    assert '"GET /healthz HTTP/1.1" 200' in text  # the access log
+    assert "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_unusable_weights_stop_the_server_with_the_reason(tmp_path):
+    weights = tmp_path / "resnet18.pth"
+    weights.write_bytes(b"not a state dict")
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(server_env(tmp_path, port, MODEL_WEIGHTS=str(weights)), log) as process:
+        assert process.wait(timeout=120) != 0
+    text = log.read_text()
+    assert f"cannot start: MODEL_WEIGHTS file {weights} is not a readable state dict" in text
+    assert "not starting" in text
+    assert "Traceback" not in text
+    assert "Booting worker" not in text
