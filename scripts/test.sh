@@ -12,4 +12,7 @@ if [ "${CI:-}" = true ] && ! command -v chromium >/dev/null 2>&1; then
   echo "chromium is missing: the browser tests cannot run (install Debian's chromium)" >&2
   exit 1
 fi
+# Lint and format are part of the suite: CI fails on them like on a test.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

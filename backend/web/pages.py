@@ -35,6 +35,12 @@ def sentence(text: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
+@bp.app_template_filter("price_field")
+def price_field(value: float | None) -> str:
+    """A price as a form field shows it: "2.5", "3", or empty."""
+    return "" if value is None else f"{value:g}"
+
+
 @bp.get("/")
 def index():
     return render_form({})

@@ -415,6 +415,7 @@ print(service.indexed_count(), flush=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend_config", ["memory"], indirect=True)
 def test_edits_from_two_processes_at_once_both_survive(open_service, backend_config):
     open_service().sync()

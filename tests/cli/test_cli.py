@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from tests.support.catalogs import draw_image
 
 
@@ -55,3 +60,33 @@ def test_search_bad_inputs_exit_non_zero_with_a_message(runner, tmp_path):
     assert refused.exit_code != 0 and "refused" in refused.output
     bad_k = runner.invoke(args=["search", str(text), "--k", "0"])
     assert bad_k.exit_code == 2
+
+
+def flask_command(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run the real `flask --app backend ...` in a fresh process."""
+    environ = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"} | env
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "backend", *args],
+        capture_output=True, text=True, env=environ, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_exit_status_2():
+    done = flask_command("index", SIMILARITY_THRESHOLD="2")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "Error: SIMILARITY_THRESHOLD=2.0 must be between 0 and 1"
+
+
+def test_commands_do_not_print_the_web_servers_secret_key_warning(tmp_path):
+    done = flask_command("routes", CATALOG_PATH=str(tmp_path / "none.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "SECRET_KEY" not in done.stdout + done.stderr
+
+
+def test_search_with_a_price_range_and_an_unknown_category(runner, tmp_path):
+    query = tmp_path / "query.png"
+    draw_image("yellow", "triangle").save(query)
+    ranged = runner.invoke(args=["search", str(query), "--threshold", "0", "--max-price", "10"])
+    assert ranged.exit_code == 0 and "p1" in ranged.output and "p2" not in ranged.output
+    unknown = runner.invoke(args=["search", str(query), "--category", "boats"])
+    assert unknown.exit_code == 2 and "category 'boats' is not in the catalog" in unknown.output

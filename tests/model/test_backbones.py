@@ -94,7 +94,10 @@ def test_unknown_models_are_refused_with_the_choices():
         match="choose one of resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, color_histogram",
     ):
         load_embedder("vgg11", "random")
-    assert MODEL_NAMES[-1] == "color_histogram"
+
+
+def test_the_model_names_known_without_torch_are_the_backbones_built_with_it():
+    assert (*BACKBONES, "color_histogram") == MODEL_NAMES
 
 
 # ---- colour histogram --------------------------------------------------------------------------

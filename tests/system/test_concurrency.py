@@ -70,6 +70,7 @@ def expected_outcomes(service, vectors) -> list[tuple]:
     return [outcome(service, kind, vectors) for kind in range(4)]
 
 
+@pytest.mark.slow
 def test_searches_during_reindex_match_the_old_or_the_new_index(service, catalog_path):
     shop = catalog_path.parent
     vectors = [service.search_bytes(query, k=1).query for query in QUERIES]

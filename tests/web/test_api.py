@@ -262,3 +262,39 @@ def test_json_responses_carry_the_security_headers(client):
     response = client.get("/api/products")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_a_price_filter_still_returns_k_results_when_k_products_match(client):
+    # p1..p7 cost 9.50..15.50; 11-15 keeps p3, p4, p5 and p6.
+    body = post_file(client, TENT_PNG, threshold="0", k="3", min_price="11", max_price="15").json
+    prices = [hit["price"] for hit in body["results"]]
+    assert len(prices) == 3 and all(11 <= price <= 15 for price in prices)
+    assert (body["min_price"], body["max_price"]) == (11, 15)
+    every = post_file(client, TENT_PNG, threshold="0", k="12", min_price="11", max_price="15").json
+    assert sorted(hit["id"] for hit in every["results"]) == ["p3", "p4", "p5", "p6"]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"min_price": "-1"}, "min_price=-1 must be a number of at least 0"),
+        ({"max_price": "cheap"}, "max_price=cheap is not a number"),
+        ({"min_price": "5", "max_price": "2"}, "min_price=5 must not be above max_price=2"),
+    ],
+)
+def test_bad_price_ranges_are_400_naming_the_parameter(client, fields, message):
+    response = post_file(client, TENT_PNG, **fields)
+    assert response.status_code == 400
+    assert response.json == {"error": "invalid_input", "message": message}
+
+
+def test_openapi_lists_every_search_option_with_its_bounds(client):
+    document = client.get("/api/openapi.json").json
+    similar = document["paths"]["/api/products/{product_id}/similar"]["get"]["parameters"]
+    query = {param["name"]: param["schema"] for param in similar if param["in"] == "query"}
+    assert query["min_price"] == {"type": "number", "minimum": 0}
+    assert query["k"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 12}
+    body = document["paths"]["/api/search"]["post"]["requestBody"]["content"]
+    assert {"k", "threshold", "category", "min_price", "max_price"} <= set(
+        body["application/json"]["schema"]["properties"]
+    )

@@ -40,7 +40,7 @@ def test_search_page_has_every_input_labelled(client):
     response = client.get("/")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    for field in ("file", "image_url", "threshold", "k", "category"):
+    for field in ("file", "image_url", "threshold", "k", "category", "min_price", "max_price"):
         assert f'for="{field}"' in html and f'id="{field}"' in html
     assert 'value="50"' in html  # the SIMILARITY_THRESHOLD of the test app, in percent
     assert '<option value="toys">toys</option>' in html
@@ -298,3 +298,26 @@ def test_an_unexpected_failure_is_a_500_page_without_details(app_config):
         "error": "internal_error",
         "message": "something went wrong on our side; please try again",
     }
+
+
+def test_the_form_takes_a_price_range_and_the_refine_form_keeps_it(client):
+    query = image_bytes(draw_image("yellow", "triangle"))
+    response = upload(client, query, threshold="0", k="12", min_price="11", max_price="15")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert sorted(name for name, _ in cards(html)) == [
+        "Blue scarf", "Green ball", "Purple scarf", "Yellow tent"
+    ]  # fmt: skip
+    assert 'id="min_price" name="min_price"' in html and 'value="11"' in html
+    assert (
+        'href="/products/p5/similar?threshold=0&amp;k=12&amp;min_price=11&amp;max_price=15"' in html
+    )
+
+
+def test_a_bad_price_comes_back_on_the_form_with_the_inputs_kept(client):
+    query = image_bytes(draw_image("yellow", "triangle"))
+    response = upload(client, query, min_price="5", max_price="2")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Min_price=5 must not be above max_price=2." in html
+    assert 'name="max_price"' in html and 'value="2"' in html
