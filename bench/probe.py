@@ -3,9 +3,11 @@
 Prints one JSON line of time.monotonic() stamps (system-wide on Linux, so the parent can
 subtract the moment it started this process) and the process's peak memory.
 
-    index  CATALOG INDEX          catalog + index.csv loaded and a first search answered, no model
-    worker CATALOG INDEX IMAGE    a serving worker's start (model, index, warm-up), then one
-                                  image search; the worker's peak RSS
+    index  CATALOG INDEX                          catalog + index.csv loaded and a first search
+                                                  answered, no model
+    worker CATALOG INDEX IMAGE MODEL RUNTIME DIR  a serving worker's start (model from DIR,
+                                                  index, warm-up), then image searches; the
+                                                  worker's peak RSS and whether torch was loaded
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from .common import model_weights
+
+SEARCHES = 5  # image searches after the worker is ready: peak memory is measured after them
 
 
 def index_only(catalog_path: Path, index_path: Path) -> dict:
@@ -31,14 +37,17 @@ def index_only(catalog_path: Path, index_path: Path) -> dict:
     return {"stamps": stamps, "rows": len(table)}
 
 
-def worker(catalog_path: Path, index_path: Path, image: Path) -> dict:
+def worker(
+    catalog_path: Path, index_path: Path, image: Path, model: str, runtime: str, model_dir: Path
+) -> dict:
     from backend import create_app
     from backend.boot import load_worker
     from backend.extensions import get_service
 
     app = create_app(
-        {"catalog_path": catalog_path, "index_path": index_path, "model_weights": "random"}
-    )
+        {"catalog_path": catalog_path, "index_path": index_path, "model": model,
+         "model_weights": model_weights(model), "model_runtime": runtime, "model_dir": model_dir}
+    )  # fmt: skip
     stamps = {"imported": time.monotonic()}
     service = get_service(app)
     rss = {"app_mb": memory()["rss_mb"]}
@@ -48,20 +57,26 @@ def worker(catalog_path: Path, index_path: Path, image: Path) -> dict:
     load_worker(app)
     stamps["ready"] = time.monotonic()
     rss["ready_mb"] = memory()["rss_mb"]
-    result = service.search_bytes(image.read_bytes(), k=12)
+    data = image.read_bytes()
+    for _ in range(SEARCHES):
+        result = service.search_bytes(data, k=12)
     stamps["searched"] = time.monotonic()
-    import torch
-
     return {
         "stamps": stamps,
         "rows": service.indexed_count(),
         "hits": len(result.hits),
-        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})"
-        if torch.version.cuda
-        else f"{torch.__version__} (CPU only)",
+        "model": service.embedder.identity,
+        "torch": torch_version() if "torch" in sys.modules else None,
         **rss,
         **memory(),
     }
+
+
+def torch_version() -> str:
+    import torch
+
+    cuda = torch.version.cuda
+    return f"{torch.__version__} (CUDA {cuda})" if cuda else f"{torch.__version__} (CPU only)"
 
 
 def memory() -> dict:
@@ -79,7 +94,8 @@ def main(argv: list[str]) -> int:
     if mode == "index":
         result = index_only(Path(paths[0]), Path(paths[1]))
     elif mode == "worker":
-        result = worker(Path(paths[0]), Path(paths[1]), Path(paths[2]))
+        catalog, index, image, model, runtime, model_dir = paths
+        result = worker(Path(catalog), Path(index), Path(image), model, runtime, Path(model_dir))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -12,31 +12,40 @@ import sys
 import time
 from pathlib import Path
 
-from . import indexing, remote, search_latency, startup
+from . import indexing, inference, remote, search_latency, startup
 from .common import DEFAULT_BENCH_CATALOG, REPO_ROOT, Context, Figure
 from .report import fmt, write_results
 
-SECTIONS = ("search", "startup", "indexing", "remote", "api")
+SECTIONS = ("search", "model", "startup", "indexing", "remote", "api")
 
 DEFINITIONS = """\
+- **Model throughput**: embeddings per second of the served runtime (ONNX Runtime, float32)
+  and of torch eager on the same 32 preprocessed benchmark photos, batch 32, 2 threads each,
+  in alternating rounds (median round); the whole graph each way: normalisation, backbone,
+  L2 norm. The torchvision backbones run `MODEL_WEIGHTS=random` (their ImageNet files cannot
+  be fetched here; speed does not depend on the weights' values).
 - **Indexing, local**: `SearchService.sync()` on a growing copy of the benchmark catalog (each
-  chunk adds photos; the sync reads, decodes, resizes, embeds and writes index.csv), wall time,
-  `MODEL_WEIGHTS=random`. The ceiling runs the same model object on pre-made normalised tensors
-  (same batch size and torch threads) between the chunks.
+  chunk adds photos; the sync reads, decodes, resizes, embeds and writes index.csv), wall time.
+  The ceiling runs the same embedder on pre-made arrays (same batch size and threads) between
+  the chunks.
 - **Indexing, remote**: the same photos served by a local server that waits 100 ms before each
   response; index a catalog of their URLs into an empty cache. One by one = fetch, decode and
   embed each image in turn (the usual script), measured before and after.
 - **Cold start**: a fresh Python process per measurement, from its spawn. *No model*: load the
   catalog and index.csv (synthetic unit vectors, a warm index) and answer a first search by
   vector, without importing torch. *Worker*: what a gunicorn worker does before serving:
-  create the app, load the model, load the index, run one warm-up inference.
+  create the app, load the model (an already exported one for ONNX Runtime), load the index,
+  run one warm-up inference; on ONNX Runtime and, alternately, on torch eager.
 - **Search latency**: median time of one query (k=12) over random unit vectors; the engine is
   `backend.stores.base.exact_top_k` (every store's exact search; scores on one core), plain numpy is `V @ q` +
   `argpartition`, the loop is what the usual scripts do: the cosine (dot product over both
   norms) of the query with each row in turn in a Python loop, then a sort.
-- **Memory**: peak resident memory (VmHWM) of the worker process above after one image search.
+- **Memory**: peak resident memory (VmHWM) of the worker process above after five image
+  searches.
 - **Incremental sync**: a second `sync()` of the unchanged catalog; every image read and
-  decode is counted."""
+  decode is counted.
+- **End-to-end query**: `POST /api/search` through gunicorn over loopback, as the Docker image
+  serves it, on ONNX Runtime and then on torch eager (`MODEL_RUNTIME=torch`)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_section(section: str, ctx: Context) -> list[Figure]:
     if section == "search":
         return search_latency.run(ctx)
+    if section == "model":
+        return inference.run(ctx)
     if section == "startup":
         return startup.run(ctx, query_image(ctx))
     if section == "indexing":
@@ -105,6 +116,7 @@ def query_image(ctx: Context) -> Path:
 
 def run_meta(args: argparse.Namespace, seconds: float, load_before: tuple) -> dict:
     import numpy
+    import onnxruntime
     import torch
 
     command = "python -m bench" + "".join(f" {a}" for a in (sys.argv[1:] if sys.argv else []))
@@ -121,7 +133,7 @@ def run_meta(args: argparse.Namespace, seconds: float, load_before: tuple) -> di
             "memory": f"{memory_gb():.0f} GB",
             "os": platform.platform(),
             "python": platform.python_version(),
-            "libraries": f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            "libraries": f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}, "
             f"numpy {numpy.__version__}, faiss-cpu {faiss_version()}",
             "load average (1 min) before / after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
         },

@@ -1,4 +1,7 @@
-"""End-to-end POST /api/search through gunicorn, via `bench.api_latency` (its --json output)."""
+"""End-to-end POST /api/search through gunicorn, via `bench.api_latency` (its --json output).
+
+The server runs ONNX Runtime (1 and 4 clients), then torch eager (1 client) as the baseline.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +13,47 @@ from pathlib import Path
 
 from .common import REPO_ROOT, Context, Figure
 
-P50_TARGET_MS = 60.0
+P50_TARGET_MS = 15.0
+MODEL = "resnet18"
 
 
 def run(ctx: Context, query_image: Path) -> list[Figure]:
     del query_image  # api_latency sends its own 640x480 JPEG made from a demo photo
     requests = 40 if ctx.quick else 200
+    served = latency(requests, "onnx", "1,4")
+    baseline = latency(requests, "torch", "1")
+    torch_single = baseline["rows"][0]
+    return [figure(row, served["server"], torch_single) for row in served["rows"]]
+
+
+def latency(requests: int, runtime: str, concurrency: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "bench.api_latency", "--json", "--requests", str(requests),
-         "--concurrency", "1,4"],
+         "--concurrency", concurrency, "--model", MODEL, "--runtime", runtime],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"bench.api_latency failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
-    result = json.loads(done.stdout)
-    return [figure(row, result["server"]) for row in result["rows"]]
+    return json.loads(done.stdout)
 
 
-def figure(row: dict, server: dict) -> Figure:
+def figure(row: dict, server: dict, torch_single: dict) -> Figure:
     single = row["clients"] == 1
     return Figure(
         key=f"api_search_{row['clients']}c",
         section="End-to-end query",
         what=f"POST /api/search, 640x480 JPEG, gunicorn over loopback, {row['clients']} client(s), "
-        f"p50",
+        f"p50, {MODEL} on ONNX Runtime",
         value=row["p50_ms"],
         unit="ms",
+        baseline="the same server on torch eager" if single else None,
+        baseline_value=torch_single["p50_ms"] if single else None,
+        ratio=torch_single["p50_ms"] / row["p50_ms"] if single else None,
         target=f"p50 <= {P50_TARGET_MS:g} ms" if single else None,
         met=row["p50_ms"] <= P50_TARGET_MS if single else None,
         note=f"p95 {row['p95_ms']} ms, {row['requests_per_s']} requests/s over {row['requests']} "
-        f"requests; {server.get('indexed', '?')} products indexed",
-        detail={"row": row, "server": server},
+        f"requests; {server.get('indexed', '?')} products indexed"
+        + (f"; torch eager p95 {torch_single['p95_ms']} ms" if single else ""),
+        detail={"row": row, "server": server, "torch": torch_single if single else None},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,15 @@ from tests.support.catalogs import make_app_config, write_catalog
 
 # The PostgreSQL + pgvector fixtures (`pg_server`, `database_url`), for every test that asks.
 pytest_plugins = ["tests.support.postgres"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_dir(tmp_path_factory) -> Iterator[Path]:
+    """One MODEL_DIR for the whole run (subprocesses too): each model is exported once, not per test."""
+    folder = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODEL_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The embedder interface and `load_embedder`: images in, unit-length float32 vectors out.
 
-Backbones (torch) are imported only when one is loaded; the colour histogram and the
-fine-tuned head are numpy.
+Backbones run in ONNX Runtime (`runtime.py`) by default; torch is imported only to export a
+model the first time its identity is needed, or with MODEL_RUNTIME=torch. The colour histogram
+and the fine-tuned head are numpy.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .histogram import NAME as COLOR_HISTOGRAM
+from .specs import SPECS
 
-# Every MODEL value: the torchvision backbones, then the no-weights colour histogram baseline.
-BACKBONE_NAMES = ("resnet18", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
+# Every MODEL value: the backbones, then the no-weights colour histogram baseline.
+BACKBONE_NAMES = tuple(SPECS)
 MODEL_NAMES = (*BACKBONE_NAMES, COLOR_HISTOGRAM)
+# Where exported models go unless MODEL_DIR says otherwise: the default CACHE_DIR's models/.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "cache" / "models"
 
 
 class Embedder(Protocol):
@@ -27,7 +31,7 @@ class Embedder(Protocol):
 
     name: str
     dim: int
-    identity: str  # names model, weights and preprocessing: vectors compare only if equal
+    identity: str  # names model, weights, preprocessing, runtime: vectors compare only if equal
     random_weights: bool
     crop_size: int  # side of the square array that preprocess returns
     min_decode_size: int  # the smallest shorter side preprocessing needs (JPEG draft decoding)
@@ -50,17 +54,22 @@ def load_embedder(
     model_name: str = "resnet18",
     weights: str | None = None,
     head: str | None = None,
-    precision: str = "auto",
+    precision: str = "float32",
+    runtime: str = "onnx",
+    model_dir: Path = DEFAULT_MODEL_DIR,
+    threads: int = 0,
 ) -> Embedder:
     """Build the embedder once per process; weights: None (ImageNet), a file path, or 'random'.
 
     `head`: a fine-tuned projection head file (MODEL_HEAD) applied on top of the model.
-    `precision`: "auto" (bfloat16 where it is native and agrees with float32) or "float32".
+    `runtime`: "onnx" (the model exported once into `model_dir`) or "torch"; `precision`:
+    "float32", or "int8" (ONNX only); `threads`: cores per inference (0: all).
     """
     if head:
+        base = load_embedder(model_name, weights, None, precision, runtime, model_dir, threads)
         from .head import load_head_embedder
 
-        return load_head_embedder(load_embedder(model_name, weights, None, precision), Path(head))
+        return load_head_embedder(base, Path(head))
     if model_name == COLOR_HISTOGRAM:
         from .histogram import ColorHistogramEmbedder
 
@@ -74,6 +83,12 @@ def load_embedder(
         raise ConfigError(
             f"MODEL={model_name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}"
         )
-    from .backbones import load_backbone
+    if runtime == "torch":
+        if precision != "float32":
+            raise ConfigError(f"MODEL_PRECISION={precision} needs MODEL_RUNTIME=onnx")
+        from .backbones import load_backbone
 
-    return load_backbone(model_name, weights, precision)
+        return load_backbone(model_name, weights)
+    from .runtime import load_onnx_embedder
+
+    return load_onnx_embedder(SPECS[model_name], weights, precision, model_dir, threads)

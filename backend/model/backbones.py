@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -16,26 +15,25 @@ import torch
 import torchvision
 from PIL import Image
 from torch import nn
-from torchvision.transforms import functional as TF
 
 from ..errors import ConfigError
+from .specs import RANDOM_SEED, SPECS, TORCH_FP32, BackboneSpec, identity
 
 log = logging.getLogger(__name__)
-
-RANDOM_SEED = 0
-# Bumped whenever preprocessing changes, so cached embeddings are recomputed.
-PREPROCESS_VERSION = "p1"
 
 
 @dataclass(frozen=True)
 class Backbone:
     """How to build one torchvision model as a feature extractor."""
 
-    name: str
-    dim: int
+    spec: BackboneSpec
     build: Callable[[], nn.Module]
     weights: Any  # a torchvision WeightsEnum member
     strip_head: Callable[[nn.Module], None]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 def _drop_fc(model: nn.Module) -> None:
@@ -47,92 +45,84 @@ def _drop_classifier(model: nn.Module) -> None:
     model.classifier = nn.Identity()
 
 
-def _torchvision(
-    name: str, dim: int, weights: Any, strip_head: Callable[[nn.Module], None]
-) -> Backbone:
+def _torchvision(name: str, weights: Any, strip_head: Callable[[nn.Module], None]) -> Backbone:
     """A torchvision classifier by name, built without weights (they are loaded separately)."""
     build = functools.partial(getattr(torchvision.models, name), weights=None)
-    return Backbone(name, dim, build, weights, strip_head)
+    return Backbone(SPECS[name], build, weights, strip_head)
 
 
 _models = torchvision.models
 BACKBONES = {
     backbone.name: backbone
     for backbone in (
-        _torchvision("resnet18", 512, _models.ResNet18_Weights.IMAGENET1K_V1, _drop_fc),
-        _torchvision("resnet50", 2048, _models.ResNet50_Weights.IMAGENET1K_V2, _drop_fc),
+        _torchvision("resnet18", _models.ResNet18_Weights.IMAGENET1K_V1, _drop_fc),
+        _torchvision("resnet50", _models.ResNet50_Weights.IMAGENET1K_V2, _drop_fc),
         _torchvision(
-            "mobilenet_v3_large",
-            960,
-            _models.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
-            _drop_classifier,
+            "mobilenet_v3_large", _models.MobileNet_V3_Large_Weights.IMAGENET1K_V2, _drop_classifier
         ),
         _torchvision(
-            "efficientnet_b0", 1280, _models.EfficientNet_B0_Weights.IMAGENET1K_V1, _drop_classifier
+            "efficientnet_b0", _models.EfficientNet_B0_Weights.IMAGENET1K_V1, _drop_classifier
         ),
     )
 }
 
 
-class BackboneEmbedder:
-    """Images in, L2-normalised float32 embeddings out."""
+class ImagesToEmbeddings(nn.Module):
+    """Preprocessed uint8 images in, unit-length embeddings out: the graph that is exported."""
 
-    def __init__(self, backbone: Backbone, model: nn.Module, weights_id: str) -> None:
-        self.backbone = backbone
+    def __init__(self, features: nn.Module, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.features = features
+        mean, std = torch.tensor(spec.mean), torch.tensor(spec.std)
+        # (pixel / 255 - mean) / std as one multiply-add per pixel.
+        self.register_buffer("scale", (1 / (255 * std)).view(1, 3, 1, 1))
+        self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # (N, H, W, 3) uint8 -> (N, 3, H, W) float32, channels-last in memory (the fast layout)
+        batch = images.permute(0, 3, 1, 2).float()
+        batch = batch * self.scale + self.shift
+        return nn.functional.normalize(self.features(batch), dim=1)  # (N, dim)
+
+
+class BackboneEmbedder:
+    """Images in, L2-normalised float32 embeddings out, computed by torch in float32."""
+
+    runtime = TORCH_FP32
+
+    def __init__(self, spec: BackboneSpec, model: ImagesToEmbeddings, weights: str | None) -> None:
+        self.spec = spec
         self.model = model.eval()
-        self.weights_id = weights_id
-        preset = backbone.weights.transforms()
-        self.resize_size = preset.resize_size[0]
-        self.crop_size = preset.crop_size[0]
-        self.interpolation = preset.interpolation
-        self.mean = torch.tensor(preset.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(preset.std).view(1, 3, 1, 1)
-        # Set by load_embedder where it is native and agrees with float32 (see use_bfloat16).
-        self.bfloat16 = False
+        self.weights = weights  # the MODEL_WEIGHTS it was loaded with
+        self.identity = identity(spec, weights, self.runtime)
+        self.random_weights = weights == "random"
 
     @property
     def name(self) -> str:
-        return self.backbone.name
+        return self.spec.name
 
     @property
     def dim(self) -> int:
-        return self.backbone.dim
+        return self.spec.dim
 
     @property
-    def random_weights(self) -> bool:
-        return self.weights_id.startswith("random")
-
-    @property
-    def identity(self) -> str:
-        """Names model, weights and preprocessing: embeddings are comparable only if it matches."""
-        return f"{self.name}/{self.weights_id}/{PREPROCESS_VERSION}"
+    def crop_size(self) -> int:
+        return self.spec.preprocessing.crop
 
     @property
     def min_decode_size(self) -> int:
         """The smallest shorter side that preprocessing needs (lets JPEG decode at reduced scale)."""
-        return self.resize_size
+        return self.spec.preprocessing.resize
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """Resize and centre-crop like the weights' own transforms(); (crop, crop, 3) uint8."""
-        image = TF.resize(image, self.resize_size, interpolation=self.interpolation, antialias=True)
-        image = TF.center_crop(image, self.crop_size)
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return self.spec.preprocessing.apply(image)
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Embed preprocessed images in one batch; (N, dim) float32, unit length."""
         batch = torch.from_numpy(np.stack(arrays))  # (N, H, W, 3) uint8
-        batch = batch.permute(0, 3, 1, 2).float().div_(255)  # (N, 3, H, W)
-        batch = (batch - self.mean) / self.std
-        features = nn.functional.normalize(self.forward(batch), dim=1)  # (N, dim)
-        return features.numpy().astype(np.float32, copy=False)
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run the model on a normalised (N, 3, H, W) batch; (N, dim) float32, not normalised."""
-        with (
-            torch.inference_mode(),
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16),
-        ):
-            return self.model(batch.contiguous(memory_format=torch.channels_last)).float()
+        with torch.inference_mode():
+            return self.model(batch).numpy()  # (N, dim)
 
     def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Embed PIL images; (N, dim) float32, unit length."""
@@ -146,69 +136,17 @@ class BackboneEmbedder:
         return np.concatenate(chunks)
 
 
-def load_backbone(
-    model_name: str, weights: str | None, precision: str = "auto"
-) -> BackboneEmbedder:
+def load_backbone(model_name: str, weights: str | None) -> BackboneEmbedder:
     """Build a torchvision backbone; weights: None (ImageNet), a file path, or 'random'."""
     backbone = BACKBONES[model_name]
     model = _seeded_build(backbone)
     if weights == "random":
-        weights_id = f"random-seed{RANDOM_SEED}"
         log.warning("MODEL_WEIGHTS=random: embeddings come from an untrained network")
     else:
-        state, weights_id = _load_state(backbone, weights)
-        model.load_state_dict(state)
+        model.load_state_dict(_load_state(backbone, weights))
     backbone.strip_head(model)
     model = model.to(memory_format=torch.channels_last)
-    embedder = BackboneEmbedder(backbone, model, weights_id)
-    embedder.bfloat16 = precision == "auto" and use_bfloat16(embedder)
-    return embedder
-
-
-BFLOAT16_MIN_COSINE = 0.999
-
-
-def use_bfloat16(embedder: BackboneEmbedder) -> bool:
-    """Whether to infer in bfloat16: native on this CPU, and within 0.999 cosine of float32.
-
-    On CPUs with AVX512-BF16 or AMX it is ~1.8x faster. The check runs the loaded weights on a
-    few seeded photo-like images both ways, so weights that bfloat16 would distort stay float32.
-    """
-    if not _native_bfloat16():
-        return False
-    batch = _check_batch(embedder.crop_size, embedder.mean, embedder.std)
-    exact = embedder.forward(batch)
-    embedder.bfloat16 = True
-    try:
-        fast = embedder.forward(batch)
-    finally:
-        embedder.bfloat16 = False
-    cosine = nn.functional.cosine_similarity(exact, fast).min().item()
-    agrees = cosine >= BFLOAT16_MIN_COSINE
-    log.info("bfloat16 vs float32 cosine %.5f: inferring in %s", cosine,
-             "bfloat16" if agrees else "float32")  # fmt: skip
-    return agrees
-
-
-def _native_bfloat16() -> bool:
-    """AVX512-BF16 or AMX on this CPU (elsewhere bfloat16 is emulated and slower)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    native = {"avx512_bf16", "amx_bf16"} & set(flags.split())
-    return bool(native) and torch.backends.mkldnn.is_available()
-
-
-def _check_batch(size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Four seeded photo-like images: smooth colour fields with fine noise, normalised."""
-    generator = torch.Generator().manual_seed(RANDOM_SEED)
-    coarse = torch.rand(4, 3, 6, 6, generator=generator)
-    images = nn.functional.interpolate(
-        coarse, size=(size, size), mode="bicubic", align_corners=False
-    )
-    images = (images + 0.05 * torch.randn(4, 3, size, size, generator=generator)).clamp(0, 1)
-    return (images - mean) / std
+    return BackboneEmbedder(backbone.spec, ImagesToEmbeddings(model, backbone.spec), weights)
 
 
 def _seeded_build(backbone: Backbone) -> nn.Module:
@@ -218,21 +156,20 @@ def _seeded_build(backbone: Backbone) -> nn.Module:
         return backbone.build()
 
 
-def _load_state(backbone: Backbone, weights: str | None) -> tuple[dict, str]:
+def _load_state(backbone: Backbone, weights: str | None) -> dict:
     if weights:
         path = Path(weights)
         log.info("loading %s weights from %s", backbone.name, path)
-        return _read_state(path), f"file-{_file_digest(path)}"
+        return _read_state(path)
     cached = hub_checkpoint_path(backbone)
     if cached.is_file():
         log.info("loading %s weights from the torch hub cache %s", backbone.name, cached)
-        return _read_state(cached), backbone.weights.name
+        return _read_state(cached)
     log.info("downloading %s weights from %s", backbone.name, backbone.weights.url)
     try:
-        state = torch.hub.load_state_dict_from_url(backbone.weights.url, progress=True)
+        return torch.hub.load_state_dict_from_url(backbone.weights.url, progress=True)
     except Exception as error:  # noqa: BLE001 - any download failure gets the same advice
         raise ConfigError(missing_weights_message(backbone, error)) from None
-    return state, backbone.weights.name
 
 
 def hub_checkpoint_path(backbone: Backbone) -> Path:
@@ -261,11 +198,3 @@ def _read_state(path: Path) -> dict:
         raise ConfigError(
             f"MODEL_WEIGHTS file {path} is not a readable state dict: {error}"
         ) from None
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]

@@ -56,7 +56,7 @@ def test_start_downloads_queues_uncached_remote_images_and_reports_failures(tmp_
     assert locator.download_missing(products, 2) == {"b": outcomes["b"]}
 
 
-def test_embedding_proceeds_while_a_download_is_still_running(tmp_path, server):
+def test_embedding_proceeds_while_a_download_is_still_running(tmp_path, server, model_dir):
     catalog_path = tmp_path / "products.csv"
     urls = [server.url(f"/img/{i}.png") for i in range(4)] + [server.url("/held/4.png")]
     with catalog_path.open("w", newline="") as handle:
@@ -71,8 +71,8 @@ def test_embedding_proceeds_while_a_download_is_still_running(tmp_path, server):
         if done == 4:
             RELEASE.set()  # two batches embedded: now let the last download finish
 
-    indexer = Indexer(locator_for(tmp_path), load_embedder("resnet18", "random"),
-                      tmp_path / "index.csv", batch_size=2)  # fmt: skip
+    embedder = load_embedder("resnet18", "random", model_dir=model_dir)
+    indexer = Indexer(locator_for(tmp_path), embedder, tmp_path / "index.csv", batch_size=2)
     table, report = indexer.sync(load_catalog(catalog_path), progress)
     assert embedded_before_release == [2, 4]
     assert len(report.added) == 5 and not report.failed and len(table) == 5

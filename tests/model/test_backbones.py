@@ -13,32 +13,35 @@ from backend.index.index_file import read_index
 from backend.model import MODEL_NAMES, load_embedder
 from backend.model.backbones import BACKBONES
 from backend.model.histogram import ColorHistogramEmbedder
+from backend.model.specs import SPECS
 from tests.support.catalogs import draw_image
 
 
 @pytest.mark.parametrize(
-    "name, dim, resize",
+    "name, dim, resize, interpolation",
     [
-        ("resnet18", 512, 256),
-        ("resnet50", 2048, 232),
-        ("mobilenet_v3_large", 960, 232),
-        ("efficientnet_b0", 1280, 256),
+        ("resnet18", 512, 256, "bilinear"),
+        ("resnet50", 2048, 232, "bilinear"),
+        ("mobilenet_v3_large", 960, 232, "bilinear"),
+        ("efficientnet_b0", 1280, 256, "bicubic"),
     ],
 )
-def test_each_backbone_embeds_to_unit_vectors_with_its_own_transforms(name, dim, resize):
-    embedder = load_embedder(name, "random")
+def test_each_backbone_embeds_to_unit_vectors_with_its_own_transforms(
+    name, dim, resize, interpolation
+):
+    embedder = load_embedder(name, "random", runtime="torch")
     assert (embedder.name, embedder.dim, embedder.identity) == (
         name,
         dim,
-        f"{name}/random-seed0/p1",
+        f"{name}/random-seed0/p1/torch-fp32",
     )
-    preset = BACKBONES[name].weights.transforms()
-    assert (
-        (embedder.resize_size, embedder.crop_size)
-        == (resize, 224)
-        == (preset.resize_size[0], preset.crop_size[0])
-    )
-    assert embedder.interpolation == preset.interpolation
+    # The torch-free spec that serving relies on is what the weights' own transforms() say.
+    spec, preset = SPECS[name], BACKBONES[name].weights.transforms()
+    assert (spec.preprocessing.resize, spec.preprocessing.crop) == (resize, 224)
+    assert (resize, 224) == (preset.resize_size[0], preset.crop_size[0])
+    assert spec.preprocessing.interpolation == interpolation == preset.interpolation.value
+    assert (list(spec.mean), list(spec.std)) == (preset.mean, preset.std)
+    assert spec.default_weights == BACKBONES[name].weights.name
     vectors = embedder.embed([draw_image("red"), draw_image("blue", "square", (90, 300))])
     assert vectors.shape == (2, dim) and vectors.dtype == np.float32
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
@@ -46,7 +49,7 @@ def test_each_backbone_embeds_to_unit_vectors_with_its_own_transforms(name, dim,
 
 
 def test_a_weights_file_is_loaded_and_named_by_its_digest(tmp_path):
-    random_model = load_embedder("mobilenet_v3_large", "random")
+    random_model = load_embedder("mobilenet_v3_large", "random", runtime="torch")
     path = tmp_path / "mobilenet.pth"
     # The random-init network's full state dict, classifier included, like a torchvision file.
     with torch.random.fork_rng(devices=[]):
@@ -54,7 +57,7 @@ def test_a_weights_file_is_loaded_and_named_by_its_digest(tmp_path):
         import torchvision
 
         torch.save(torchvision.models.mobilenet_v3_large(weights=None).state_dict(), path)
-    from_file = load_embedder("mobilenet_v3_large", str(path))
+    from_file = load_embedder("mobilenet_v3_large", str(path), runtime="torch")
     assert from_file.identity.startswith("mobilenet_v3_large/file-")
     images = [draw_image("green", "triangle")]
     assert from_file.embed(images) == pytest.approx(random_model.embed(images), abs=1e-5)
@@ -69,8 +72,8 @@ def test_the_hub_cache_is_used_before_any_download(tmp_path, monkeypatch):
     cached.parent.mkdir(parents=True)
     torch.save(torchvision.models.efficientnet_b0(weights=None).state_dict(), cached)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
-    embedder = load_embedder.__wrapped__("efficientnet_b0", None)
-    assert embedder.identity == "efficientnet_b0/IMAGENET1K_V1/p1"
+    embedder = load_embedder.__wrapped__("efficientnet_b0", None, runtime="torch")
+    assert embedder.identity == "efficientnet_b0/IMAGENET1K_V1/p1/torch-fp32"
 
 
 def _no_network(url, **kwargs):
@@ -82,7 +85,7 @@ def test_missing_weights_say_how_to_provide_them(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
     with pytest.raises(ConfigError) as caught:
-        load_embedder.__wrapped__(name, None)
+        load_embedder.__wrapped__(name, None, runtime="torch")
     message = caught.value.message
     assert BACKBONES[name].weights.url in message and "network unreachable" in message
     assert "MODEL_WEIGHTS=random" in message and "MODEL_WEIGHTS=/path" in message
@@ -149,7 +152,8 @@ def test_switching_models_re_embeds_every_row(app_config):
     first = get_service(create_app(app_config))
     first.sync()
     index_path = app_config["index_path"]
-    assert {entry.model for entry in read_index(index_path).entries} == {"resnet18/random-seed0/p1"}
+    served = "resnet18/random-seed0/p1/ort-fp32"
+    assert {entry.model for entry in read_index(index_path).entries} == {served}
     second = get_service(create_app({**app_config, "model": "color_histogram"}))
     _, report = second.sync()
     assert report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed"

@@ -232,7 +232,7 @@ def test_evaluate_command_prints_tables_and_writes_json_and_figure(runner, tmp_p
     assert "random-init weights" in result.output
     document = json.loads((out / "evaluation.json").read_text())
     (model,) = document["models"]
-    assert model["model"] == "resnet18/random-seed0/p1"
+    assert model["model"] == "resnet18/random-seed0/p1/ort-fp32"
     assert set(model["precision"]) == {"1", "3"} and len(model["sweep"]) == len(quality.THRESHOLDS)
     assert (out / "evaluation.png").read_bytes().startswith(b"\x89PNG")
 
@@ -249,9 +249,8 @@ def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path)
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "4 queries (0 alone in their label, 3 unlabelled" in result.output
-    assert (
-        "color_histogram/none/h1" in result.output and "resnet18/random-seed0/p1" in result.output
-    )
+    assert "color_histogram/none/h1" in result.output
+    assert "resnet18/random-seed0/p1/ort-fp32" in result.output
     assert served.stat().st_mtime_ns == written  # the served index was not re-embedded
     sibling = read_index(served.with_name("index-color_histogram.csv"))
     assert {entry.model for entry in sibling.entries} == {"color_histogram/none/h1"}

@@ -223,7 +223,7 @@ def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config)
         "ready": True,
         "status": "ready",
         "random_weights": True,
-        "model": "resnet18/random-seed0/p1",
+        "model": "resnet18/random-seed0/p1/ort-fp32",
         "catalog_size": 8,
         "indexed": 7,
         "skipped_rows": 1,
