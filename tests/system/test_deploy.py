@@ -70,13 +70,56 @@ def test_every_copied_path_exists_and_is_not_docker_ignored():
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    copies = instructions("COPY")
+    copies = [args for args in instructions("COPY") if not args.startswith("--from=")]
     assert copies
     for args in copies:
         sources = [word for word in args.split()[:-1] if not word.startswith("--")]
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: no such path"
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+
+
+def stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each build stage's name -> (what it is FROM, its instructions), in file order."""
+    found: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []
+    for instruction, args in dockerfile():
+        if instruction == "FROM":
+            parent, _, name = args.partition(" AS ")
+            current = []
+            found[name.strip()] = (parent.strip(), current)
+        else:
+            current.append((instruction, args))
+    return found
+
+
+def default_image() -> list[tuple[str, str]]:
+    """The instructions that build the default (last) stage, its ancestors' first."""
+    every = stages()
+    chain, name = [], list(every)[-1]
+    while name in every:
+        chain.insert(0, name)
+        name = every[name][0]
+    return [step for stage in chain for step in every[stage][1]]
+
+
+def test_the_default_image_serves_without_torch_from_a_model_exported_at_build_time():
+    steps = default_image()
+    runs = " ".join(args for instruction, args in steps if instruction == "RUN")
+    excluded = re.search(r"grep -vE '(.+?)' requirements\.txt > requirements-serve\.txt", runs)
+    assert excluded and [i.strip() for i in re.findall(r"pip install ([^&]+)", runs)] == [
+        "-r requirements-serve.txt"
+    ]
+    installed = {
+        name for name in requirement_pins() if not re.match(excluded.group(1), f"{name}==")
+    }
+    assert not installed & {"torch", "torchvision", "onnx"}
+    assert {"onnxruntime", "numpy", "pillow", "flask", "gunicorn"} <= installed
+    copies = [args for instruction, args in steps if instruction == "COPY"]
+    assert "--from=export /app/models /app/models" in copies  # only the exported model
+    assert not [args for args in copies if args.startswith("--from=torch")]
+    (export_run,) = [args for instruction, args in stages()["export"][1] if instruction == "RUN"]
+    assert "python -m backend.model" in export_run and docker_env()["MODEL_DIR"] == "/app/models"
 
 
 def cmd() -> list[str]:
@@ -187,10 +230,24 @@ def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float =
     raise AssertionError(f"not ready in {seconds} s:\n{log.read_text()}")
 
 
+def without_torch(folder: Path, env: dict[str, str]) -> dict[str, str]:
+    """Every Python process of the server cannot import torch, as in the default image."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['torch'] = sys.modules['torchvision'] = None\n"
+    )
+    return env | {"PYTHONPATH": str(folder)}
+
+
 @pytest.mark.slow
-def test_the_docker_command_serves_the_app_and_the_healthcheck_passes(tmp_path):
+def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_passes(
+    tmp_path, model_dir
+):
+    from backend.model import load_embedder
+
+    load_embedder("resnet18", "random", model_dir=model_dir)  # what the image's build does
     port = free_port()
-    env = server_env(tmp_path, port)
+    env = without_torch(tmp_path / "no-torch", server_env(tmp_path, port))
     log = tmp_path / "gunicorn.log"
     with gunicorn(env, log) as process:
         base = f"http://127.0.0.1:{port}"
@@ -199,7 +256,7 @@ def test_the_docker_command_serves_the_app_and_the_healthcheck_passes(tmp_path):
             "ready": True, "status": "ready", "random_weights": True, "model": "?",
             "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
         }  # fmt: skip
-        assert ready["model"].startswith("resnet18/random")
+        assert ready["model"] == "resnet18/random-seed0/p1/ort-fp32"
         assert get(f"{base}/healthz") == (200, {"status": "ok"})
         check = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr
