@@ -14,6 +14,7 @@ import codecs
 import csv
 import functools
 import io
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ COLUMNS = ["id", "source", "signature", "fingerprint", "model", "vector"]
 STORED_DTYPE = np.dtype("<f2")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 50k rows take ~5 MB less
 class Entry:
     id: str
     source: str
@@ -70,20 +71,19 @@ def read_index(path: Path) -> IndexTable:
 
 
 def _parse(path: Path) -> IndexTable:
-    rows = _Rows()
+    rows = _Rows(path.stat().st_size)
     with path.open("rb") as handle:
         try:
             _read_plain(handle, rows)
         except _NotPlain:
             handle.seek(0)
-            rows = _Rows()
+            rows = _Rows(path.stat().st_size)
             _read_quoted(handle, rows)
-    if not rows.heads:
+    if not rows.entries:
         return IndexTable()
-    if len({head[0] for head in rows.heads}) != len(rows.heads):
+    if len({entry.id for entry in rows.entries}) != len(rows.entries):
         raise ValueError("duplicate ids")
-    vectors = _unit_vectors(rows.raw, len(rows.heads))
-    return IndexTable([Entry(*head) for head in rows.heads], vectors)
+    return IndexTable(rows.entries, rows.unit_vectors())
 
 
 class _NotPlain(Exception):
@@ -91,26 +91,57 @@ class _NotPlain(Exception):
 
 
 class _Rows:
-    """Entries' fields and decoded vectors, gathered row by row so no copy of the file is kept."""
+    """Entries and vectors, gathered a block of rows at a time straight into one float32 array.
 
-    def __init__(self) -> None:
-        self.heads: list[list[str]] = []
-        self.raw = bytearray()
-        self.width = -1
+    No copy of the file is kept, nor its float16 vectors: at 50k rows the float32 array
+    (100 MB) is the whole peak. It is allocated for as many rows as the file could hold; pages
+    past the rows actually read are never touched, so they take no memory.
+    """
+
+    def __init__(self, file_size: int) -> None:
+        self.file_size = file_size
+        self.entries: list[Entry] = []
+        self.vectors: np.ndarray | None = None  # (capacity, D) float32
+        self.models: dict[str, str] = {}  # one string per model identity, not one per row
 
     def header(self, fields: list[str]) -> None:
         if fields != COLUMNS:
             raise ValueError(f"columns {fields} are not {COLUMNS}")
 
-    def add(self, fields: list[str], cell: str | bytes) -> None:
-        if len(fields) != len(COLUMNS) - 1:
+    def add(self, heads: list[list[str]], cells: list[bytes] | list[str]) -> None:
+        """Rows of the five leading fields and their base64 vector cells."""
+        if any(len(fields) != len(COLUMNS) - 1 for fields in heads):
             raise ValueError(f"a row does not have {len(COLUMNS)} fields")
-        vector = _b64decode(cell)
-        if len(vector) != self.width and self.heads:
+        raw = list(map(_b64decode, cells))
+        widths = set(map(len, raw))
+        if len(widths) != 1 or not all(width % STORED_DTYPE.itemsize == 0 for width in widths):
             raise ValueError("vectors have inconsistent lengths")
-        self.width = len(vector)
-        self.heads.append(fields)
-        self.raw += vector
+        block = np.frombuffer(b"".join(raw), dtype=STORED_DTYPE).reshape(len(raw), -1)  # (B, D)
+        start = len(self.entries)
+        self._room(block.shape[1], len(cells[0]), start + len(raw))
+        self.vectors[start : start + len(raw)] = block  # float16 -> float32
+        models = self.models
+        for fields in heads:
+            fields[4] = models.setdefault(fields[4], fields[4])
+        self.entries.extend(itertools.starmap(Entry, heads))
+
+    def _room(self, dim: int, cell_chars: int, rows: int) -> None:
+        if self.vectors is None:
+            if dim == 0:
+                raise ValueError("vectors are empty")
+            # A row is at least its vector cell, five commas and a newline.
+            capacity = max(self.file_size // (cell_chars + 6), rows)
+            self.vectors = np.empty((capacity, dim), dtype=np.float32)
+        if self.vectors.shape[1] != dim:
+            raise ValueError("vectors have inconsistent lengths")
+        if rows > len(self.vectors):  # only if the estimate was wrong: grow by copying
+            grown = np.empty((max(rows, 2 * len(self.vectors)), dim), dtype=np.float32)
+            grown[: len(self.entries)] = self.vectors[: len(self.entries)]
+            self.vectors = grown
+
+    def unit_vectors(self) -> np.ndarray:
+        """(N, D) float32, renormalised (float16 storage rounds the length)."""
+        return _normalised(self.vectors[: len(self.entries)])
 
 
 def _read_plain(handle, rows: _Rows) -> None:
@@ -136,23 +167,29 @@ def _read_plain(handle, rows: _Rows) -> None:
 
 
 def _plain_lines(text: bytes, rows: _Rows) -> None:
-    if b'"' in text or text.count(b"\r") != text.count(b"\r\n"):
+    """One chunk of whole lines: the vector is after the last comma, five fields before it."""
+    if b'"' in text:
         raise _NotPlain
-    add = rows.add
-    for line in text.split(b"\n"):
-        head, comma, cell = line.rstrip(b"\r").rpartition(b",")
-        if comma:
-            add(head.decode("utf-8").split(","), cell)
-        elif cell:
-            add([], cell)  # a line without a comma: refused for its field count
+    if b"\r" in text:  # CRLF line ends are fine; any other carriage return is csv.reader's
+        if text.count(b"\r") != text.count(b"\r\n"):
+            raise _NotPlain
+        text = text.replace(b"\r\n", b"\n")
+    lines = [line for line in text.split(b"\n") if line]
+    if not lines:
+        return
+    parts = [line.rpartition(b",") for line in lines]  # (head, ",", cell) per line
+    if not all(comma for _, comma, _ in parts):
+        raise ValueError(f"a row does not have {len(COLUMNS)} fields")  # a line without a comma
+    heads = b"\n".join([head for head, _, _ in parts]).decode("utf-8").split("\n")
+    rows.add([head.split(",") for head in heads], [cell for _, _, cell in parts])
 
 
 def _read_quoted(handle, rows: _Rows) -> None:
     with io.TextIOWrapper(handle, encoding="utf-8-sig", newline="") as text:
         records = (record for record in csv.reader(text, strict=True) if record)
         rows.header(next(records, []))
-        for record in records:
-            rows.add(record[:-1], record[-1])
+        for block in iter(lambda: list(itertools.islice(records, 4096)), []):
+            rows.add([record[:-1] for record in block], [record[-1] for record in block])
 
 
 # What base64.b64decode(validate=True) calls, without its per-call wrapper (50k calls at start-up).
@@ -164,16 +201,15 @@ def decode_vectors(cells: list[str]) -> np.ndarray:
     raw = list(map(_b64decode, cells))
     if any(len(r) != len(raw[0]) for r in raw):
         raise ValueError("vectors have inconsistent lengths")
-    return _unit_vectors(b"".join(raw), len(raw))
-
-
-def _unit_vectors(raw: bytes | bytearray, n: int) -> np.ndarray:
-    """n equal-width float16 rows -> (N, D) float32, renormalised (float16 rounds the length)."""
-    width = len(raw) // n
-    if width == 0 or width % STORED_DTYPE.itemsize or width * n != len(raw):
+    width = len(raw[0]) if raw else 0
+    if width == 0 or width % STORED_DTYPE.itemsize:
         raise ValueError("vectors have inconsistent lengths")
-    vectors = np.frombuffer(raw, dtype=STORED_DTYPE).astype(np.float32)
-    vectors = vectors.reshape(n, width // STORED_DTYPE.itemsize)  # (N, D)
+    vectors = np.frombuffer(b"".join(raw), dtype=STORED_DTYPE).astype(np.float32)
+    return _normalised(vectors.reshape(len(raw), width // STORED_DTYPE.itemsize))  # (N, D)
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    """Rescale (N, D) float32 rows to unit length in place, refusing rows that were not unit."""
     # A non-finite component makes its row's squared norm non-finite too: one check covers both.
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # (N, 1)
     if not np.isfinite(norms).all():
