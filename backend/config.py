@@ -30,8 +30,6 @@ class Settings:
     # "onnx": the model exported once per identity into model_dir, run by ONNX Runtime (no torch
     # in a serving process); "torch": torch eager.
     model_runtime: str = "onnx"
-    # "float32", or "int8" (ONNX Runtime with int8-quantised weights).
-    model_precision: str = "float32"
     # Where exported models are kept; None: cache_dir / "models".
     model_dir: Path | None = None
     # Cores per inference (OMP_NUM_THREADS, which the server splits between its workers); 0: all.
@@ -91,7 +89,6 @@ ENV_VARS = {
     "MODEL_WEIGHTS": "model_weights",
     "MODEL_HEAD": "model_head",
     "MODEL_RUNTIME": "model_runtime",
-    "MODEL_PRECISION": "model_precision",
     "MODEL_DIR": "model_dir",
     "OMP_NUM_THREADS": "model_threads",
     "SIMILARITY_THRESHOLD": "similarity_threshold",
@@ -190,7 +187,6 @@ def validate(settings: Settings) -> None:
 
 VECTOR_BACKENDS = ("memory", "faiss", "pgvector")
 MODEL_RUNTIMES = ("onnx", "torch")
-MODEL_PRECISIONS = ("float32", "int8")
 
 
 def _validate_model_runtime(settings: Settings) -> None:
@@ -198,12 +194,6 @@ def _validate_model_runtime(settings: Settings) -> None:
         raise ConfigError(
             f"MODEL_RUNTIME={settings.model_runtime!r} must be one of {', '.join(MODEL_RUNTIMES)}"
         )
-    if settings.model_precision not in MODEL_PRECISIONS:
-        raise ConfigError(
-            f"MODEL_PRECISION={settings.model_precision!r} must be one of {', '.join(MODEL_PRECISIONS)}"
-        )
-    if settings.model_precision == "int8" and settings.model_runtime != "onnx":
-        raise ConfigError("MODEL_PRECISION=int8 needs MODEL_RUNTIME=onnx (or unset it)")
     if not 0 <= settings.model_threads <= 256:
         raise ConfigError(f"OMP_NUM_THREADS={settings.model_threads} must be 0-256 (0: all cores)")
 

@@ -118,7 +118,6 @@ class SearchService:
                         self.settings.model,
                         self.settings.model_weights,
                         self.settings.model_head,
-                        self.settings.model_precision,
                         self.settings.model_runtime,
                         self.settings.model_export_dir,
                         self.settings.model_threads,

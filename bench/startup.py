@@ -78,7 +78,7 @@ def identity_for(runtime: str) -> str:
     from backend.model.specs import RUNTIMES as IDENTITY_RUNTIMES
     from backend.model.specs import SPECS, identity
 
-    return identity(SPECS[MODEL], model_weights(MODEL), IDENTITY_RUNTIMES[(runtime, "float32")])
+    return identity(SPECS[MODEL], model_weights(MODEL), IDENTITY_RUNTIMES[runtime])
 
 
 def run(ctx: Context, query_image: Path) -> list[Figure]:

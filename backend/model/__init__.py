@@ -54,7 +54,6 @@ def load_embedder(
     model_name: str = "resnet18",
     weights: str | None = None,
     head: str | None = None,
-    precision: str = "float32",
     runtime: str = "onnx",
     model_dir: Path = DEFAULT_MODEL_DIR,
     threads: int = 0,
@@ -62,11 +61,11 @@ def load_embedder(
     """Build the embedder once per process; weights: None (ImageNet), a file path, or 'random'.
 
     `head`: a fine-tuned projection head file (MODEL_HEAD) applied on top of the model.
-    `runtime`: "onnx" (the model exported once into `model_dir`) or "torch"; `precision`:
-    "float32", or "int8" (ONNX only); `threads`: cores per inference (0: all).
+    `runtime`: "onnx" (the model exported once into `model_dir`) or "torch", both float32;
+    `threads`: cores per inference (0: all).
     """
     if head:
-        base = load_embedder(model_name, weights, None, precision, runtime, model_dir, threads)
+        base = load_embedder(model_name, weights, None, runtime, model_dir, threads)
         from .head import load_head_embedder
 
         return load_head_embedder(base, Path(head))
@@ -84,11 +83,9 @@ def load_embedder(
             f"MODEL={model_name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}"
         )
     if runtime == "torch":
-        if precision != "float32":
-            raise ConfigError(f"MODEL_PRECISION={precision} needs MODEL_RUNTIME=onnx")
         from .backbones import load_backbone
 
         return load_backbone(model_name, weights)
     from .runtime import load_onnx_embedder
 
-    return load_onnx_embedder(SPECS[model_name], weights, precision, model_dir, threads)
+    return load_onnx_embedder(SPECS[model_name], weights, model_dir, threads)

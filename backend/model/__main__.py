@@ -1,6 +1,6 @@
 """`python -m backend.model`: export the configured model into MODEL_DIR (the Docker build runs it).
 
-Reads the same settings as the server (MODEL, MODEL_WEIGHTS, MODEL_PRECISION, MODEL_DIR); a
+Reads the same settings as the server (MODEL, MODEL_WEIGHTS, MODEL_RUNTIME, MODEL_DIR); a
 model that is already exported is only checked. Exits 1 with the reason when it cannot.
 """
 
@@ -19,8 +19,7 @@ def main() -> int:
     try:
         settings = load_settings()
         embedder = load_embedder(
-            settings.model, settings.model_weights, None, settings.model_precision,
-            settings.model_runtime, settings.model_export_dir, settings.model_threads,
+            settings.model, settings.model_weights, None, settings.model_runtime, settings.model_export_dir, settings.model_threads,
         )  # fmt: skip
     except ConfigError as error:
         logging.getLogger("backend.model").error("cannot export: %s", error.message)

@@ -26,8 +26,8 @@ from .specs import (
     ONNX_IDENTITY_KEY,
     ONNX_INPUT,
     ONNX_OUTPUT,
+    ORT_FP32,
     RANDOM_SEED,
-    RUNTIMES,
     SPECS,
     identity,
 )
@@ -38,10 +38,10 @@ OPSET = 17
 MIN_COSINE = 0.999  # ONNX Runtime against torch on the check images, per image
 
 
-def export_model(model_name: str, weights: str | None, precision: str, path: Path) -> None:
+def export_model(model_name: str, weights: str | None, path: Path) -> None:
     """Export MODEL with its weights, check it agrees with torch, and write it atomically to `path`."""
     spec = SPECS[model_name]
-    model_identity = identity(spec, weights, RUNTIMES[("onnx", precision)])
+    model_identity = identity(spec, weights, ORT_FP32)
     log.info("exporting %s to ONNX (%s)", model_identity, path)
     embedder = load_backbone(model_name, weights)
     data = onnx_bytes(embedder, model_identity)

@@ -29,9 +29,15 @@ import onnxruntime as ort
 from PIL import Image
 
 from ..errors import ConfigError
-from .specs import ONNX_IDENTITY_KEY, ONNX_INPUT, ONNX_OUTPUT, RUNTIMES, BackboneSpec, identity
+from .specs import ONNX_IDENTITY_KEY, ONNX_INPUT, ONNX_OUTPUT, ORT_FP32, BackboneSpec, identity
 
 log = logging.getLogger(__name__)
+
+# Images per InferenceSession.run: a batch of 32 runs as four. Activations grow with the batch
+# and ONNX Runtime's arena keeps the largest run's for good (EfficientNet-Lite0: a process
+# peaks at ~820 MB after runs of 32, ~270 MB after runs of 8); the server's index sync must fit
+# a 512 MB instance beside the server.
+RUN_BATCH = 8
 
 
 class OnnxEmbedder:
@@ -67,8 +73,15 @@ class OnnxEmbedder:
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Embed preprocessed images in one batch; (N, dim) float32, unit length."""
-        batch = np.stack(arrays)  # (N, H, W, 3) uint8
-        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]  # (N, dim)
+        runs = [
+            self.session.run(
+                [ONNX_OUTPUT], {ONNX_INPUT: np.stack(arrays[start : start + RUN_BATCH])}
+            )
+            for start in range(0, len(arrays), RUN_BATCH)
+        ]  # (N, H, W, 3) uint8 in, (N, dim) out, RUN_BATCH images at a time
+        if not runs:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return runs[0][0] if len(runs) == 1 else np.concatenate([run[0] for run in runs])
 
     def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Embed PIL images; (N, dim) float32, unit length."""
@@ -145,10 +158,10 @@ def model_path(model_dir: Path, model_identity: str) -> Path:
 
 
 def load_onnx_embedder(
-    spec: BackboneSpec, weights: str | None, precision: str, model_dir: Path, threads: int
+    spec: BackboneSpec, weights: str | None, model_dir: Path, threads: int
 ) -> OnnxEmbedder:
     """Serve the exported model of this identity, exporting it first if MODEL_DIR lacks it."""
-    wanted = identity(spec, weights, RUNTIMES[("onnx", precision)])
+    wanted = identity(spec, weights, ORT_FP32)
     path = model_path(model_dir, wanted)
     embedder = _open(spec, weights, path, threads, wanted)
     if embedder is None:
@@ -156,7 +169,7 @@ def load_onnx_embedder(
             # Another process may have exported it while this one waited for the lock.
             embedder = _open(spec, weights, path, threads, wanted)
             if embedder is None:
-                _export(spec, weights, precision, path)
+                _export(spec, weights, path)
                 embedder = OnnxEmbedder(spec, weights, path, threads)
     return embedder
 
@@ -179,12 +192,12 @@ def _open(
     return embedder
 
 
-def _export(spec: BackboneSpec, weights: str | None, precision: str, path: Path) -> None:
+def _export(spec: BackboneSpec, weights: str | None, path: Path) -> None:
     try:
         from .export import export_model
     except ImportError as error:
         raise ConfigError(no_torch_message(spec, path, error)) from None
-    export_model(spec.name, weights, precision, path)
+    export_model(spec.name, weights, path)
     for stale in path.parent.glob(f"{path.stem}.optimized-*.onnx"):  # made from the old file
         stale.unlink(missing_ok=True)
 

@@ -22,9 +22,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # How embeddings are computed, the last part of every identity: vectors from different runtimes
 # or precisions differ slightly, so they are never mixed in one index.
-TORCH_FP32 = "torch-fp32"
-RUNTIMES = {("torch", "float32"): TORCH_FP32, ("onnx", "float32"): "ort-fp32",
-            ("onnx", "int8"): "ort-int8"}  # fmt: skip
+TORCH_FP32, ORT_FP32 = "torch-fp32", "ort-fp32"
+RUNTIMES = {"torch": TORCH_FP32, "onnx": ORT_FP32}
 # The exported graph: (N, H, W, 3) uint8 preprocessed images -> (N, dim) float32 unit vectors,
 # with what it computes (its identity) in the file's metadata.
 ONNX_INPUT, ONNX_OUTPUT, ONNX_IDENTITY_KEY = "images", "embeddings", "identity"

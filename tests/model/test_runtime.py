@@ -163,8 +163,6 @@ def test_inference_threads_are_explicit(model_dir):
     "environ, message",
     [
         ({"MODEL_RUNTIME": "tensorflow"}, "MODEL_RUNTIME='tensorflow' must be one of onnx, torch"),
-        ({"MODEL_PRECISION": "auto"}, "MODEL_PRECISION='auto' must be one of float32, int8"),
-        ({"MODEL_PRECISION": "int8", "MODEL_RUNTIME": "torch"}, "needs MODEL_RUNTIME=onnx"),
         ({"OMP_NUM_THREADS": "many"}, "OMP_NUM_THREADS='many' is not a valid int"),
     ],
 )
