@@ -85,7 +85,9 @@ class Insights:
     unfiltered: int = 0  # searches without a category filter
     similarity_bins: list[int] = field(default_factory=lambda: [0] * SIMILARITY_BINS)
     best_at_or_above: int = 0  # searches whose best match reached the given threshold
-    latency: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    latency: dict[str, tuple[float | None, float | None]] = field(
+        default_factory=lambda: dict.fromkeys(STAGES, (None, None))
+    )
     unserved: list[Unserved] = field(default_factory=list)
 
     @property

@@ -107,7 +107,8 @@ class SearchLog:
         conn: sqlite3.Connection | None = None
         try:
             while True:
-                batch = self._next_batch()
+                prune_due = conn is not None and time.monotonic() >= self._next_prune
+                batch = self._next_batch(wait=not prune_due)
                 if batch is None:
                     return
                 if batch:
@@ -120,18 +121,18 @@ class SearchLog:
             if conn is not None:
                 conn.close()
 
-    def _next_batch(self) -> list[SearchRecord] | None:
-        """Up to BATCH records; [] when a prune is due; None to end after IDLE_SECONDS idle."""
+    def _next_batch(self, wait: bool) -> list[SearchRecord] | None:
+        """Up to BATCH records; [] at once if not `wait`ing; None after IDLE_SECONDS idle."""
         with self._lock:
             idle_until = time.monotonic() + IDLE_SECONDS
             while not self._queue:
-                now = time.monotonic()
-                if self._next_prune and now >= self._next_prune:
+                if not wait:
                     return []
-                if now >= idle_until:
-                    self._thread = None
+                remaining = idle_until - time.monotonic()
+                if remaining <= 0:
+                    self._thread = None  # under the lock: record() starts another if needed
                     return None
-                self._changed.wait(min(idle_until, self._next_prune or idle_until) - now)
+                self._changed.wait(remaining)
             count = min(len(self._queue), BATCH)
             return [self._queue.popleft() for _ in range(count)]
 

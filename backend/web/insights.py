@@ -62,7 +62,7 @@ def presents_token(token: str) -> bool:
     """Whether the request carries `token`, as a Basic password or a Bearer token."""
     auth = request.authorization
     given = None
-    if auth is not None:
+    if auth is not None and auth.type in ("basic", "bearer"):
         given = auth.password if auth.type == "basic" else auth.token
     # Bytes, so that any header compares (compare_digest refuses non-ASCII text).
     return given is not None and hmac.compare_digest(
