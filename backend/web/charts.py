@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 36  # plot margins, room for the axis labels
-MAX_X_LABELS = 8
-MAX_LABEL_CHARS = 26
+WIDTH, HEIGHT = 520, 220  # viewBox units; the chart scales to its box
+LEFT, RIGHT, TOP, BOTTOM = 60, 14, 18, 34  # plot margins, room for the axis labels
+MAX_X_LABELS = 6
+MAX_LABEL_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def line_chart(
 
 def bar_list(frame: Frame, rows: Sequence[tuple[str, int]]) -> Markup:
     """Horizontal bars, one row per (label, count), longest first as given."""
-    row_height, label_width = 26, 220
+    row_height, label_width = 26, 190
     height = TOP + row_height * max(len(rows), 1) + 8
     top = max((count for _, count in rows), default=1)
     span = WIDTH - label_width - RIGHT - 48
@@ -128,7 +128,10 @@ def _x_labels(labels: Sequence[str], count: int) -> list[str]:
         return []
     step = (WIDTH - LEFT - RIGHT) / count
     every = math.ceil(count / MAX_X_LABELS)
-    picked = {index for index in range(0, count, every)} | {count - 1}
+    picked = set(range(0, count, every))
+    if count - 1 - max(picked) < every / 2:  # too close to the last label: make room for it
+        picked.discard(max(picked))
+    picked |= {0, count - 1}
     if len(labels) == count + 1:  # labels on the bin edges (a histogram); "" for none
         return [
             f'<text class="chart-label" x="{LEFT + index * step:.1f}" y="{HEIGHT - BOTTOM + 16}" '
@@ -171,7 +174,7 @@ def _marker(position: float, text: str) -> str:
 def _legend(names: Sequence[str]) -> list[str]:
     parts = []
     for number, name in enumerate(names):
-        x = WIDTH - RIGHT - 110 * (len(names) - number)
+        x = WIDTH - RIGHT - 100 * (len(names) - number)
         parts.append(
             f'<line class="chart-line chart-series-{number}" x1="{x}" x2="{x + 18}" '
             f'y1="{TOP + 2}" y2="{TOP + 2}"/>'

@@ -209,9 +209,13 @@ def charts(insights: Insights, names: Mapping[str, str], threshold: float) -> di
                   f"{_ms(p95)}."),
             labels,
             [("median", [day.p50_ms for day in days]), ("95th pct", [day.p95_ms for day in days])],
-            value_label=lambda v: f"{v:.0f} ms",
+            value_label=_axis_ms,
         ),
     }  # fmt: skip
+
+
+def _axis_ms(value: float) -> str:
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:g} s"
 
 
 def _percent(share: float | None) -> str:
