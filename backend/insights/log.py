@@ -1,7 +1,8 @@
 """The search log's writer: a bounded queue drained by one background thread per process.
 
-A search only puts its record on the queue (a few microseconds, never blocking); the thread
-writes batches to SQLite in WAL mode. When the queue is full the record is dropped, and when a
+A search only puts its record on the queue (a microsecond or two, never blocking); the thread
+gathers records for up to a second and writes each batch in one SQLite transaction (WAL mode),
+so it wakes rarely and takes little CPU and GIL time from the searches. When the queue is full the record is dropped, and when a
 write fails (unwritable folder, locked or broken database) the batch is dropped: both are
 counted and logged, and searches never notice. Several server processes share one file: each
 writes in short transactions and waits up to the busy timeout for the others.
@@ -9,6 +10,7 @@ writes in short transactions and waits up to the busy timeout for the others.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sqlite3
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 2000  # records waiting for the writer; more are dropped (a few hundred KB at most)
 BATCH = 200  # records per transaction
+GATHER_SECONDS = 1.0  # the writer waits this long for more records before writing a batch
 RETRY_OPEN_SECONDS = 5.0  # after a failure, records arriving sooner are dropped as failed
 PRUNE_EVERY_SECONDS = 3600.0
 PRUNE_CHUNK = 2000  # rows per delete: each holds the write lock only briefly
@@ -55,6 +58,8 @@ class SearchLog:
         self._changed = threading.Condition(self._lock)
         self._queue: deque[SearchRecord] = deque()
         self._pending = 0  # queued or being written: flush() waits for 0
+        self._flushing = 0  # flush() calls waiting: the writer writes at once
+        self._exit_hook = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._next_open = 0.0
@@ -76,7 +81,7 @@ class SearchLog:
                 lost = False
                 if self._thread is None:
                     self._start_writer()
-                else:
+                elif len(self._queue) in (1, BATCH):  # wake an idle writer, or a full batch
                     self._changed.notify()
         if lost:
             self._lost("dropped", 1)
@@ -85,11 +90,16 @@ class SearchLog:
         """Wait until every queued record is written (or given up); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                while self._pending:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+            finally:
+                self._flushing -= 1
         return True
 
     def _after_fork(self) -> None:
@@ -102,6 +112,9 @@ class SearchLog:
     def _start_writer(self) -> None:
         self._thread = threading.Thread(target=self._run, name="search-log-writer", daemon=True)
         self._thread.start()
+        if not self._exit_hook:  # a worker that stops writes what it still holds
+            self._exit_hook = True
+            atexit.register(self.flush, 2.0)
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -122,7 +135,8 @@ class SearchLog:
                 conn.close()
 
     def _next_batch(self, wait: bool) -> list[SearchRecord] | None:
-        """Up to BATCH records; [] at once if not `wait`ing; None after IDLE_SECONDS idle."""
+        """Up to BATCH records, gathered for up to GATHER_SECONDS; [] at once if not `wait`ing;
+        None after IDLE_SECONDS idle."""
         with self._lock:
             idle_until = time.monotonic() + IDLE_SECONDS
             while not self._queue:
@@ -132,6 +146,12 @@ class SearchLog:
                 if remaining <= 0:
                     self._thread = None  # under the lock: record() starts another if needed
                     return None
+                self._changed.wait(remaining)
+            gather_until = time.monotonic() + GATHER_SECONDS
+            while wait and len(self._queue) < BATCH and not self._flushing:
+                remaining = gather_until - time.monotonic()
+                if remaining <= 0:
+                    break
                 self._changed.wait(remaining)
             count = min(len(self._queue), BATCH)
             return [self._queue.popleft() for _ in range(count)]

@@ -53,9 +53,13 @@ def upload_body() -> tuple[bytes, str]:
     boundary = "insights-test-boundary"
     png = image_bytes(draw_image("red", "circle"))
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
-        f"Content-Type: image/png\r\n\r\n"
-    ).encode() + png + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 

@@ -17,7 +17,8 @@ def parse(markup) -> ET.Element:
 
 
 @pytest.mark.parametrize(
-    "value, ceiling", [(0, 1), (0.3, 0.5), (1, 1), (3, 5), (6, 10), (12, 20), (51, 100), (700, 1000)]
+    "value, ceiling",
+    [(0, 1), (0.3, 0.5), (1, 1), (3, 5), (6, 10), (12, 20), (51, 100), (700, 1000)],
 )
 def test_nice_ceiling(value, ceiling):
     assert nice_ceiling(value) == pytest.approx(ceiling)
