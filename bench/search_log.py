@@ -32,13 +32,15 @@ DEMO_PHOTO = ROOT / "backend" / "static" / "catalog" / "100004.jpg"
 TARGET_MS = 1.0
 
 
-def make_apps(folder: Path):
-    """(app without log, app with log) over the demo catalog, index synced once."""
+def make_apps(folder: Path, catalog_path: Path | None = None):
+    """(app without log, app with log) over the demo catalog (or another), index synced once."""
     from backend import create_app
     from backend.extensions import get_service
 
     base = {"index_path": folder / "index.csv", "cache_dir": folder / "cache",
             "model_weights": "random", "similarity_threshold": 0.5}  # fmt: skip
+    if catalog_path is not None:
+        base["catalog_path"] = catalog_path
     off = create_app(base | {"search_log_days": 0})
     on = create_app(base | {"search_log_days": 90, "search_log_path": folder / "searches.sqlite"})
     get_service(off).sync()
@@ -77,12 +79,12 @@ def requests(app, jpeg: bytes, product_id: str):
     return {"similar": similar, "upload": upload}
 
 
-def measure(rounds: int, block: int, folder: Path) -> dict:
+def measure(rounds: int, block: int, folder: Path, catalog_path: Path | None = None) -> dict:
     """p50 in ms of each request kind, logging off and on, interleaved block by block."""
     from backend.extensions import get_service
     from backend.web.telemetry import get_search_log
 
-    off, on = make_apps(folder)
+    off, on = make_apps(folder, catalog_path)
     product_id = next(iter(get_service(off).catalog.products))
     jpeg = query_jpeg()
     senders = {"off": requests(off, jpeg, product_id), "on": requests(on, jpeg, product_id)}
@@ -109,7 +111,7 @@ def measure(rounds: int, block: int, folder: Path) -> dict:
     }
 
 
-def record_cost(folder: Path, calls: int = 20000) -> float:
+def record_cost(folder: Path, calls: int = 20_000) -> float:
     """Median microseconds of one `SearchLog.record` call (queueing only; the thread writes)."""
     from backend.insights.log import SearchLog
     from backend.insights.records import SearchRecord
