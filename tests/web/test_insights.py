@@ -380,3 +380,12 @@ def test_logging_off_writes_nothing(root):
     assert not path.parent.exists()
     page = client.get("/insights", headers=BEARER).get_data(as_text=True)
     assert "The search log is off" in page
+
+
+def test_openapi_describes_the_csv_format(live_app):
+    document = live_app.test_client().get("/api/openapi.json").json
+    for path, method in (("/api/search", "post"), ("/api/products/{product_id}/similar", "get")):
+        operation = document["paths"][path][method]
+        (param,) = [p for p in operation["parameters"] if p["name"] == "format"]
+        assert param["schema"]["enum"] == ["json", "csv"]
+        assert "text/csv" in operation["responses"]["200"]["content"]
