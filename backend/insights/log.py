@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -61,7 +62,9 @@ class SearchLog:
         self._flushing = 0  # flush() calls waiting: the writer writes at once
         self._exit_hook = False
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        # A process forked from this one gets a fresh queue, lock and writer.
+        own = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (log := own()) and log._after_fork())
         self._next_open = 0.0
         self._next_prune = 0.0
         self._last_warning = -WARN_EVERY_SECONDS
@@ -70,8 +73,6 @@ class SearchLog:
     def record(self, record: SearchRecord) -> None:
         """Queue one search for the writer; never blocks for I/O and never raises."""
         with self._lock:
-            if self._pid != os.getpid():
-                self._after_fork()
             if len(self._queue) >= self.queue_size:
                 self.dropped += 1
                 lost = True
@@ -103,10 +104,11 @@ class SearchLog:
         return True
 
     def _after_fork(self) -> None:
-        # A forked child inherits the parent's queue but not its thread: start afresh.
-        self._pid = os.getpid()
+        # The child has no writer thread, and the lock may have been held by it at the fork.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._queue.clear()
-        self._pending = 0
+        self._pending = self._flushing = 0
         self._thread = None
 
     def _start_writer(self) -> None:
@@ -199,7 +201,7 @@ class SearchLog:
                 with self._lock:
                     if self._queue:  # searches are waiting: write them, then prune on
                         return conn
-        except sqlite3.Error as error:
+        except Exception as error:  # pruning is housekeeping: never let it stop the writer
             self._warn(f"pruning the search log {self.path} failed: {error}")
             self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
             conn.close()

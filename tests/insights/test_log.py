@@ -9,6 +9,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,19 @@ def test_an_idle_writer_ends_and_the_next_record_starts_another(tmp_path, monkey
     search_log.record(make_record(NOW + 1))
     assert search_log.flush()
     assert len(rows(path)) == 2
+
+
+def test_a_forked_process_writes_with_its_own_writer(tmp_path):
+    path = tmp_path / "searches.sqlite"
+    search_log = SearchLog(path, 90)
+    search_log.record(make_record(NOW))  # the parent's writer thread is running
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a threaded process
+        pid = os.fork()
+    if pid == 0:  # the child: its own queue and writer, the parent's record is not its own
+        before = search_log.written
+        search_log.record(make_record(NOW + 1))
+        os._exit(0 if search_log.flush() and search_log.written == before + 1 else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert search_log.flush()
+    assert sorted(row["at"] for row in rows(path)) == [NOW, NOW + 1]
