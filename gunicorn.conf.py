@@ -57,6 +57,7 @@ def on_starting(server) -> None:
     done = subprocess.run([sys.executable, "-m", "backend.boot"], check=False)
     if done.returncode != 0:
         server.log.error("the index could not be synced (see above); not starting")
+        on_exit(server)
         sys.exit(1)
 
 
