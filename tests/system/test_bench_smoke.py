@@ -113,8 +113,9 @@ def test_search_log_overhead_is_measured_side_by_side(tmp_path):
     result = search_log.measure(1, 1, tmp_path, write_catalog(tmp_path / "shop"))
     assert result["samples"] == {"similar_off": 4, "similar_on": 4, "upload_off": 1, "upload_on": 1}
     assert result["logged"] == 4 + 1 + 6 and result["lost"] == 0  # warm-up searches included
-    assert result["record_us"] > 0
+    assert result["record_us"] > 0 and result["cpu_us"] > 0
     figures = search_log.figures(result)
     assert [f.key for f in figures] == [
         "search_log_overhead_similar", "search_log_overhead_upload", "search_log_record_us",
+        "search_log_cpu_us",
     ]  # fmt: skip
