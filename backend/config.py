@@ -14,6 +14,7 @@ from .options import MAX_K, MIN_K, SearchOptions
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIN_ADMIN_TOKEN_CHARS = 16
+MAX_SEARCH_LOG_DAYS = 3660
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class Settings:
     # HNSW search breadth (candidates examined per query): higher is slower and more accurate.
     faiss_ef_search: int = 64
     pgvector_ef_search: int = 100
+    # The search log (shop insights): days kept, 0 turns it off; a SQLite file, by default
+    # next to index.csv (the data folder).
+    search_log_days: int = 90
+    search_log_path: Path | None = None
+    # Bearer token for /metrics (Prometheus); unset disables it. Kept out of repr and logs.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def random_weights(self) -> bool:
@@ -64,6 +71,13 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def search_log_file(self) -> Path | None:
+        """Where the search log lives, or None when it is off (SEARCH_LOG_DAYS=0)."""
+        if self.search_log_days == 0:
+            return None
+        return self.search_log_path or self.index_path.with_name("searches.sqlite")
 
     @property
     def faiss_path(self) -> Path:
@@ -94,6 +108,9 @@ ENV_VARS = {
     "DATABASE_POOL_SIZE": "database_pool_size",
     "FAISS_EF_SEARCH": "faiss_ef_search",
     "PGVECTOR_EF_SEARCH": "pgvector_ef_search",
+    "SEARCH_LOG_DAYS": "search_log_days",
+    "SEARCH_LOG_PATH": "search_log_path",
+    "METRICS_TOKEN": "metrics_token",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -120,7 +137,7 @@ def load_settings(
 def _coerce(label: str, name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw)
         if kind == "float":
             return float(raw)
@@ -155,10 +172,16 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"
         )
-    if settings.admin_token is not None and len(settings.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+    for name, token in (("ADMIN_TOKEN", settings.admin_token),
+                        ("METRICS_TOKEN", settings.metrics_token)):  # fmt: skip
+        if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"{name} must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+            )
+    if not 0 <= settings.search_log_days <= MAX_SEARCH_LOG_DAYS:
         raise ConfigError(
-            f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+            f"SEARCH_LOG_DAYS={settings.search_log_days} must be 0 (no log) to {MAX_SEARCH_LOG_DAYS}"
         )
     _validate_vector_backend(settings)
     weights = settings.model_weights

@@ -45,6 +45,8 @@ class SearchResult:
     took_ms: float
     # The query embedding (D,), so a page can refine the same search without the image again.
     query: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Milliseconds per stage ("decode", "embed", "rank"), for the metrics and the search log.
+    stages_ms: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def threshold(self) -> float:
@@ -226,8 +228,10 @@ class SearchService:
         started = time.perf_counter()
         options = self._resolve(options, changes)
         image = decode_image(data, min_size=self.embedder.min_decode_size)
+        decoded = time.perf_counter()
         query = self.embedder.embed([image])[0]  # (D,)
-        return self._rank(query, options, started)
+        stages = {"decode": decoded - started, "embed": time.perf_counter() - decoded}
+        return self._rank(query, options, started, stages=stages)
 
     def search_vector(
         self, query: np.ndarray, options: SearchOptions | None = None, **changes: Any
@@ -265,15 +269,19 @@ class SearchService:
         options: SearchOptions,
         started: float,
         exclude_id: str | None = None,
+        stages: dict[str, float] | None = None,
     ) -> SearchResult:
         self._current()
         k = options.k
         filters = Filters(options.category, options.min_price, options.max_price)
+        ranking = time.perf_counter()
         # One more when a product is excluded ("more like this"), so k remain without it.
         found = self.store.search(query, k + (exclude_id is not None), filters=filters)
         hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
-        took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, options, took_ms, query)
+        done = time.perf_counter()
+        seconds = {**(stages or {}), "rank": done - ranking}
+        stages_ms = {stage: value * 1000 for stage, value in seconds.items()}
+        return SearchResult(hits, options, (done - started) * 1000, query, stages_ms)
 
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None

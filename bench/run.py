@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import indexing, remote, search_latency, startup
+from . import indexing, remote, search_latency, search_log, startup
 from .common import DEFAULT_BENCH_CATALOG, REPO_ROOT, Context, Figure
 from .report import fmt, write_results
 
-SECTIONS = ("search", "startup", "indexing", "remote", "api")
+SECTIONS = ("search", "startup", "indexing", "remote", "api", "searchlog")
 
 DEFINITIONS = """\
 - **Indexing, local**: `SearchService.sync()` on a growing copy of the benchmark catalog (each
@@ -36,7 +36,11 @@ DEFINITIONS = """\
   norms) of the query with each row in turn in a Python loop, then a sort.
 - **Memory**: peak resident memory (VmHWM) of the worker process above after one image search.
 - **Incremental sync**: a second `sync()` of the unchanged catalog; every image read and
-  decode is counted."""
+  decode is counted.
+- **Search log**: the same API requests to two apps over the demo catalog, one logging every
+  search and one not (`SEARCH_LOG_DAYS=0`), interleaved block by block through Flask's request
+  path; the figure is the difference of their medians. The apps use the colour-histogram model,
+  whose few milliseconds let a sub-millisecond difference show (see `bench/search_log.py`)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +86,8 @@ def run_section(section: str, ctx: Context) -> list[Figure]:
         return indexing.run(ctx)
     if section == "remote":
         return remote.run(ctx)
+    if section == "searchlog":
+        return search_log.run(ctx)
     from . import serving
 
     return serving.run(ctx, query_image(ctx))

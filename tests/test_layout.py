@@ -10,7 +10,7 @@ import pytest
 
 BACKEND = Path(__file__).resolve().parent.parent / "backend"
 # Packages that know nothing of the web: they must not import Flask (nor werkzeug, click).
-NO_FLASK = ("catalog", "images", "model", "index", "stores", "quality")
+NO_FLASK = ("catalog", "images", "model", "index", "stores", "quality", "insights")
 WEB_ONLY = ("flask", "werkzeug", "click", "itsdangerous")
 
 

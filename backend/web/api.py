@@ -11,8 +11,10 @@ from ..errors import InvalidInput, NotFound
 from ..extensions import get_service
 from ..options import parse_category
 from ..search import SearchResult
+from .exports import results_csv, wants_csv
 from .openapi import openapi_document
 from .params import paginate, parse_search_options, read_query_image, request_values
+from .telemetry import describe_query, record_search
 
 bp = Blueprint("api", __name__)
 
@@ -24,10 +26,13 @@ def search():
     service = get_service()
     values = request_values(request)
     options = parse_search_options(values, service, percent=False)
+    as_csv = wants_csv(values)
     data = read_query_image(request, values, service)
     if data is None:
         raise InvalidInput(NO_IMAGE)
-    return jsonify(result_json(service.search_bytes(data, options)))
+    result = service.search_bytes(data, options)
+    record_search(result, "api", *describe_query(request, values))
+    return results_csv(result) if as_csv else jsonify(result_json(result))
 
 
 @bp.get("/api/products/<path:product_id>/similar")
@@ -36,7 +41,10 @@ def similar(product_id: str):
     if service.catalog.get(product_id) is None:
         raise NotFound(f"there is no product {product_id!r} in the catalog")
     options = parse_search_options(request.args, service, percent=False)
-    return jsonify(result_json(service.search_similar(product_id, options)))
+    as_csv = wants_csv(request.args)
+    result = service.search_similar(product_id, options)
+    record_search(result, "api", "similar", product_id)
+    return results_csv(result) if as_csv else jsonify(result_json(result))
 
 
 @bp.get("/api/products")

@@ -12,7 +12,7 @@ from ..errors import SearchAppError
 log = logging.getLogger(__name__)
 
 # Paths that always answer JSON, whatever the client accepts.
-JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 GENERIC_500 = "something went wrong on our side; please try again"
 
 

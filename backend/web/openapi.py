@@ -210,6 +210,17 @@ def _product_edit_body() -> dict[str, Any]:
 
 
 _PRODUCT_ID = {"name": "product_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_FORMAT = {
+    "name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+    "description": "csv: the results shown as a CSV download (formula cells neutralised).",
+}  # fmt: skip
+
+
+def _matches() -> dict[str, Any]:
+    """A search's answer: JSON, or CSV with format=csv."""
+    answer = _json(_ref("SearchResponse"), "Matches, best first")
+    answer["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return answer
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -223,15 +234,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     paths = {
         "/api/search": {"post": {
             "summary": "Find the catalog products that look most like an image",
+            "parameters": [_FORMAT],
             "requestBody": _search_body(settings),
-            "responses": {"200": _json(_ref("SearchResponse"), "Matches, best first")}
-            | _errors(400, 413),
+            "responses": {"200": _matches()} | _errors(400, 413),
         }},
         "/api/products/{product_id}/similar": {"get": {
             "summary": "More like this: the products closest to a catalog product",
-            "parameters": [_PRODUCT_ID, *_options(settings)],
-            "responses": {"200": _json(_ref("SearchResponse"), "Matches, best first")}
-            | _errors(400, 404),
+            "parameters": [_PRODUCT_ID, *_options(settings), _FORMAT],
+            "responses": {"200": _matches()} | _errors(400, 404),
         }},
         "/api/products": {"get": {
             "summary": "Browse the catalog, a page at a time",

@@ -11,8 +11,10 @@ from ..extensions import get_service
 from ..images.decode import image_format
 from ..options import K_CHOICES, MAX_K, MIN_K, SearchOptions, parse_category, parse_text
 from ..search import SearchResult, SearchService
+from .exports import results_csv, wants_csv
 from .params import paginate, parse_search_options, read_query_image, request_values
 from .refine import Query, decode_query, encode_query, thumbnail_data_url
+from .telemetry import describe_query, record_search
 
 bp = Blueprint("pages", __name__)
 
@@ -59,11 +61,15 @@ def search():
     try:
         values = request_values(request)
         options = parse_search_options(values, service, percent=True)
+        as_csv = wants_csv(values)
         query, result = run_query(service, values, options)
     except SearchAppError as error:
         if error.status >= 500:
             raise
         return render_form(values, error.message, error.status)
+    record_search(result, "page", *describe_query(request, values))
+    if as_csv:
+        return results_csv(result)
     token = encode_query(query, service.embedder.identity, current_app.secret_key)
     return render_results(result, options, query_image=query.thumbnail, token=token)
 
@@ -75,7 +81,11 @@ def similar(product_id: str):
     if product is None:
         raise NotFound(f"there is no product {product_id!r} in the catalog")
     options = parse_search_options(request.args, service, percent=True)
+    as_csv = wants_csv(request.args)
     result = service.search_similar(product_id, options)
+    record_search(result, "page", "similar", product_id)
+    if as_csv:
+        return results_csv(result)
     return render_results(result, options, source=product)
 
 

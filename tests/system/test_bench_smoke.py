@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from bench import indexing, remote, report, search_latency, startup
+from bench import indexing, remote, report, search_latency, search_log, startup
 from bench.common import Context, Figure
 from bench.slow_server import SlowImageServer
 from tests.support.catalogs import draw_image, write_catalog
@@ -106,3 +106,16 @@ def test_report_writes_markdown_json_and_a_chart(tmp_path):
     assert "- **ready_index_50k**: imports 0.2 s" in text
     assert json.loads((tmp_path / "results.json").read_text())["figures"][1]["met"] is False
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_search_log_overhead_is_measured_side_by_side(tmp_path):
+    result = search_log.measure(1, 1, tmp_path, write_catalog(tmp_path / "shop"))
+    assert result["samples"] == {"similar_off": 4, "similar_on": 4, "upload_off": 1, "upload_on": 1}
+    assert result["logged"] == 4 + 1 + 6 and result["lost"] == 0  # warm-up searches included
+    assert result["record_us"] > 0 and result["cpu_us"] > 0
+    figures = search_log.figures(result)
+    assert [f.key for f in figures] == [
+        "search_log_overhead_similar", "search_log_overhead_upload", "search_log_record_us",
+        "search_log_cpu_us",
+    ]  # fmt: skip
