@@ -127,9 +127,10 @@ class SearchService:
         """The configured vector store (VECTOR_BACKEND), opened on first use."""
         if self._store is None:
             dim = self.embedder.dim  # outside the lock: loading the model takes it too
+            identity = self.embedder.identity
             with self._embedder_lock:
                 if self._store is None:
-                    self._store = open_store(self.settings, dim)
+                    self._store = open_store(self.settings, dim, identity)
         return self._store
 
     def close(self) -> None:
