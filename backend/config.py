@@ -156,7 +156,9 @@ def _place_s3_catalog(values: dict[str, Any]) -> None:
             f"CATALOG_PATH={url!r} must name one object, e.g. s3://my-shop/catalog/products.csv"
         )
     values["catalog_url"] = url
-    values["catalog_path"] = Path(values.get("cache_dir", Settings.cache_dir)) / "catalog" / "products.csv"
+    values["catalog_path"] = (
+        Path(values.get("cache_dir", Settings.cache_dir)) / "catalog" / "products.csv"
+    )
 
 
 def validate(settings: Settings) -> None:

@@ -248,8 +248,19 @@ class MySQLStore(VectorStore):
     def _values(self, products, vectors, versions, start, generation, first) -> list[tuple]:
         end = min(start + CHUNK, len(products))
         return [
-            (id_hash(p.id), p.id, p.name, p.category, p.price, p.image_url, versions[i],
-             self.model, vectors[i].tobytes(), generation, first + i)  # fmt: skip
+            (
+                id_hash(p.id),
+                p.id,
+                p.name,
+                p.category,
+                p.price,
+                p.image_url,
+                versions[i],
+                self.model,
+                vectors[i].tobytes(),
+                generation,
+                first + i,
+            )  # fmt: skip
             for i, p in ((i, products[i]) for i in range(start, end))
         ]
 

@@ -124,7 +124,7 @@ class ConnectionPool:
         try:
             with self._lock:
                 conn = None if fresh or not self._idle else self._idle.pop()
-            conn = conn or self.new_connection()
+            conn = conn or pymysql.connect(**self._args)
             yield conn
         except BaseException:
             if conn is not None:
@@ -173,9 +173,7 @@ def _close_quietly(conn: Connection) -> None:
 def transaction(conn: Connection, snapshot: bool = False) -> Iterator[pymysql.cursors.Cursor]:
     """A transaction (a consistent read-only snapshot if asked), rolled back on any error."""
     cursor = conn.cursor()
-    cursor.execute(
-        "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY" if snapshot else "BEGIN"
-    )
+    cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY" if snapshot else "BEGIN")
     try:
         yield cursor
         conn.commit()

@@ -52,9 +52,15 @@ class MariaDB:
 
     def install(self) -> None:
         subprocess.run(
-            [find_program("mariadb-install-db"), "--no-defaults", f"--datadir={self.data}",
-             "--auth-root-authentication-method=normal", "--skip-test-db",
-             "--skip-name-resolve", *self._as_root],  # fmt: skip
+            [
+                find_program("mariadb-install-db"),
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+                *self._as_root,
+            ],  # fmt: skip
             check=True,
             capture_output=True,
             timeout=120,
@@ -63,13 +69,24 @@ class MariaDB:
     def start(self, timeout: float = 60) -> None:
         log = self.folder / "mariadbd.log"
         self.process = subprocess.Popen(
-            [find_program("mariadbd"), "--no-defaults", f"--datadir={self.data}",
-             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--pid-file={self.folder / 'mariadbd.pid'}", f"--log-error={log}",
-             f"--tmpdir={self.folder}", "--skip-name-resolve", "--skip-log-bin",
-             "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=48M",
-             "--max-allowed-packet=64M", "--innodb-flush-log-at-trx-commit=2",
-             *self._as_root],  # fmt: skip
+            [
+                find_program("mariadbd"),
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--socket={self.socket}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--pid-file={self.folder / 'mariadbd.pid'}",
+                f"--log-error={log}",
+                f"--tmpdir={self.folder}",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=128M",
+                "--innodb-log-file-size=48M",
+                "--max-allowed-packet=64M",
+                "--innodb-flush-log-at-trx-commit=2",
+                *self._as_root,
+            ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
