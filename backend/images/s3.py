@@ -218,10 +218,10 @@ def _explain(error: Exception, url: str, deadline: float | None) -> S3Error:
 
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
-        if code in _MISSING or _status(error) == 404:
-            return S3Error(f"{url}: no such object", gone=True)
         if code == "NoSuchBucket":
             return S3Error(f"{url}: no such bucket", gone=True)
+        if code in _MISSING or _status(error) == 404:
+            return S3Error(f"{url}: no such object", gone=True)
         if code in _DENIED or _status(error) == 403:
             return S3Error(
                 f"{url}: access denied (the server's credentials may not read it; see the IAM "

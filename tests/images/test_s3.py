@@ -230,3 +230,33 @@ def test_s3_pasted_query_url_is_refused_on_page_and_api_and_never_reaches_s3(tmp
         with pytest.raises(Exception, match="scheme .* is not allowed"):
             service.search_url(url)
         assert recorder.seen == []
+
+
+def test_s3_catalog_command_lists_every_image_under_a_prefix(s3, s3_app, tmp_path):
+    s3.put(f"{PREFIX}milk/oat-milk_1l.jpg", image_bytes(draw_image("yellow"), "JPEG"))
+    s3.put(f"{PREFIX}milk/oat-milk_1l.png", photo(2))
+    s3.put(f"{PREFIX}Red_Apple.PNG", photo(0))
+    s3.put(f"{PREFIX}notes.txt", b"not a photo")
+    s3.put("elsewhere/x.png", photo(1))
+    output = tmp_path / "built" / "products.csv"
+    app = s3_app(catalog_path=output)
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["catalog", "from-s3", f"s3://{BUCKET}/{PREFIX}", str(output)])
+    assert done.exit_code == 0, done.output
+    assert f"wrote 3 products to {output}" in done.output
+    with output.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [
+        ["id", "name", "category", "price", "image_url"],
+        ["Red_Apple", "Red Apple", "", "", f"s3://{BUCKET}/{PREFIX}Red_Apple.PNG"],
+        ["milk/oat-milk_1l", "Oat milk 1l", "milk", "", f"s3://{BUCKET}/{PREFIX}milk/oat-milk_1l.jpg"],
+        ["milk/oat-milk_1l.png", "Oat milk 1l", "milk", "", f"s3://{BUCKET}/{PREFIX}milk/oat-milk_1l.png"],
+    ]  # fmt: skip
+    again = runner.invoke(args=["catalog", "from-s3", f"s3://{BUCKET}/{PREFIX}", str(output)])
+    assert again.exit_code == 2 and "pass --overwrite" in again.output
+    _, report = get_service(app).sync()
+    assert report.summary() == "3 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
+    missing = runner.invoke(
+        args=["catalog", "from-s3", "s3://no-such-bucket/x/", str(tmp_path / "n.csv")]
+    )
+    assert missing.exit_code == 1 and "s3://no-such-bucket/x/: no such bucket" in missing.output
