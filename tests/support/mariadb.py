@@ -142,9 +142,10 @@ class MariaDB:
             cursor.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def start_mariadb() -> tuple[MariaDB, Path]:
-    """Install and start a private server in a new temp folder, with USER created."""
-    folder = Path(tempfile.mkdtemp(prefix="search-tests-mariadb-"))
+def start_mariadb(folder: Path | None = None) -> tuple[MariaDB, Path]:
+    """Install and start a private server in folder (a new temp one), with USER created."""
+    folder = folder or Path(tempfile.mkdtemp(prefix="search-tests-mariadb-"))
+    folder.mkdir(parents=True, exist_ok=True)
     server = MariaDB(folder)
     server.install()
     server.start()
