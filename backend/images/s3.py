@@ -136,9 +136,10 @@ class S3Reader:
         for bucket, keys in by_bucket.items():
             try:
                 listed = self._list_range(bucket, sorted(keys))
-            except Exception:  # e.g. s3:ListBucket not granted on that range: ask per object
-                found.update(self._heads(bucket, keys))
-                continue
+            except Exception as error:
+                if _explain(error, bucket, None).gone:  # listing not granted: ask per object
+                    found.update(self._heads(bucket, keys))
+                continue  # S3 unreachable: these objects stay as they were indexed
             found.update({url: listed.get(key, GONE) for key, url in keys.items()})
         return found
 

@@ -260,3 +260,15 @@ def test_s3_catalog_command_lists_every_image_under_a_prefix(s3, s3_app, tmp_pat
         args=["catalog", "from-s3", "s3://no-such-bucket/x/", str(tmp_path / "n.csv")]
     )
     assert missing.exit_code == 1 and "s3://no-such-bucket/x/: no such bucket" in missing.output
+
+
+def test_s3_out_of_reach_keeps_the_indexed_photos(s3, s3_app):
+    from tests.support.mariadb import free_port
+
+    rows = [[f"p{i}", f"P{i}", "c", "", s3.put(f"{PREFIX}p{i}.png", photo(i))] for i in range(3)]
+    _, report = get_service(s3_app(rows)).sync()
+    assert report.added == ["p0", "p1", "p2"]
+    away = get_service(s3_app(s3_endpoint_url=f"http://127.0.0.1:{free_port()}"))
+    _, report = away.sync()
+    assert report.summary() == "0 added, 0 updated, 0 removed, 3 unchanged, 0 failed"
+    assert away.store.count() == 3
