@@ -5,8 +5,9 @@ vectors in one numpy matrix (a `MemoryStore`), loaded at start in chunks of `CHU
 search is the memory backend's exact search plus one primary-key read of a change marker.
 
 Every write runs in one transaction that bumps the marker (`generation` in `search_meta`) and
-stamps the rows it touches with it and their place in the change (`seq`, `pos`: the order in
-which a process applies them, so that equal scores rank as in the memory backend); a delete leaves a tombstone row (no embedding) for
+stamps the rows it touches with it and their place in the change (`stamp` = generation << 24 |
+position: the order in which a process applies them, so that equal scores rank as in the memory
+backend, and one indexed column to read changes by); a delete leaves a tombstone row (no embedding) for
 `TOMBSTONE_DAYS`. A process that sees a newer generation reads just the rows stamped since its
 own, in one consistent snapshot; it reads everything again when the tombstones it would need
 were purged, or the tables were emptied for another model (a new `epoch`).
@@ -41,13 +42,14 @@ from .mysql_db import (
 log = logging.getLogger(__name__)
 
 CHUNK = 5000  # rows per SELECT when loading, and per INSERT batch when writing
+POSITION_BITS = 24  # a stamp is generation << 24 | the row's position in its change
 TOMBSTONE_DAYS = 1
-COLUMNS = "id_hash, id, name, category, price, image_url, version, model, embedding, seq, pos"
+COLUMNS = "id_hash, id, name, category, price, image_url, version, model, embedding, stamp"
 UPSERT = (
-    f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE id = VALUES(id), name = VALUES(name), category = VALUES(category), "
     "price = VALUES(price), image_url = VALUES(image_url), version = VALUES(version), "
-    "model = VALUES(model), embedding = VALUES(embedding), seq = VALUES(seq), pos = VALUES(pos), "
+    "model = VALUES(model), embedding = VALUES(embedding), stamp = VALUES(stamp), "
     "deleted_at = NULL"
 )
 
@@ -168,17 +170,17 @@ class MySQLStore(VectorStore):
         self._memory.apply(gone, products, matrix, versions)
 
     def _rows(self, cursor, since: int) -> Iterator[tuple[Product, str, np.ndarray | None]]:
-        """Rows stamped after `since` in the order written, in chunks; None: deleted or unusable."""
-        seq, pos, width, skipped = since, 2**31, self.dim * 4, 0
+        """Rows written after generation `since`, in the order written, in chunks of CHUNK
+        (an index range each); None: deleted or unusable."""
+        after, width, skipped = ((since + 1) << POSITION_BITS) - 1, self.dim * 4, 0
         while True:
             cursor.execute(
-                f"SELECT seq, pos, id, name, category, price, image_url, version, embedding "
-                f"FROM {TABLE} WHERE seq > %s OR (seq = %s AND pos > %s) ORDER BY seq, pos "
-                "LIMIT %s",
-                (seq, seq, pos, CHUNK),
+                f"SELECT stamp, id, name, category, price, image_url, version, embedding "
+                f"FROM {TABLE} WHERE stamp > %s ORDER BY stamp LIMIT %s",
+                (after, CHUNK),
             )
             rows = cursor.fetchall()
-            for _, _, pid, name, category, price, image_url, version, blob in rows:
+            for _, pid, name, category, price, image_url, version, blob in rows:
                 if blob is not None and len(blob) != width:
                     skipped += 1  # dimension checked on read: another model's row is left out
                     blob = None
@@ -186,7 +188,7 @@ class MySQLStore(VectorStore):
                 yield Product(pid, name, category, price, image_url), version, vector
             if len(rows) < CHUNK:
                 break
-            seq, pos = rows[-1][:2]
+            after = rows[-1][0]
         if skipped:
             log.warning("mysql store: %d rows are not %d-dimensional; left out", skipped, self.dim)
 
@@ -227,52 +229,47 @@ class MySQLStore(VectorStore):
             )
             meta = dict(cursor.fetchall())
             generation = int(meta["generation"]) + 1
+            if len(delete_ids) + len(products) >= 1 << POSITION_BITS:
+                raise ValueError(f"at most {(1 << POSITION_BITS) - 1:,} rows in one change")
+            base = generation << POSITION_BITS
             deleted = 0
             for start in range(0, len(delete_ids), CHUNK):  # tombstones, numbered like rows
                 keys = [id_hash(pid) for pid in delete_ids[start : start + CHUNK]]
                 marks = ", ".join(["%s"] * len(keys))
                 deleted += cursor.execute(
-                    f"UPDATE {TABLE} SET embedding = NULL, deleted_at = NOW(), seq = %s, "
-                    f"pos = %s + FIELD(id_hash, {marks}) WHERE id_hash IN ({marks}) "
+                    f"UPDATE {TABLE} SET embedding = NULL, deleted_at = NOW(), "
+                    f"stamp = %s + FIELD(id_hash, {marks}) WHERE id_hash IN ({marks}) "
                     "AND embedding IS NOT NULL",
-                    [generation, start - 1, *keys, *keys],
+                    [base + start - 1, *keys, *keys],
                 )
             first = len(delete_ids)
             for start in range(0, len(products), CHUNK):
-                rows = self._values(products, vectors, versions, start, generation, first)
+                rows = self._values(products, vectors, versions, start, base + first)
                 cursor.executemany(UPSERT, rows)
             self._purge_tombstones(cursor, int(meta["purged_through"]))
             set_meta(cursor, generation=generation)
         return deleted, Marker(meta["epoch"], generation)
 
-    def _values(self, products, vectors, versions, start, generation, first) -> list[tuple]:
-        end = min(start + CHUNK, len(products))
-        return [
-            (
-                id_hash(p.id),
-                p.id,
-                p.name,
-                p.category,
-                p.price,
-                p.image_url,
-                versions[i],
-                self.model,
-                vectors[i].tobytes(),
-                generation,
-                first + i,
-            )  # fmt: skip
-            for i, p in ((i, products[i]) for i in range(start, end))
-        ]
+    def _values(self, products, vectors, versions, start, first_stamp) -> list[tuple]:
+        """The rows of products[start : start + CHUNK], stamped in order from first_stamp."""
+        rows = []
+        for i in range(start, min(start + CHUNK, len(products))):
+            p = products[i]
+            vector = vectors[i].tobytes()
+            rows.append((id_hash(p.id), p.id, p.name, p.category, p.price, p.image_url,
+                         versions[i], self.model, vector, first_stamp + i))  # fmt: skip
+        return rows
 
     @staticmethod
     def _purge_tombstones(cursor, purged_through: int) -> None:
         """Drop tombstones older than TOMBSTONE_DAYS; a process further behind reloads all."""
         old = f"deleted_at < NOW() - INTERVAL {TOMBSTONE_DAYS} DAY"
-        cursor.execute(f"SELECT MAX(seq) FROM {TABLE} WHERE {old}")
+        cursor.execute(f"SELECT MAX(stamp) FROM {TABLE} WHERE {old}")
         newest = cursor.fetchone()[0]
         if newest is not None:
-            cursor.execute(f"DELETE FROM {TABLE} WHERE {old} AND seq <= %s", [newest])
-            set_meta(cursor, purged_through=max(newest, purged_through))
+            cursor.execute(f"DELETE FROM {TABLE} WHERE {old} AND stamp <= %s", [newest])
+            generation = newest >> POSITION_BITS
+            set_meta(cursor, purged_through=max(generation, purged_through))
 
     def close(self) -> None:
         self._pool.close()

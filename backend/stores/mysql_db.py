@@ -201,10 +201,9 @@ def _create_statements() -> list[str]:
             version VARCHAR(64) NOT NULL,
             model VARCHAR(255) NOT NULL,
             embedding MEDIUMBLOB NULL,
-            seq BIGINT NOT NULL,
-            pos INT NOT NULL,
+            stamp BIGINT NOT NULL,
             deleted_at TIMESTAMP NULL,
-            UNIQUE KEY {TABLE}_change (seq, pos),
+            UNIQUE KEY {TABLE}_stamp (stamp),
             KEY {TABLE}_deleted (deleted_at)
         ) {table_options}""",
     ]
