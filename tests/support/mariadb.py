@@ -63,10 +63,10 @@ class MariaDB:
             ],  # fmt: skip
             check=True,
             capture_output=True,
-            timeout=120,
+            timeout=600,  # minutes on a busy machine
         )
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 180) -> None:
         log = self.folder / "mariadbd.log"
         self.process = subprocess.Popen(
             [
