@@ -182,8 +182,7 @@ def test_s3_catalog_file_with_relative_photos_is_read_only_and_reread_on_reindex
     writer.writerows([["id", "name", "category", "price", "image_url"],
                       *[[f"p{i}", f"P{i}", "c", "2", f"images/p{i}.png"] for i in range(2)]])  # fmt: skip
     s3.put("shop/products.csv", listing.getvalue().encode())
-    app = s3_app(catalog_path=f"s3://{BUCKET}/shop/products.csv", ADMIN_TOKEN=None,
-                 admin_token="a" * 20)  # fmt: skip
+    app = s3_app(catalog_path=f"s3://{BUCKET}/shop/products.csv", admin_token="a" * 20)
     service = get_service(app)
     catalog, report = service.sync()
     assert report.added == ["p0", "p1"]
