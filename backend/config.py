@@ -44,9 +44,10 @@ class Settings:
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
     admin_token: str | None = field(default=None, repr=False)
-    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW) or "pgvector" (PostgreSQL).
+    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW), "pgvector" (PostgreSQL)
+    # or "mysql" (MySQL / MariaDB).
     vector_backend: str = "memory"
-    # PostgreSQL URL for the pgvector backend; it may hold a password, so kept out of repr.
+    # The pgvector or mysql backend's database URL; it may hold a password, so kept out of repr.
     database_url: str | None = field(default=None, repr=False)
     database_pool_size: int = 4
     # HNSW search breadth (candidates examined per query): higher is slower and more accurate.
@@ -58,6 +59,11 @@ class Settings:
     search_log_path: Path | None = None
     # Bearer token for /metrics (Prometheus); unset disables it. Kept out of repr and logs.
     metrics_token: str | None = field(default=None, repr=False)
+    # An S3-compatible service (MinIO, R2, Spaces...) for s3:// images; unset: AWS S3 itself.
+    s3_endpoint_url: str | None = None
+    # CATALOG_PATH given as s3://bucket/key: the catalog is read from there at each sync into
+    # catalog_path (a local copy under CACHE_DIR), and live edits are refused.
+    catalog_url: str | None = None
 
     @property
     def random_weights(self) -> bool:
@@ -111,6 +117,7 @@ ENV_VARS = {
     "SEARCH_LOG_DAYS": "search_log_days",
     "SEARCH_LOG_PATH": "search_log_path",
     "METRICS_TOKEN": "metrics_token",
+    "S3_ENDPOINT_URL": "s3_endpoint_url",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -129,6 +136,7 @@ def load_settings(
             values[name] = _coerce(var, name, raw.strip())
     for name, value in (overrides or {}).items():
         values[name] = _coerce(name, name, value) if isinstance(value, str) else value
+    _place_s3_catalog(values)
     settings = replace(Settings(), **values)
     validate(settings)
     return settings
@@ -136,6 +144,8 @@ def load_settings(
 
 def _coerce(label: str, name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name == "catalog_path" and raw.lower().startswith("s3://"):
+        return raw  # a URL, not a path: `_place_s3_catalog` takes it from here
     try:
         if kind in ("Path", "Path | None"):
             return Path(raw)
@@ -150,6 +160,22 @@ def _coerce(label: str, name: str, raw: str) -> Any:
     except ValueError:
         raise ConfigError(f"{label}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def _place_s3_catalog(values: dict[str, Any]) -> None:
+    """CATALOG_PATH=s3://bucket/key: keep the URL, and read its local copy under CACHE_DIR."""
+    url = values.get("catalog_path")
+    if not isinstance(url, str):
+        return
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ConfigError(
+            f"CATALOG_PATH={url!r} must name one object, e.g. s3://my-shop/catalog/products.csv"
+        )
+    values["catalog_url"] = url
+    values["catalog_path"] = (
+        Path(values.get("cache_dir", Settings.cache_dir)) / "catalog" / "products.csv"
+    )
 
 
 def validate(settings: Settings) -> None:
@@ -184,6 +210,12 @@ def validate(settings: Settings) -> None:
             f"SEARCH_LOG_DAYS={settings.search_log_days} must be 0 (no log) to {MAX_SEARCH_LOG_DAYS}"
         )
     _validate_vector_backend(settings)
+    endpoint = settings.s3_endpoint_url
+    if endpoint is not None and not endpoint.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// address, "
+            "e.g. https://<account>.r2.cloudflarestorage.com"
+        )
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
         raise ConfigError(
@@ -201,7 +233,12 @@ def validate(settings: Settings) -> None:
         )
 
 
-VECTOR_BACKENDS = ("memory", "faiss", "pgvector")
+VECTOR_BACKENDS = ("memory", "faiss", "pgvector", "mysql")
+# The URL schemes each database backend accepts in DATABASE_URL, and an example of the form.
+DATABASE_SCHEMES = {
+    "pgvector": (("postgresql", "postgres"), "postgresql://user:password@host:5432/shop"),
+    "mysql": (("mysql", "mariadb", "mysql+pymysql"), "mysql://user:password@host:3306/shop"),
+}
 MODEL_PRECISIONS = ("auto", "float32")
 
 
@@ -210,10 +247,7 @@ def _validate_vector_backend(settings: Settings) -> None:
         raise ConfigError(
             f"VECTOR_BACKEND={settings.vector_backend!r} must be one of {', '.join(VECTOR_BACKENDS)}"
         )
-    if settings.vector_backend == "pgvector" and not settings.database_url:
-        raise ConfigError(
-            "VECTOR_BACKEND=pgvector needs DATABASE_URL, e.g. postgresql://user:password@host/db"
-        )
+    _validate_database_url(settings)
     if not 1 <= settings.database_pool_size <= 64:
         raise ConfigError(f"DATABASE_POOL_SIZE={settings.database_pool_size} must be 1-64")
     if not 1 <= settings.faiss_ef_search <= 4096:
@@ -221,3 +255,34 @@ def _validate_vector_backend(settings: Settings) -> None:
     # pgvector refuses hnsw.ef_search above 1000.
     if not 1 <= settings.pgvector_ef_search <= 1000:
         raise ConfigError(f"PGVECTOR_EF_SEARCH={settings.pgvector_ef_search} must be 1-1000")
+
+
+def _validate_database_url(settings: Settings) -> None:
+    """A database backend needs DATABASE_URL, of its own kind (its password never shown)."""
+    backend = settings.vector_backend
+    if backend not in DATABASE_SCHEMES:
+        return
+    schemes, example = DATABASE_SCHEMES[backend]
+    url = settings.database_url
+    if not url:
+        raise ConfigError(f"VECTOR_BACKEND={backend} needs DATABASE_URL, e.g. {example}")
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    # psycopg also takes "host=... dbname=..." strings, which have no scheme.
+    if scheme not in schemes and (scheme or backend != "pgvector"):
+        raise ConfigError(
+            f"DATABASE_URL={mask_url(url)} does not match VECTOR_BACKEND={backend}: "
+            f"it must start with {schemes[0]}://, e.g. {example}"
+        )
+
+
+def mask_url(url: str) -> str:
+    """A URL as it may be shown: any password replaced by ***, the query string left out."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(not a URL)"
+    rest = rest.split("?", 1)[0]
+    if "@" in rest:  # the last @ ends the user info, even with an unescaped @ or / in a password
+        userinfo, host = rest.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}://{rest}"

@@ -16,9 +16,10 @@ import numpy as np
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
 from .config import Settings
-from .errors import FetchError, NotFound
+from .errors import CatalogReadOnly, ConfigError, FetchError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
+from .images.s3 import S3Reader
 from .images.sources import ImageLocator, read_limited, save_upload
 from .index.index_file import Entry, IndexTable, read_index, write_index_row
 from .index.indexer import Indexer, SyncReport
@@ -96,6 +97,12 @@ class SearchService:
                 total_timeout=settings.fetch_timeout,
                 allow_loopback=settings.fetch_allow_loopback,
             ),
+            s3=S3Reader(
+                settings.s3_endpoint_url,
+                max_bytes=settings.max_upload_bytes,
+                total_timeout=settings.fetch_timeout,
+                workers=settings.download_workers,
+            ),
         )
         self.snapshot: Snapshot | None = None
         # Which completed sync the snapshot reflects, so that a sync by another process
@@ -129,9 +136,10 @@ class SearchService:
         """The configured vector store (VECTOR_BACKEND), opened on first use."""
         if self._store is None:
             dim = self.embedder.dim  # outside the lock: loading the model takes it too
+            identity = self.embedder.identity
             with self._embedder_lock:
                 if self._store is None:
-                    self._store = open_store(self.settings, dim)
+                    self._store = open_store(self.settings, dim, identity)
         return self._store
 
     def close(self) -> None:
@@ -158,12 +166,25 @@ class SearchService:
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
         with edit_lock(self.settings.index_path), self._sync_lock:
             store = self.store  # an unusable database fails now, before any embedding work
-            catalog = load_catalog(self.settings.catalog_path)
+            catalog = self._load_catalog(fetch=True)
             table, report = self._indexer().sync(catalog, progress)
             self._publish(catalog, table)
             store.flush()  # only a syncing process writes the store's files (FAISS)
             self._sync_stamp = publish_sync(self.settings.index_path)
             return catalog, report
+
+    def _load_catalog(self, fetch: bool) -> Catalog:
+        """products.csv; for CATALOG_PATH=s3://..., its local copy (fetched again if `fetch`)."""
+        url = self.settings.catalog_url
+        if url is None:
+            return load_catalog(self.settings.catalog_path)
+        if fetch or not self.settings.catalog_path.is_file():
+            try:
+                self.locator.fetch_catalog(url, self.settings.catalog_path)
+            except FetchError as error:
+                raise ConfigError(f"cannot read the catalog {error.message}") from None
+        # Relative image paths are objects next to the catalog, as files are next to a local one.
+        return load_catalog(self.settings.catalog_path, image_base=url.rsplit("/", 1)[0] + "/")
 
     def load_index(self) -> Catalog:
         """Load the catalog and index.csv as they are, embedding nothing.
@@ -173,7 +194,7 @@ class SearchService:
         """
         with self._sync_lock:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
-            catalog = load_catalog(self.settings.catalog_path)
+            catalog = self._load_catalog(fetch=False)
             identity = self.embedder.identity
             table = read_index(self.settings.index_path)
             keep = [
@@ -287,6 +308,7 @@ class SearchService:
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
     ) -> Product:
         """Add or replace one product now: products.csv, index.csv, then the vector store."""
+        self._refuse_edits_of_a_read_only_catalog()
         self._current()
         with self._editing():
             if image is not None:
@@ -303,12 +325,20 @@ class SearchService:
 
     def delete_product(self, product_id: str) -> None:
         """Remove one product now from products.csv, index.csv and the vector store."""
+        self._refuse_edits_of_a_read_only_catalog()
         self._current()
         with self._editing():
             catalog = edits.without_product(self.snapshot.catalog, product_id)
             self._write_edit(product_id, None, None)
             self.store.delete([product_id])
             self._edited(catalog)
+
+    def _refuse_edits_of_a_read_only_catalog(self) -> None:
+        if self.settings.catalog_url is not None:
+            raise CatalogReadOnly(
+                f"the catalog is read from {self.settings.catalog_url}; change products.csv "
+                "there, then re-index (POST /api/admin/reindex or `flask index`)"
+            )
 
     def _write_edit(
         self, product_id: str, product: Product | None, row: tuple[Entry, np.ndarray] | None

@@ -6,7 +6,7 @@ import csv
 import functools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,7 +32,12 @@ class Product:
 
     @property
     def is_remote(self) -> bool:
-        return self.image_url.lower().startswith(("http://", "https://"))
+        """Downloaded into the cache: an http(s) URL, or an object in the shop's S3 bucket."""
+        return self.image_url.lower().startswith(("http://", "https://", "s3://"))
+
+    @property
+    def is_s3(self) -> bool:
+        return self.image_url[:5].lower() == "s3://"
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,11 @@ class Catalog:
         return sorted({p.category for p in self.products.values() if p.category})
 
 
-def load_catalog(path: Path) -> Catalog:
-    """Read products.csv strictly; bad rows are skipped and reported, never fatal."""
+def load_catalog(path: Path, image_base: str | None = None) -> Catalog:
+    """Read products.csv strictly; bad rows are skipped and reported, never fatal.
+
+    `image_base` (a catalog read from s3://bucket/folder/) prefixes the relative image paths.
+    """
     if not path.is_file():
         raise ConfigError(f"catalog {path} does not exist; set CATALOG_PATH to your products.csv")
     catalog = Catalog(path=path)
@@ -75,7 +83,7 @@ def load_catalog(path: Path) -> Catalog:
         header = _read_header(reader, path)
         try:
             for cells in reader:
-                _add_row(catalog, header, cells, reader.line_num)
+                _add_row(catalog, header, cells, reader.line_num, image_base)
         except csv.Error as error:
             catalog.skipped.append(
                 SkippedRow(reader.line_num, f"unreadable CSV ({error}); rest of the file ignored")
@@ -94,15 +102,19 @@ def _read_header(reader: csv.reader, path: Path) -> list[str]:
     return header
 
 
-def _add_row(catalog: Catalog, header: list[str], cells: list[str], line: int) -> None:
+def _add_row(
+    catalog: Catalog, header: list[str], cells: list[str], line: int, image_base: str | None
+) -> None:
     if not any(cell.strip() for cell in cells):
         return  # blank line
     try:
         product = parse_row(header, cells, catalog.products)
     except ValueError as error:
         catalog.skipped.append(SkippedRow(line, str(error)))
-    else:
-        catalog.products[product.id] = product
+        return
+    if image_base is not None and not product.is_remote:
+        product = replace(product, image_url=image_base + product.image_url)
+    catalog.products[product.id] = product
 
 
 def parse_row(header: list[str], cells: list[str], seen: dict[str, Product]) -> Product:
@@ -155,11 +167,17 @@ def check_image_url(url: str) -> str:
         if not parts.hostname:
             raise ValueError(f"image_url {url!r} has no host")
         return url
+    if parts.scheme.lower() == "s3":
+        if not parts.netloc or not parts.path.strip("/") or url.endswith("/"):
+            raise ValueError(f"image_url {url!r} must name an object: s3://bucket/key")
+        return url
     # A one-letter "scheme" is a Windows drive: an absolute path, so it leaves the folder.
     if len(parts.scheme) == 1:
         raise ValueError(f"image_url {url!r} leaves the catalog folder")
     if parts.scheme:
-        raise ValueError(f"image_url {url!r}: scheme '{parts.scheme}' is not allowed (http/https)")
+        raise ValueError(
+            f"image_url {url!r}: scheme '{parts.scheme}' is not allowed (http, https or s3)"
+        )
     return _check_relative(url)
 
 

@@ -1,4 +1,5 @@
-"""Flask CLI for live catalog edits and the database: `flask product put|delete`, `flask db init`."""
+"""Flask CLI for the catalog and the database: `flask product put|delete`, `flask catalog
+from-s3`, `flask db init`."""
 
 from __future__ import annotations
 
@@ -85,4 +86,33 @@ def db_init_command(reset: bool) -> None:
     click.echo(f"{describe(url)}: {init_schema(url, dim, reset=reset)}")
 
 
-COMMANDS = (product_group, db_group)
+@click.group("catalog")
+def catalog_group() -> None:
+    """Make a catalog for the photos you already have."""
+
+
+@catalog_group.command("from-s3")
+@click.argument("prefix_url")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@with_appcontext
+@friendly_errors
+def from_s3_command(prefix_url: str, output: Path, overwrite: bool) -> None:
+    """Write OUTPUT (a products.csv) listing every image under PREFIX_URL (s3://bucket/prefix/).
+
+    Ids come from the keys, names from the file names, categories from the first folder under
+    the prefix; prices are left empty. Point CATALOG_PATH at the file (or upload it next to the
+    photos and point CATALOG_PATH at its s3:// URL), then run `flask index`.
+    """
+    from ..catalog.bucket import products_from_keys, write_products_csv
+
+    if output.exists() and not overwrite:
+        raise click.UsageError(f"{output} exists; pass --overwrite to replace it")
+    reader = get_service().locator.s3
+    bucket, _, prefix = prefix_url[len("s3://") :].partition("/")
+    keys = [key for key, _ in reader.list_images(prefix_url)]
+    count = write_products_csv(output, products_from_keys(bucket, prefix, keys))
+    click.echo(f"wrote {count} products to {output} from {prefix_url}")
+
+
+COMMANDS = (product_group, catalog_group, db_group)

@@ -17,6 +17,7 @@ import numpy as np
 from ..catalog import Catalog, Product
 from ..errors import ImageError, SearchAppError
 from ..images.decode import decode_image
+from ..images.s3 import GONE
 from ..images.sources import ImageLocator, file_signature
 from ..model import Embedder
 from .index_file import Entry, IndexTable, read_index, write_index
@@ -87,16 +88,24 @@ class Indexer:
         report = SyncReport()
         old = {entry.id: (entry, vector) for entry, vector in read_index(self.index_path).rows()}
         report.removed = [pid for pid in old if pid not in catalog.products]
-        kept, todo, dirty = self._plan(catalog, old, report)
-        new_rows = self._embed_all(todo, kept, old, report, progress)
+        etags = self._s3_etags(catalog)
+        kept, todo, dirty = self._plan(catalog, old, report, etags)
+        new_rows = self._embed_all(todo, kept, old, report, progress, etags)
         table = IndexTable.from_rows(kept + new_rows, self.embedder.dim)
         if dirty or report.changed or not self.index_path.is_file():
             write_index(self.index_path, table)
         report.seconds = time.perf_counter() - started
         return table, report
 
+    def _s3_etags(self, catalog: Catalog) -> dict[str, str]:
+        """{s3 URL: its object's ETag now, or GONE}, for the catalog's S3 images."""
+        urls = [p.image_url for p in catalog.products.values() if p.is_s3]
+        if not urls or self.locator.s3 is None:
+            return {}
+        return self.locator.s3.etags(urls)
+
     def _plan(
-        self, catalog: Catalog, old: dict, report: SyncReport
+        self, catalog: Catalog, old: dict, report: SyncReport, etags: dict[str, str]
     ) -> tuple[list[tuple[Entry, np.ndarray]], list[Product], bool]:
         """Split products into kept rows and those to embed; `dirty` if kept rows changed."""
         kept: list[tuple[Entry, np.ndarray]] = []
@@ -111,6 +120,9 @@ class Indexer:
                 or entry.source != product.image_url
             ):
                 todo.append(product)
+                continue
+            if product.is_s3 and not _same_object(entry, etags.get(product.image_url)):
+                todo.append(product)  # replaced, deleted or no longer readable
                 continue
             if product.is_remote:
                 kept.append(previous)
@@ -140,13 +152,15 @@ class Indexer:
             return None
         return Entry(entry.id, entry.source, signature or "", entry.fingerprint, entry.model)
 
-    def _embed_all(self, todo, kept, old, report, progress) -> list[tuple[Entry, np.ndarray]]:
+    def _embed_all(
+        self, todo, kept, old, report, progress, etags
+    ) -> list[tuple[Entry, np.ndarray]]:
         if not todo:
             return []
         # Downloads run ahead of decoding and inference, which wait only for their own image.
         downloads = ThreadPoolExecutor(self.download_workers, thread_name_prefix="download")
         try:
-            pending = self.locator.start_downloads(todo, downloads)
+            pending = self.locator.start_downloads(todo, downloads, etags=etags)
             return self._embed_batches(todo, pending, kept, old, report, progress)
         finally:
             downloads.shutdown(cancel_futures=True)  # after an error, drop the queued ones
@@ -199,6 +213,11 @@ class Indexer:
 
     def embed_one(self, product: Product) -> tuple[Entry, np.ndarray]:
         """Embed one product's image now (a live catalog edit): its index.csv entry and vector (D,)."""
+        if product.is_s3:  # the object as it is now, not an older cached copy
+            try:
+                self.locator.download(product.image_url)
+            except SearchAppError as error:
+                raise ImageError(f"product {product.id!r}: {error.message}") from None
         prepared = self._prepare(product)
         if prepared.error is not None:
             raise ImageError(f"product {product.id!r}: {prepared.error}")
@@ -212,14 +231,28 @@ class Indexer:
         except SearchAppError as error:
             return Prepared(product, error=error.message)
         path = self.locator.path_for(product)
+        if product.is_s3:
+            signature = s3_signature(self.locator.cached_etag(product.image_url) or "")
+        else:
+            signature = file_signature(path) or ""
         entry = Entry(
             id=product.id,
             source=product.image_url,
-            signature=file_signature(path) or "",
+            signature=signature,
             fingerprint=hashlib.sha256(data).hexdigest(),
             model=self.embedder.identity,
         )
         return Prepared(product, entry, array)
+
+
+def s3_signature(etag: str) -> str:
+    """An S3 image's index.csv signature: its object's ETag (a new one for a replaced photo)."""
+    return f"etag:{etag}"
+
+
+def _same_object(entry: Entry, etag: str | None) -> bool:
+    """The indexed S3 object is still there unchanged (also when S3 could not say: None)."""
+    return etag is None or (etag != GONE and entry.signature == s3_signature(etag))
 
 
 def bounded_map(

@@ -20,6 +20,7 @@ class StoreError(SearchAppError):
 
     status = 503
     code = "store_unavailable"
+    public_message = "the product database is not available at the moment; please try again shortly"
 
 
 @dataclass(frozen=True)

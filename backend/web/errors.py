@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 # Paths that always answer JSON, whatever the client accepts.
 JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 GENERIC_500 = "something went wrong on our side; please try again"
+RETRY_AFTER_SECONDS = 5  # a 503 (vector store away) is worth retrying soon
 
 
 def init_app(app: Flask) -> None:
@@ -42,7 +43,10 @@ def _domain_error(error: SearchAppError) -> Response:
     if error.status >= 500:
         # Server-side details (paths, settings) are for the operator's log, not the visitor.
         log.error("%s: %s", error.code, error.message)
-        return error_response(error.status, error.code, GENERIC_500)
+        response = error_response(error.status, error.code, error.public_message or GENERIC_500)
+        if error.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return error_response(error.status, error.code, error.message)
 
 

@@ -17,7 +17,7 @@ from backend.extensions import get_service
 from backend.index.index_file import read_index
 from tests.support.catalogs import draw_image, image_bytes
 
-BACKENDS = ["memory", "faiss", "pgvector"]
+BACKENDS = ["memory", "faiss", "pgvector", "mysql"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,6 +28,8 @@ def backend_config(request, app_config) -> dict:
 
         config["database_url"] = request.getfixturevalue("database_url")
         init_schema(config["database_url"], 512)
+    elif request.param == "mysql":
+        config["database_url"] = request.getfixturevalue("mysql_url")
     return config
 
 

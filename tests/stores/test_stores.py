@@ -1,7 +1,8 @@
-"""One behavioural suite for every vector store: memory, FAISS and PostgreSQL + pgvector.
+"""One behavioural suite for every vector store: memory, FAISS, PostgreSQL + pgvector, MySQL.
 
-Each test runs against all three backends (pgvector on a real server started by the tests)
-and checks them against a brute-force numpy reference written here, independently of the code.
+Each test runs against all four backends (pgvector and mysql on real servers started by the
+tests: PostgreSQL from the pgserver wheel, MariaDB from Debian's mariadb-server) and checks them
+against a brute-force numpy reference written here, independently of the code.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from backend.stores.faiss_hnsw import FaissStore
 from backend.stores.memory import MemoryStore
 
 DIM = 24
-BACKENDS = ["memory", "faiss", "pgvector"]
-PERSISTENT = ["faiss", "pgvector"]
+BACKENDS = ["memory", "faiss", "pgvector", "mysql"]
+PERSISTENT = ["faiss", "pgvector", "mysql"]
+EXACT = ["memory", "mysql"]  # exact search by design: no graph whose walk could come back short
 RARE = "rare"
 
 
@@ -72,12 +74,18 @@ def open_store(backend, tmp_path, request):
 
         url = request.getfixturevalue("database_url")
         init_schema(url, DIM)
+    elif backend == "mysql":
+        url = request.getfixturevalue("mysql_url")
 
     def factory(**options):
         if backend == "memory":
             store = MemoryStore(DIM)
         elif backend == "faiss":
             store = FaissStore(tmp_path / "faiss", DIM, **options)
+        elif backend == "mysql":
+            from backend.stores.mysql import MySQLStore
+
+            store = MySQLStore(url, DIM, pool_size=2, **options)
         else:
             from backend.stores.postgres import PgVectorStore
 
@@ -147,7 +155,7 @@ def test_filters_rank_only_matching_products(filled, filters):
 def test_rare_category_still_yields_its_k_matches(open_store, backend):
     # exact_limit=0 makes the ANN backends walk their graph even for a rare category; they
     # must still come back with k results (wider walk, exact fallback).
-    options = {} if backend == "memory" else {"exact_limit": 0}
+    options = {} if backend in EXACT else {"exact_limit": 0}
     store = open_store(**options)
     store.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
     rare = Filters(category=RARE)

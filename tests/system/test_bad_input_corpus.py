@@ -372,7 +372,7 @@ CATALOG_ROWS = {
     "traversal": (HEADER + GOOD + "p2,Up,toys,1,../../etc/passwd\n", 0, "1 added", "row 3: image_url '../../etc/passwd' leaves the catalog folder"),
     "absolute-path": (HEADER + GOOD + "p2,Abs,toys,1,/etc/passwd\n", 0, "1 added", "row 3: image_url '/etc/passwd' leaves the catalog folder"),
     "backslash-traversal": (HEADER + GOOD + "p2,Up,toys,1,..\\..\\secret.png\n", 0, "1 added", "leaves the catalog folder"),
-    "file-url": (HEADER + GOOD + "p2,File,toys,1,file:///etc/passwd\n", 0, "1 added", "row 3: image_url 'file:///etc/passwd': scheme 'file' is not allowed (http/https)"),
+    "file-url": (HEADER + GOOD + "p2,File,toys,1,file:///etc/passwd\n", 0, "1 added", "row 3: image_url 'file:///etc/passwd': scheme 'file' is not allowed (http, https or s3)"),
     "metadata-url": (HEADER + GOOD + "p2,Meta,toys,1,http://169.254.169.254/latest/meta-data/\n", 0, "1 added", "failed p2: image URL refused: 169.254.169.254 is a link-local address"),
     "loopback-url": (HEADER + GOOD + "p2,Local,toys,1,http://127.0.0.1/admin.png\n", 0, "1 added", "failed p2: image URL refused: 127.0.0.1 is a loopback address"),
     "symlink-out-of-the-folder": (HEADER + GOOD + "p2,Link,toys,1,images/link.png\n", 0, "1 added", "failed p2: image_url 'images/link.png' leaves the catalog folder"),
