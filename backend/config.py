@@ -13,13 +13,17 @@ from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_CATALOG = PACKAGE_DIR / "data" / "products.csv"
 MIN_ADMIN_TOKEN_CHARS = 16
+MAX_CURRENCY_CHARS = 8
 
 
 @dataclass(frozen=True)
 class Settings:
-    catalog_path: Path = PACKAGE_DIR / "data" / "products.csv"
-    index_path: Path = PACKAGE_DIR / "data" / "index.csv"
+    catalog_path: Path = BUNDLED_CATALOG
+    # `load_settings` puts it beside the catalog (index.csv next to the products.csv it indexes)
+    # unless INDEX_PATH says otherwise.
+    index_path: Path = BUNDLED_CATALOG.with_name("index.csv")
     cache_dir: Path = PROJECT_ROOT / "cache"
     static_dir: Path = PACKAGE_DIR / "static"
     model: str = "resnet18"
@@ -51,6 +55,20 @@ class Settings:
     # HNSW search breadth (candidates examined per query): higher is slower and more accurate.
     faiss_ef_search: int = 64
     pgvector_ef_search: int = 100
+    # Shown with every price on the pages: a symbol before the amount ("€" -> "€2.50"), a code
+    # after it ("CHF" -> "2.50 CHF"); None shows the bare number.
+    currency: str | None = None
+
+    @property
+    def bundled_catalog(self) -> bool:
+        """Whether the catalog is the demo's, the only one whose images may be in static/."""
+        return _same_file(self.catalog_path, BUNDLED_CATALOG)
+
+    @property
+    def image_roots(self) -> tuple[Path, ...]:
+        """Where a relative image_url is looked up: the catalog's folder (and static/ for the demo)."""
+        folder = self.catalog_path.parent
+        return (folder, self.static_dir) if self.bundled_catalog else (folder,)
 
     @property
     def random_weights(self) -> bool:
@@ -94,6 +112,7 @@ ENV_VARS = {
     "DATABASE_POOL_SIZE": "database_pool_size",
     "FAISS_EF_SEARCH": "faiss_ef_search",
     "PGVECTOR_EF_SEARCH": "pgvector_ef_search",
+    "CURRENCY": "currency",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -112,6 +131,8 @@ def load_settings(
             values[name] = _coerce(var, name, raw.strip())
     for name, value in (overrides or {}).items():
         values[name] = _coerce(name, name, value) if isinstance(value, str) else value
+    if values.get("index_path") is None and "catalog_path" in values:
+        values["index_path"] = Path(values["catalog_path"]).with_name("index.csv")
     settings = replace(Settings(), **values)
     validate(settings)
     return settings
@@ -161,6 +182,7 @@ def validate(settings: Settings) -> None:
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
         )
     _validate_vector_backend(settings)
+    _validate_currency(settings.currency)
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
         raise ConfigError(
@@ -198,3 +220,20 @@ def _validate_vector_backend(settings: Settings) -> None:
     # pgvector refuses hnsw.ef_search above 1000.
     if not 1 <= settings.pgvector_ef_search <= 1000:
         raise ConfigError(f"PGVECTOR_EF_SEARCH={settings.pgvector_ef_search} must be 1-1000")
+
+
+def _validate_currency(currency: str | None) -> None:
+    if currency is None:
+        return
+    if len(currency) > MAX_CURRENCY_CHARS or not currency.isprintable():
+        raise ConfigError(
+            f"CURRENCY={currency[:20]!r} must be a symbol or code of at most "
+            f"{MAX_CURRENCY_CHARS} characters, e.g. € or CHF"
+        )
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.resolve() == other.resolve()
+    except OSError:
+        return False
