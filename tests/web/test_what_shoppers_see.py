@@ -119,7 +119,7 @@ def test_without_javascript_the_form_promises_only_what_works(shared_client):
     assert 'class="slider-value js-only"' in html
     with shared_client.get("/static/css/app.css") as response:
         css = response.get_data(as_text=True)
-    assert ".js-only { display: none !important; }" in css
+    assert "html:not(.js) .js-only { display: none !important; }" in css
     assert ".js .no-js-only { display: none !important; }" in css
 
 
