@@ -26,6 +26,9 @@ class Settings:
     index_path: Path = BUNDLED_CATALOG.with_name("index.csv")
     cache_dir: Path = PROJECT_ROOT / "cache"
     static_dir: Path = PACKAGE_DIR / "static"
+    # More folders where relative image paths are looked up after the catalog's own: for code
+    # that serves a catalog's rows from elsewhere (the benchmarks); not an environment setting.
+    image_dirs: tuple[Path, ...] = ()
     model: str = "resnet18"
     # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
     model_weights: str | None = None
@@ -68,7 +71,8 @@ class Settings:
     def image_roots(self) -> tuple[Path, ...]:
         """Where a relative image_url is looked up: the catalog's folder (and static/ for the demo)."""
         folder = self.catalog_path.parent
-        return (folder, self.static_dir) if self.bundled_catalog else (folder,)
+        static = (self.static_dir,) if self.bundled_catalog else ()
+        return (folder, *static, *self.image_dirs)
 
     @property
     def random_weights(self) -> bool:

@@ -37,6 +37,11 @@ def test_only_the_bundled_catalog_may_take_images_from_static(tmp_path):
     )
     shop = load_settings({"CATALOG_PATH": str(tmp_path / "products.csv")})
     assert not shop.bundled_catalog and shop.image_roots == (tmp_path,)
+    # Code may add folders of its own (the benchmarks read their rows' images in place).
+    extra = load_settings(
+        {}, overrides={"catalog_path": tmp_path / "p.csv", "image_dirs": (PACKAGE_DIR,)}
+    )
+    assert extra.image_roots == (tmp_path, PACKAGE_DIR)
     # The same file by another spelling is still the bundled catalog.
     spelled = PACKAGE_DIR / "data" / ".." / "data" / "products.csv"
     assert load_settings({"CATALOG_PATH": str(spelled)}).bundled_catalog
