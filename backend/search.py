@@ -16,11 +16,19 @@ import numpy as np
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
 from .config import Settings
-from .errors import FetchError, NotFound
+from .errors import ConfigError, FetchError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
 from .images.sources import ImageLocator, file_signature, read_limited, save_upload
-from .index.index_file import Entry, IndexTable, catalog_reference, read_index, write_index_row
+from .index.index_file import (
+    Entry,
+    IndexMeta,
+    IndexTable,
+    catalog_reference,
+    read_index,
+    read_meta,
+    write_index_row,
+)
 from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
 from .index.snapshot import Snapshot
@@ -172,7 +180,7 @@ class SearchService:
             catalog = load_catalog(self.settings.catalog_path)
             identity = self.embedder.identity
             table = read_index(self.settings.index_path)
-            foreign = self._foreign_catalog(table)
+            foreign = self._foreign_catalog(table.meta)
             if foreign is not None:
                 return self._refuse_foreign_index(catalog, foreign)
             keep = [
@@ -187,18 +195,21 @@ class SearchService:
             self._publish(catalog, table, {})
             return catalog
 
-    def _foreign_catalog(self, table: IndexTable) -> str | None:
+    def _foreign_catalog(self, meta: IndexMeta) -> str | None:
         """The other catalog index.csv was built from, or None when it is this one's."""
-        recorded = table.meta.catalog
+        recorded = meta.catalog
         expected = catalog_reference(self.settings.catalog_path, self.settings.index_path)
         return None if recorded in (None, expected) else recorded
 
-    def _refuse_foreign_index(self, catalog: Catalog, foreign: str) -> Catalog:
-        problem = (
+    def _foreign_index_problem(self, foreign: str) -> str:
+        return (
             f"{self.settings.index_path.name} was built from another catalog ({foreign}); "
             "run `flask index` with this server's CATALOG_PATH, or give each catalog its own "
             "INDEX_PATH"
         )
+
+    def _refuse_foreign_index(self, catalog: Catalog, foreign: str) -> Catalog:
+        problem = self._foreign_index_problem(foreign)
         log.error("not loading %s: %s", self.settings.index_path, problem)
         if self.snapshot is not None:
             return self.snapshot.catalog  # keep answering from what was loaded before
@@ -353,6 +364,9 @@ class SearchService:
     def _editing(self) -> Iterator[None]:
         """Edit alone, across processes, on a snapshot that holds the other processes' edits."""
         with edit_lock(self.settings.index_path):
+            foreign = self._foreign_catalog(read_meta(self.settings.index_path))
+            if foreign is not None:  # our row must not go into another catalog's index
+                raise ConfigError(self._foreign_index_problem(foreign))
             if sync_stamp(self.settings.index_path) != self._sync_stamp:
                 self.load_index()  # else our sync mark would hide their edit from us for good
             with self._sync_lock:

@@ -141,6 +141,16 @@ def read_index(path: Path) -> IndexTable:
         return IndexTable()
 
 
+def read_meta(path: Path) -> IndexMeta:
+    """Only the meta line of index.csv (its catalog, its failures): no vectors are read."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(MAX_META_BYTES + 1).removeprefix(codecs.BOM_UTF8)
+        return IndexMeta.parse(first) if first.startswith(b"#") else IndexMeta()
+    except (OSError, ValueError):
+        return IndexMeta()
+
+
 def _parse(path: Path) -> IndexTable:
     rows = _Rows()
     with path.open("rb") as handle:

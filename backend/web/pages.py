@@ -64,7 +64,7 @@ def money(value: float | None) -> str:
     """A price as the pages show it: "2.50", "€2.50" or "2.50 CHF" (CURRENCY), or a dash."""
     if value is None:
         return "—"
-    amount = f"{value:,.2f}"
+    amount = f"{value:.2f}"
     currency = current_app.config["SETTINGS"].currency
     if not currency:
         return amount

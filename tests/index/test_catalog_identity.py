@@ -140,3 +140,18 @@ def test_an_index_without_a_record_is_taken_as_this_catalogs(tmp_path, legacy):
     _, report = service.sync()
     assert report.unchanged == len(DEFAULT_ITEMS) and not report.added
     assert read_index(index).meta.catalog == "products.csv"
+
+
+def test_a_live_edit_never_writes_into_another_catalogs_index(tmp_path):
+    from backend.errors import ConfigError
+
+    shared = tmp_path / "data" / "index.csv"
+    demo_catalog = write_catalog(tmp_path / "demo")
+    demo = get_service(create_app(config_for(demo_catalog, tmp_path, index_path=shared)))
+    demo.sync()
+    shop = write_catalog(tmp_path / "shop", SHOP_ITEMS)
+    get_service(create_app(config_for(shop, tmp_path, index_path=shared))).sync()
+    catalog_before, index_before = demo_catalog.read_bytes(), shared.read_bytes()
+    with pytest.raises(ConfigError, match="built from another catalog"):
+        demo.put_product("n1", {"name": "New", "image_url": "images/p1.png"})
+    assert demo_catalog.read_bytes() == catalog_before and shared.read_bytes() == index_before
