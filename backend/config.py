@@ -13,16 +13,23 @@ from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_CATALOG = PACKAGE_DIR / "data" / "products.csv"
 MIN_ADMIN_TOKEN_CHARS = 16
 MAX_SEARCH_LOG_DAYS = 3660
+MAX_CURRENCY_CHARS = 8
 
 
 @dataclass(frozen=True)
 class Settings:
-    catalog_path: Path = PACKAGE_DIR / "data" / "products.csv"
-    index_path: Path = PACKAGE_DIR / "data" / "index.csv"
+    catalog_path: Path = BUNDLED_CATALOG
+    # `load_settings` puts it beside the catalog (index.csv next to the products.csv it indexes)
+    # unless INDEX_PATH says otherwise.
+    index_path: Path = BUNDLED_CATALOG.with_name("index.csv")
     cache_dir: Path = PROJECT_ROOT / "cache"
     static_dir: Path = PACKAGE_DIR / "static"
+    # More folders where relative image paths are looked up after the catalog's own: for code
+    # that serves a catalog's rows from elsewhere (the benchmarks); not an environment setting.
+    image_dirs: tuple[Path, ...] = ()
     model: str = "resnet18"
     # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
     model_weights: str | None = None
@@ -64,6 +71,21 @@ class Settings:
     # CATALOG_PATH given as s3://bucket/key: the catalog is read from there at each sync into
     # catalog_path (a local copy under CACHE_DIR), and live edits are refused.
     catalog_url: str | None = None
+    # Shown with every price on the pages: a symbol before the amount ("€" -> "€2.50"), a code
+    # after it ("CHF" -> "2.50 CHF"); None shows the bare number.
+    currency: str | None = None
+
+    @property
+    def bundled_catalog(self) -> bool:
+        """Whether the catalog is the demo's, the only one whose images may be in static/."""
+        return _same_file(self.catalog_path, BUNDLED_CATALOG)
+
+    @property
+    def image_roots(self) -> tuple[Path, ...]:
+        """Where a relative image_url is looked up: the catalog's folder (and static/ for the demo)."""
+        folder = self.catalog_path.parent
+        static = (self.static_dir,) if self.bundled_catalog else ()
+        return (folder, *static, *self.image_dirs)
 
     @property
     def random_weights(self) -> bool:
@@ -118,6 +140,7 @@ ENV_VARS = {
     "SEARCH_LOG_PATH": "search_log_path",
     "METRICS_TOKEN": "metrics_token",
     "S3_ENDPOINT_URL": "s3_endpoint_url",
+    "CURRENCY": "currency",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -137,6 +160,8 @@ def load_settings(
     for name, value in (overrides or {}).items():
         values[name] = _coerce(name, name, value) if isinstance(value, str) else value
     _place_s3_catalog(values)
+    if values.get("index_path") is None and "catalog_path" in values:
+        values["index_path"] = Path(values["catalog_path"]).with_name("index.csv")
     settings = replace(Settings(), **values)
     validate(settings)
     return settings
@@ -216,6 +241,7 @@ def validate(settings: Settings) -> None:
             f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// address, "
             "e.g. https://<account>.r2.cloudflarestorage.com"
         )
+    _validate_currency(settings.currency)
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
         raise ConfigError(
@@ -286,3 +312,20 @@ def mask_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         rest = f"{user}{':***' if colon else ''}@{host}"
     return f"{scheme}://{rest}"
+
+
+def _validate_currency(currency: str | None) -> None:
+    if currency is None:
+        return
+    if len(currency) > MAX_CURRENCY_CHARS or not currency.isprintable():
+        raise ConfigError(
+            f"CURRENCY={currency[:20]!r} must be a symbol or code of at most "
+            f"{MAX_CURRENCY_CHARS} characters, e.g. € or CHF"
+        )
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.resolve() == other.resolve()
+    except OSError:
+        return False

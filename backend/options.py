@@ -14,6 +14,13 @@ MIN_K, MAX_K = 1, 100
 K_CHOICES = (6, 12, 24, 48)  # the form's menu (plus the default and whatever was asked for)
 MAX_TEXT_CHARS = 200
 MAX_URL_CHARS = 2048
+# A result is shown at threshold t when similarity >= t - MATCH_TOLERANCE: the cosine of an image
+# with itself comes out of float32 maths as 0.99999994, and must pass the 100 % filter it is
+# labelled for. `match_percent` rounds with the same tolerance, so label and filter agree.
+MATCH_TOLERANCE = 1e-6
+THRESHOLD_FORMS = (
+    "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
+)
 
 
 @dataclass(frozen=True)
@@ -99,21 +106,43 @@ def parse_options(
     """
     return SearchOptions(
         k=parse_int(values.get("k"), "k", defaults.k, MIN_K, MAX_K),
-        threshold=parse_threshold(values.get("threshold"), defaults.threshold, percent),
+        threshold=parse_threshold(
+            values.get("threshold"), _default_threshold(defaults, percent), percent
+        ),
         category=parse_category(values.get("category"), categories, defaults.category),
         min_price=parse_price(values.get("min_price"), "min_price", defaults.min_price),
         max_price=parse_price(values.get("max_price"), "max_price", defaults.max_price),
     )
 
 
+def _default_threshold(defaults: SearchOptions, percent: bool) -> float:
+    # The pages' slider moves in whole percents: its default is one too.
+    return defaults.percent / 100 if percent else defaults.threshold
+
+
 def parse_threshold(raw: Any, default: float, percent: bool) -> float:
+    """A threshold from 0 to 1; with `percent` (the pages), a whole percent from 0 to 100.
+
+    On the percent scale a decimal from 0 to 1 is a similarity as the API writes it: a shared
+    `?threshold=0.7` means 70 %, never 0.7 %. Anything else that is not a whole percent is refused.
+    """
     if blank(raw):
         return default
-    scale, top = (100.0, "100") if percent else (1.0, "1")
     number = parse_number(raw, "threshold")
-    if not 0.0 <= number <= scale:
-        raise InvalidInput(f"threshold={raw!s:.20} must be between 0 and {top}")
-    return number / scale
+    if not percent:
+        if not 0.0 <= number <= 1.0:
+            raise InvalidInput(f"threshold={raw!s:.20} must be between 0 and 1")
+        return number
+    written = raw.strip() if isinstance(raw, str) else repr(raw)
+    share = number * 100 if "." in written and 0.0 <= number <= 1.0 else number
+    if not 0.0 <= share <= 100.0 or abs(share - round(share)) > 1e-9:
+        raise InvalidInput(f"threshold={raw!s:.20} must be {THRESHOLD_FORMS}")
+    return round(share) / 100
+
+
+def match_percent(similarity: float) -> int:
+    """The similarity as the whole percent a result is labelled with (see MATCH_TOLERANCE)."""
+    return math.floor(similarity * 100 + 100 * MATCH_TOLERANCE)
 
 
 def parse_int(raw: Any, name: str, default: int, low: int, high: int) -> int:

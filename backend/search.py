@@ -20,12 +20,21 @@ from .errors import CatalogReadOnly, ConfigError, FetchError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
 from .images.s3 import S3Reader
-from .images.sources import ImageLocator, read_limited, save_upload
-from .index.index_file import Entry, IndexTable, read_index, write_index_row
+from .images.sources import ImageLocator, file_signature, read_limited, save_upload
+from .index.index_file import (
+    Entry,
+    IndexMeta,
+    IndexTable,
+    catalog_reference,
+    read_index,
+    read_meta,
+    write_index_row,
+)
 from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
+from .index.snapshot import Snapshot
 from .model import Embedder, load_embedder
-from .options import SearchOptions
+from .options import MATCH_TOLERANCE, SearchOptions
 from .stores import Filters, VectorStore, item_version, open_store, sync_store
 
 log = logging.getLogger(__name__)
@@ -63,23 +72,12 @@ class SearchResult:
 
     @property
     def shown(self) -> list[Hit]:
-        return [hit for hit in self.hits if hit.similarity >= self.threshold]
+        # The tolerance keeps float32 rounding from hiding what is labelled "100 % match".
+        return [hit for hit in self.hits if hit.similarity >= self.threshold - MATCH_TOLERANCE]
 
     @property
     def hidden_below_threshold(self) -> int:
         return len(self.hits) - len(self.shown)
-
-
-class Snapshot:
-    """An immutable view of the catalog and of which products are indexed; replaced whole.
-
-    The vectors themselves live in the vector store (`SearchService.store`).
-    """
-
-    def __init__(self, catalog: Catalog, ids: list[str]) -> None:
-        self.catalog = catalog
-        self.products = [catalog.products[pid] for pid in ids]
-        self.row_of = {pid: row for row, pid in enumerate(ids)}
 
 
 class SearchService:
@@ -89,7 +87,7 @@ class SearchService:
         self._embedder_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self.locator = ImageLocator(
-            roots=(settings.catalog_path.parent, settings.static_dir),
+            roots=settings.image_roots,
             cache_dir=settings.cache_dir,
             max_bytes=settings.max_upload_bytes,
             fetch_policy=FetchPolicy(
@@ -157,10 +155,16 @@ class SearchService:
             download_workers=self.settings.download_workers,
         )
 
-    def _publish(self, catalog: Catalog, table: IndexTable) -> None:
+    def _publish(
+        self,
+        catalog: Catalog,
+        table: IndexTable,
+        failed: dict[str, str],
+        problem: str | None = None,
+    ) -> None:
         """Push what changed into the vector store, then swap in the new snapshot."""
         sync_store(self.store, catalog, table)
-        self.snapshot = Snapshot(catalog, [e.id for e in table.entries if e.id in catalog.products])
+        self.snapshot = Snapshot.of(catalog, table.entries, table.meta, failed, problem)
 
     def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
@@ -168,7 +172,7 @@ class SearchService:
             store = self.store  # an unusable database fails now, before any embedding work
             catalog = self._load_catalog(fetch=True)
             table, report = self._indexer().sync(catalog, progress)
-            self._publish(catalog, table)
+            self._publish(catalog, table, report.failed)
             store.flush()  # only a syncing process writes the store's files (FAISS)
             self._sync_stamp = publish_sync(self.settings.index_path)
             return catalog, report
@@ -190,13 +194,18 @@ class SearchService:
         """Load the catalog and index.csv as they are, embedding nothing.
 
         For server processes whose index another process has just synced: rows of products no
-        longer in the catalog, or of another model, are left out rather than re-embedded.
+        longer in the catalog, or of another model, are left out rather than re-embedded. An
+        index built from another catalog is never loaded: a server keeps what it has, and one
+        that has nothing yet serves nothing and says why (`/readyz`).
         """
         with self._sync_lock:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
             catalog = self._load_catalog(fetch=False)
             identity = self.embedder.identity
             table = read_index(self.settings.index_path)
+            foreign = self._foreign_catalog(table.meta)
+            if foreign is not None:
+                return self._refuse_foreign_index(catalog, foreign)
             keep = [
                 row
                 for row, entry in enumerate(table.entries)
@@ -205,9 +214,30 @@ class SearchService:
             if len(keep) < len(table) or not keep:
                 # Copied only when rows are left out: at 50k rows a copy is 100 MB more at peak.
                 rows = [(table.entries[row], table.vectors[row]) for row in keep]
-                table = IndexTable.from_rows(rows, self.embedder.dim)
-            self._publish(catalog, table)
+                table = IndexTable.from_rows(rows, self.embedder.dim, table.meta)
+            self._publish(catalog, table, {})
             return catalog
+
+    def _foreign_catalog(self, meta: IndexMeta) -> str | None:
+        """The other catalog index.csv was built from, or None when it is this one's."""
+        recorded = meta.catalog
+        expected = catalog_reference(self.settings.catalog_path, self.settings.index_path)
+        return None if recorded in (None, expected) else recorded
+
+    def _foreign_index_problem(self, foreign: str) -> str:
+        return (
+            f"{self.settings.index_path.name} was built from another catalog ({foreign}); "
+            "run `flask index` with this server's CATALOG_PATH, or give each catalog its own "
+            "INDEX_PATH"
+        )
+
+    def _refuse_foreign_index(self, catalog: Catalog, foreign: str) -> Catalog:
+        problem = self._foreign_index_problem(foreign)
+        log.error("not loading %s: %s", self.settings.index_path, problem)
+        if self.snapshot is not None:
+            return self.snapshot.catalog  # keep answering from what was loaded before
+        self._publish(catalog, IndexTable.from_rows([], self.embedder.dim), {}, problem)
+        return catalog
 
     def reload_if_synced_elsewhere(self) -> bool:
         """Load index.csv again if another process completed a sync since ours (checked every 2 s)."""
@@ -222,17 +252,30 @@ class SearchService:
         self.load_index()
         return True
 
-    def _current(self) -> Snapshot:
+    def current(self) -> Snapshot:
+        """The snapshot searches are answered from (the index is synced on first use)."""
         if self.snapshot is None:
             self.sync()
         return self.snapshot
 
     @property
     def catalog(self) -> Catalog:
-        return self._current().catalog
+        return self.current().catalog
 
     def indexed_count(self) -> int:
-        return len(self._current().products)
+        return len(self.current().products)
+
+    def image_version(self, product_id: str) -> str | None:
+        """The content version of a product's indexed image, for its cache-safe URL."""
+        return self.current().image_version(product_id)
+
+    def is_indexed_image(self, product_id: str, version: str, path: Path) -> bool:
+        """Whether `path` still holds the image of that version (unchanged since indexing)."""
+        snapshot = self.current()
+        entry = snapshot.entries.get(product_id)
+        if entry is None or version != snapshot.image_version(product_id):
+            return False
+        return bool(entry.signature) and file_signature(path) == entry.signature
 
     def options(self, **changes: Any) -> SearchOptions:
         """The served default options (TOP_K, SIMILARITY_THRESHOLD) with `changes`, validated."""
@@ -278,7 +321,7 @@ class SearchService:
         """ "More like this": the catalog items closest to one product, itself excluded."""
         started = time.perf_counter()
         options = self._resolve(options, changes)
-        self._current()
+        self.current()
         vector = self.store.vector(product_id)
         if vector is None:
             raise NotFound(f"product {product_id!r} is not in the index")
@@ -292,7 +335,7 @@ class SearchService:
         exclude_id: str | None = None,
         stages: dict[str, float] | None = None,
     ) -> SearchResult:
-        self._current()
+        self.current()
         k = options.k
         filters = Filters(options.category, options.min_price, options.max_price)
         ranking = time.perf_counter()
@@ -309,7 +352,7 @@ class SearchService:
     ) -> Product:
         """Add or replace one product now: products.csv, index.csv, then the vector store."""
         self._refuse_edits_of_a_read_only_catalog()
-        self._current()
+        self.current()
         with self._editing():
             if image is not None:
                 folder = self.settings.catalog_path.parent
@@ -320,13 +363,13 @@ class SearchService:
             self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])
-            self._edited(edits.with_product(self.snapshot.catalog, product), added=product.id)
+            self._edited(edits.with_product(self.snapshot.catalog, product), added=entry)
         return product
 
     def delete_product(self, product_id: str) -> None:
         """Remove one product now from products.csv, index.csv and the vector store."""
         self._refuse_edits_of_a_read_only_catalog()
-        self._current()
+        self.current()
         with self._editing():
             catalog = edits.without_product(self.snapshot.catalog, product_id)
             self._write_edit(product_id, None, None)
@@ -359,15 +402,22 @@ class SearchService:
     def _editing(self) -> Iterator[None]:
         """Edit alone, across processes, on a snapshot that holds the other processes' edits."""
         with edit_lock(self.settings.index_path):
+            foreign = self._foreign_catalog(read_meta(self.settings.index_path))
+            if foreign is not None:  # our row must not go into another catalog's index
+                raise ConfigError(self._foreign_index_problem(foreign))
             if sync_stamp(self.settings.index_path) != self._sync_stamp:
                 self.load_index()  # else our sync mark would hide their edit from us for good
             with self._sync_lock:
                 yield
 
-    def _edited(self, catalog: Catalog, added: str | None = None) -> None:
-        indexed = [pid for pid in self.snapshot.row_of if pid in catalog.products]
-        indexed += [added] if added is not None and added not in self.snapshot.row_of else []
-        self.snapshot = Snapshot(catalog, indexed)
+    def _edited(self, catalog: Catalog, added: Entry | None = None) -> None:
+        old = self.snapshot
+        entries = {pid: entry for pid, entry in old.entries.items() if pid in catalog.products}
+        if added is not None:
+            entries[added.id] = added
+        failed = {pid: why for pid, why in old.failed.items() if pid in catalog.products}
+        failed.pop(added.id if added else "", None)
+        self.snapshot = Snapshot(catalog, entries, failed)
         # Other server processes notice the mark and load the edited files.
         self._sync_stamp = publish_sync(self.settings.index_path)
 

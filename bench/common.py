@@ -55,7 +55,7 @@ class Context:
         return path
 
 
-def bench_settings(folder: Path, catalog_path: Path, static_dir: Path, **overrides: Any):
+def bench_settings(folder: Path, catalog_path: Path, images_dir: Path, **overrides: Any):
     """Settings for a benchmark catalog, independent of the caller's environment."""
     from backend.config import load_settings
 
@@ -63,7 +63,7 @@ def bench_settings(folder: Path, catalog_path: Path, static_dir: Path, **overrid
         "catalog_path": catalog_path,
         "index_path": folder / "index.csv",
         "cache_dir": folder / "cache",
-        "static_dir": static_dir,
+        "image_dirs": (images_dir,),  # the rows point into the benchmark catalog's folder
         "model_weights": "random",
     }
     return load_settings(environ={}, overrides={**values, **overrides})

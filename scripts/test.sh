@@ -32,6 +32,18 @@ if [ "${CI:-}" = true ] && ! has_mariadbd; then
   echo "mariadbd is missing: the mysql tests cannot run (install Debian's mariadb-server)" >&2
   exit 1
 fi
+# The browser tests inject axe-core into every page: npm installs the pinned version (npm ci).
+if [ ! -f tests/support/axe/node_modules/axe-core/axe.min.js ]; then
+  if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
+  fi
+  if command -v npm >/dev/null 2>&1; then
+    npm ci --prefix tests/support/axe --no-audit --no-fund --loglevel=error
+  elif [ "${CI:-}" = true ]; then
+    echo "npm is missing: the accessibility checks cannot run (install Debian's npm)" >&2
+    exit 1
+  fi
+fi
 # Lint and format are part of the suite: CI fails on them like on a test.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -121,7 +121,8 @@ def _parse(url: str, policy: FetchPolicy) -> tuple[str, int]:
         raise FetchError("image URL refused: it has no host name")
     port = port if port is not None else (443 if scheme == "https" else 80)
     if port not in policy.allowed_ports and not policy.allow_loopback:
-        raise FetchError(f"image URL refused: port {port} is not allowed")
+        allowed = " and ".join(map(str, sorted(policy.allowed_ports)))
+        raise FetchError(f"image URL refused: port {port} is not allowed (only {allowed})")
     # Single-label names ("redis", "db") reach internal services on PaaS and office networks.
     if "." not in host.rstrip(".") and not _is_ip_literal(host):
         raise FetchError(f"image URL refused: '{host}' is not a public host name")

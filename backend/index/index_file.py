@@ -4,6 +4,10 @@ One row per product: id, image source, a cheap file signature (size:mtime, so un
 need no read), the SHA-256 of the image content, the model identity, and the embedding as
 base64 of little-endian float16. float16 halves the file (50k rows ~ 70 MB instead of 140 MB)
 and keeps cosine similarity within 1e-5 of float32; vectors are float32 again in memory.
+
+Before the header, one line `#{json}` says which catalog the index was built from and which of
+its images failed and why, so that another catalog's index is never loaded as this one's and a
+server that only loads the file can still tell the owner what failed.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import codecs
 import csv
 import functools
 import io
+import json
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +32,67 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["id", "source", "signature", "fingerprint", "model", "vector"]
 STORED_DTYPE = np.dtype("<f2")
+# Failure reasons kept in the meta line (the first 100, in at most 32 KB); the rest are counted.
+MAX_FAILURES_KEPT = 100
+FAILURES_BUDGET_CHARS = 32 * 1024
+MAX_REASON_CHARS = 300
+MAX_META_BYTES = 2 * FAILURES_BUDGET_CHARS
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What index.csv says about itself: its catalog, and the images that could not be indexed."""
+
+    catalog: str | None = None  # see `catalog_reference`; None in files written before it
+    failed: dict[str, str] = field(default_factory=dict)  # product id -> reason (the first 100)
+    failed_total: int = 0
+
+    @classmethod
+    def of(cls, catalog: str | None, failed: dict[str, str]) -> IndexMeta:
+        kept: dict[str, str] = {}
+        budget = FAILURES_BUDGET_CHARS
+        for product_id, reason in failed.items():
+            reason = reason[:MAX_REASON_CHARS]
+            budget -= len(json.dumps([product_id, reason]))
+            if len(kept) == MAX_FAILURES_KEPT or budget < 0:
+                break
+            kept[product_id] = reason
+        return cls(catalog, kept, len(failed))
+
+    def without_failure(self, product_id: str) -> IndexMeta:
+        if product_id not in self.failed:
+            return self
+        failed = {pid: why for pid, why in self.failed.items() if pid != product_id}
+        return replace(self, failed=failed, failed_total=self.failed_total - 1)
+
+    def line(self) -> str:
+        body = {"catalog": self.catalog, "failed": self.failed, "failed_total": self.failed_total}
+        return "#" + json.dumps(body, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def parse(cls, line: bytes | str) -> IndexMeta:
+        if len(line) > MAX_META_BYTES:
+            raise ValueError("the meta line is too long")
+        body = json.loads(line[1:])
+        catalog, failed, total = (
+            body.get("catalog"),
+            body.get("failed", {}),
+            body.get("failed_total", 0),
+        )
+        if not isinstance(catalog, str | None) or not isinstance(failed, dict):
+            raise ValueError("the meta line is malformed")
+        if not all(isinstance(v, str) for v in failed.values()) or not isinstance(total, int):
+            raise ValueError("the meta line is malformed")
+        return cls(catalog, failed, total)
+
+
+def catalog_reference(catalog_path: Path, index_path: Path) -> str:
+    """Name a catalog as its index records it: relative to the index's folder when inside it
+    (so the two can move together), else absolute; symlinks resolved."""
+    catalog, folder = catalog_path.resolve(), index_path.resolve().parent
+    if catalog.is_relative_to(folder):
+        return catalog.relative_to(folder).as_posix()
+    return os.fspath(catalog)
 
 
 @dataclass(frozen=True)
@@ -43,16 +110,21 @@ class IndexTable:
 
     entries: list[Entry] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    meta: IndexMeta = field(default_factory=IndexMeta)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[Entry, np.ndarray]], dim: int) -> IndexTable:
+    def from_rows(
+        cls, rows: list[tuple[Entry, np.ndarray]], dim: int, meta: IndexMeta | None = None
+    ) -> IndexTable:
+        meta = meta or IndexMeta()
         if not rows:
-            return cls(vectors=np.zeros((0, dim), dtype=np.float32))
+            return cls(vectors=np.zeros((0, dim), dtype=np.float32), meta=meta)
         entries, vectors = zip(*rows, strict=True)
-        return cls(list(entries), np.ascontiguousarray(np.stack(vectors), dtype=np.float32))
+        stacked = np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
+        return cls(list(entries), stacked, meta)
 
     def rows(self) -> list[tuple[Entry, np.ndarray]]:
         return list(zip(self.entries, self.vectors, strict=True))
@@ -69,6 +141,16 @@ def read_index(path: Path) -> IndexTable:
         return IndexTable()
 
 
+def read_meta(path: Path) -> IndexMeta:
+    """Only the meta line of index.csv (its catalog, its failures): no vectors are read."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(MAX_META_BYTES + 1).removeprefix(codecs.BOM_UTF8)
+        return IndexMeta.parse(first) if first.startswith(b"#") else IndexMeta()
+    except (OSError, ValueError):
+        return IndexMeta()
+
+
 def _parse(path: Path) -> IndexTable:
     rows = _Rows()
     with path.open("rb") as handle:
@@ -79,11 +161,11 @@ def _parse(path: Path) -> IndexTable:
             rows = _Rows()
             _read_quoted(handle, rows)
     if not rows.heads:
-        return IndexTable()
+        return IndexTable(meta=rows.meta)
     if len({head[0] for head in rows.heads}) != len(rows.heads):
         raise ValueError("duplicate ids")
     vectors = _unit_vectors(rows.raw, len(rows.heads))
-    return IndexTable([Entry(*head) for head in rows.heads], vectors)
+    return IndexTable([Entry(*head) for head in rows.heads], vectors, rows.meta)
 
 
 class _NotPlain(Exception):
@@ -97,6 +179,7 @@ class _Rows:
         self.heads: list[list[str]] = []
         self.raw = bytearray()
         self.width = -1
+        self.meta = IndexMeta()
 
     def header(self, fields: list[str]) -> None:
         if fields != COLUMNS:
@@ -121,8 +204,11 @@ def _read_plain(handle, rows: _Rows) -> None:
     to text. The file is read in 4 MB chunks, each checked at once for quotes and for carriage
     returns outside CRLF line ends (csv.reader's territory: they raise _NotPlain).
     """
-    first = next((line for line in handle if line.strip(b"\r\n")), b"")  # blank lines skipped
-    first = first.removeprefix(codecs.BOM_UTF8)  # a BOM from a spreadsheet program
+    lines = (line for line in handle if line.strip(b"\r\n"))  # blank lines skipped
+    first = next(lines, b"").removeprefix(codecs.BOM_UTF8)  # a BOM from a spreadsheet program
+    if first.startswith(b"#"):
+        rows.meta = IndexMeta.parse(first)
+        first = next(lines, b"")
     if b'"' in first:
         raise _NotPlain
     rows.header(first.rstrip(b"\r\n").decode("utf-8").split(","))
@@ -149,6 +235,11 @@ def _plain_lines(text: bytes, rows: _Rows) -> None:
 
 def _read_quoted(handle, rows: _Rows) -> None:
     with io.TextIOWrapper(handle, encoding="utf-8-sig", newline="") as text:
+        first = text.readline()
+        if first.startswith("#"):
+            rows.meta = IndexMeta.parse(first)
+        else:
+            text.seek(0)
         records = (record for record in csv.reader(text, strict=True) if record)
         rows.header(next(records, []))
         for record in records:
@@ -191,6 +282,8 @@ def encode_vector(vector: np.ndarray) -> str:
 def write_index(path: Path, table: IndexTable) -> None:
     """Replace index.csv atomically (a crash leaves the previous complete file)."""
     with atomic_writer(path, "w", encoding="utf-8", newline="") as handle:
+        if table.meta != IndexMeta():
+            handle.write(table.meta.line())
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for entry, vector in zip(table.entries, table.vectors, strict=True):
@@ -215,4 +308,4 @@ def write_index_row(
     if row is not None:
         rows.append(row)
     dim = row[1].shape[0] if row is not None else table.vectors.shape[1]
-    write_index(index_path, IndexTable.from_rows(rows, dim))
+    write_index(index_path, IndexTable.from_rows(rows, dim, table.meta.without_failure(product_id)))

@@ -20,7 +20,14 @@ from ..images.decode import decode_image
 from ..images.s3 import GONE
 from ..images.sources import ImageLocator, file_signature
 from ..model import Embedder
-from .index_file import Entry, IndexTable, read_index, write_index
+from .index_file import (
+    Entry,
+    IndexMeta,
+    IndexTable,
+    catalog_reference,
+    read_index,
+    write_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +43,33 @@ class SyncReport:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    skipped_rows: list[int] = field(default_factory=list)  # line numbers in products.csv
     seconds: float = 0.0
+    # The catalog another index.csv was built from, when it was found and rebuilt.
+    replaced_catalog: str | None = None
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.replaced_catalog)
 
     def summary(self) -> str:
+        """One line: every count, with the failed ids and skipped row numbers (the first 10)."""
+        failed = f"{len(self.failed)} failed" + _listed(list(self.failed))
+        rows = "row" if len(self.skipped_rows) == 1 else "rows"
+        skipped = f"{len(self.skipped_rows)} {rows} skipped" + _listed(
+            [f"row {row}" for row in self.skipped_rows]
+        )
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-            f"{self.unchanged} unchanged, {len(self.failed)} failed"
+            f"{self.unchanged} unchanged, {failed}, {skipped}"
         )
+
+
+def _listed(items: list[str], most: int = 10) -> str:
+    if not items:
+        return ""
+    more = f", +{len(items) - most} more" if len(items) > most else ""
+    return f" ({', '.join(items[:most])}{more})"
 
 
 @dataclass(frozen=True)
@@ -79,20 +102,31 @@ class Indexer:
         self.checkpoint_every = checkpoint_every
         self.download_workers = download_workers
         self.decode_workers = decode_workers
+        self._checkpoint_meta = IndexMeta()  # what a checkpoint of the running sync records
 
     def sync(
         self, catalog: Catalog, progress: Progress | None = None
     ) -> tuple[IndexTable, SyncReport]:
         """Bring index.csv in line with the catalog; return the new table and what changed."""
         started = time.perf_counter()
-        report = SyncReport()
-        old = {entry.id: (entry, vector) for entry, vector in read_index(self.index_path).rows()}
+        report = SyncReport(skipped_rows=[skipped.row for skipped in catalog.skipped])
+        reference = catalog_reference(catalog.path, self.index_path)
+        previous = read_index(self.index_path)
+        if previous.meta.catalog not in (None, reference):
+            # Another catalog's vectors: its ids and paths may coincide with ours by chance.
+            log.warning("%s was built from catalog %s, not %s: rebuilding it",
+                        self.index_path, previous.meta.catalog, reference)  # fmt: skip
+            report.replaced_catalog = previous.meta.catalog
+            previous = IndexTable()
+        old = {entry.id: (entry, vector) for entry, vector in previous.rows()}
         report.removed = [pid for pid in old if pid not in catalog.products]
         etags = self._s3_etags(catalog)
         kept, todo, dirty = self._plan(catalog, old, report, etags)
+        self._checkpoint_meta = IndexMeta(reference)
         new_rows = self._embed_all(todo, kept, old, report, progress, etags)
-        table = IndexTable.from_rows(kept + new_rows, self.embedder.dim)
-        if dirty or report.changed or not self.index_path.is_file():
+        meta = IndexMeta.of(reference, report.failed)
+        table = IndexTable.from_rows(kept + new_rows, self.embedder.dim, meta)
+        if dirty or report.changed or meta != previous.meta or not self.index_path.is_file():
             write_index(self.index_path, table)
         report.seconds = time.perf_counter() - started
         return table, report
@@ -184,7 +218,8 @@ class Indexer:
                     )
                 since_checkpoint += len(ready)
             if since_checkpoint >= self.checkpoint_every:
-                write_index(self.index_path, IndexTable.from_rows(kept + rows, self.embedder.dim))
+                table = IndexTable.from_rows(kept + rows, self.embedder.dim, self._checkpoint_meta)
+                write_index(self.index_path, table)
                 since_checkpoint = 0
             if progress:
                 progress(done, len(todo))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 
 from ..catalog import Product
 from ..errors import InvalidInput, NotFound
@@ -13,11 +14,13 @@ from ..options import parse_category
 from ..search import SearchResult
 from .exports import results_csv, wants_csv
 from .openapi import openapi_document
+from .pages import image_src
 from .params import paginate, parse_search_options, read_query_image, request_values
 from .telemetry import describe_query, record_search
 
 bp = Blueprint("api", __name__)
 
+MAX_LISTED = 20  # skipped rows and failed images listed by /readyz; the rest are counted
 NO_IMAGE = "send an image: a multipart field `file`, or `image_url` (JSON or form field)"
 
 
@@ -49,9 +52,10 @@ def similar(product_id: str):
 
 @bp.get("/api/products")
 def products():
-    catalog = get_service().catalog
-    category = parse_category(request.args.get("category"), catalog.categories)
-    page = paginate(catalog, category, request.args)
+    """The searchable products, as the catalog pages show them."""
+    snapshot = get_service().current()
+    category = parse_category(request.args.get("category"), snapshot.catalog.categories)
+    page = paginate(snapshot.searchable, category, request.args)
     return jsonify(
         products=[product_json(product) for product in page.products],
         page=page.number,
@@ -59,7 +63,7 @@ def products():
         pages=page.pages,
         total=page.total,
         category=category,
-        categories=catalog.categories,
+        categories=snapshot.categories,
     )
 
 
@@ -76,7 +80,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the index is loaded; with counts and the model identity."""
+    """Readiness: the index is loaded and something is searchable; counts and what failed, why."""
     service = get_service()
     settings = service.settings
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
@@ -86,15 +90,24 @@ def readyz():
     }
     if snapshot is None:
         return jsonify(body | {"status": "loading"}), 503
+    catalog = snapshot.catalog
+    failed = snapshot.unsearchable
+    # A catalog with rows of which none can be searched is a broken deployment, not a ready one.
+    empty = not snapshot.products and bool(catalog.products or catalog.skipped)
     body.update(
-        status="ready",
+        ready=not empty,
+        status="nothing_searchable" if empty else "ready",
         model=service.embedder.identity,
-        catalog_size=len(snapshot.catalog),
+        catalog_size=len(catalog),
         indexed=len(snapshot.products),
-        skipped_rows=len(snapshot.catalog.skipped),
-        failed_images=len(snapshot.catalog) - len(snapshot.products),
+        skipped_rows=len(catalog.skipped),
+        failed_images=len(failed),
+        skipped=[{"row": s.row, "reason": s.reason} for s in catalog.skipped[:MAX_LISTED]],
+        failed=[{"id": pid, "reason": why} for pid, why in islice(failed.items(), MAX_LISTED)],
     )
-    return jsonify(body)
+    if snapshot.problem:
+        body["problem"] = snapshot.problem
+    return jsonify(body), 503 if empty else 200
 
 
 def product_json(product: Product) -> dict[str, Any]:
@@ -103,7 +116,7 @@ def product_json(product: Product) -> dict[str, Any]:
         "name": product.name,
         "category": product.category,
         "price": product.price,
-        "image_url": url_for("pages.product_image", product_id=product.id, _external=True),
+        "image_url": image_src(product, _external=True),
     }
 
 

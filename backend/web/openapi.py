@@ -91,7 +91,11 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "category": {"type": "string"},
             "price": {"type": ["number", "null"]},
-            "image_url": {"type": "string", "format": "uri", "description": "Served by this app."},
+            "image_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "Served by this app; `v` is the image's content version.",
+            },
         },
     },
     "Hit": {
@@ -179,13 +183,33 @@ SCHEMAS: dict[str, Any] = {
         "required": ["ready", "status", "random_weights"],
         "properties": {
             "ready": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["ready", "loading"]},
+            "status": {"type": "string", "enum": ["ready", "loading", "nothing_searchable"]},
             "random_weights": {"type": "boolean"},
             "model": {"type": "string"},
             "catalog_size": {"type": "integer"},
             "indexed": {"type": "integer"},
             "skipped_rows": {"type": "integer"},
             "failed_images": {"type": "integer"},
+            "skipped": {
+                "type": "array",
+                "description": "The first 20 rows of products.csv that were skipped, and why.",
+                "items": {
+                    "type": "object",
+                    "properties": {"row": {"type": "integer"}, "reason": {"type": "string"}},
+                },
+            },
+            "failed": {
+                "type": "array",
+                "description": "The first 20 products whose image could not be indexed, and why.",
+                "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+            "problem": {
+                "type": "string",
+                "description": "Why nothing could be loaded (an index of another catalog).",
+            },
         },
     },
 }
@@ -288,9 +312,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "responses": {"200": _json({"type": "object"}, "Alive")},
         }},
         "/readyz": {"get": {
-            "summary": "Readiness: the index is loaded, with counts and the model identity",
+            "summary": "Readiness: the index is loaded and something is searchable; counts, failures",
             "responses": {"200": _json(_ref("Ready"), "Ready"),
-                          "503": _json(_ref("Ready"), "Still loading")},
+                          "503": _json(_ref("Ready"), "Still loading, or nothing searchable")},
         }},
     }  # fmt: skip
     return {

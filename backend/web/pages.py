@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
+from ..catalog import Product
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
 from ..images.decode import image_format
-from ..options import K_CHOICES, MAX_K, MIN_K, SearchOptions, parse_category, parse_text
+from ..options import (
+    K_CHOICES,
+    MAX_K,
+    MIN_K,
+    OPTION_FIELDS,
+    SearchOptions,
+    match_percent,
+    parse_category,
+    parse_text,
+)
 from ..search import SearchResult, SearchService
 from .exports import results_csv, wants_csv
 from .params import paginate, parse_search_options, read_query_image, request_values
@@ -18,23 +29,64 @@ from .telemetry import describe_query, record_search
 
 bp = Blueprint("pages", __name__)
 
-IMAGE_MAX_AGE = 24 * 3600
+# Request parameters, spelled in messages as clients send them.
+PARAMETER_NAMES = {field.name for field in OPTION_FIELDS} | {"image_url", "file", "query"}
+
+# An image URL carries its content's hash (?v=...): a new photo gets a new URL, so the old one
+# may be cached for good. Without it, or with an outdated one, browsers revalidate each time.
+IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 MAX_TOKEN_CHARS = 64 * 1024
-NO_IMAGE = "choose an image: pick a file, drop or paste one, or give an image URL"
+NO_IMAGE = "choose an image: pick a file or give an image URL"
 
 
 @bp.app_context_processor
 def site_context() -> dict[str, Any]:
-    return {"random_weights": current_app.config["SETTINGS"].random_weights}
+    settings = current_app.config["SETTINGS"]
+    return {
+        "random_weights": settings.random_weights,
+        "currency": settings.currency,
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_upload_mb": settings.max_upload_mb,
+    }
+
+
+bp.add_app_template_filter(match_percent, "match_percent")
+
+
+@bp.app_template_global()
+def image_src(product: Product, **url_args: Any) -> str:
+    """The URL of a product's image, with its content version when it is indexed."""
+    version = get_service().image_version(product.id)
+    args = {"v": version} if version else {}
+    return url_for("pages.product_image", product_id=product.id, **args, **url_args)
+
+
+@bp.app_template_filter("money")
+def money(value: float | None) -> str:
+    """A price as the pages show it: "2.50", "€2.50" or "2.50 CHF" (CURRENCY), or a dash."""
+    if value is None:
+        return "—"
+    amount = f"{value:.2f}"
+    currency = current_app.config["SETTINGS"].currency
+    if not currency:
+        return amount
+    return f"{amount}\u00a0{currency}" if currency[0].isalpha() else f"{currency}{amount}"
 
 
 @bp.app_template_filter("sentence")
 def sentence(text: str) -> str:
-    """Turn an error message ("image is empty") into a sentence ("Image is empty.")."""
+    """Turn an error message ("image is empty") into a sentence ("Image is empty.").
+
+    A message that starts with a parameter ("k=0 must be...") keeps its spelling, as the API's.
+    """
     text = text.strip()
     if not text:
         return text
-    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+    end = "" if text.endswith((".", "!", "?")) else "."
+    first = re.match(r"[a-z_]+", text)
+    if first and first.group() in PARAMETER_NAMES:
+        return text + end
+    return text[0].upper() + text[1:] + end
 
 
 @bp.app_template_filter("price_field")
@@ -91,28 +143,38 @@ def similar(product_id: str):
 
 @bp.get("/products")
 def products():
-    catalog = get_service().catalog
-    category = parse_category(request.args.get("category"), catalog.categories)
-    page = paginate(catalog, category, request.args)
+    """The searchable products (those whose image could not be indexed are left out)."""
+    service = get_service()
+    snapshot = service.current()
+    category = parse_category(request.args.get("category"), snapshot.catalog.categories)
+    page = paginate(snapshot.searchable, category, request.args)
     return render_template(
-        "products.html", page=page, category=category, categories=catalog.categories
+        "products.html", page=page, category=category, categories=snapshot.categories
     )
 
 
 @bp.get("/images/<path:product_id>")
 def product_image(product_id: str):
     """Serve a catalog image from disk (a remote one from its cached copy), never hot-linked."""
+    service = get_service()
     try:
-        path = get_service().image_path(product_id)
+        path = service.image_path(product_id)
         with path.open("rb") as handle:
             kind = image_format(handle.read(16))
     except (FetchError, ImageError, OSError):
         raise NotFound(f"the image of product {product_id!r} is not available") from None
     if kind is None:
         raise NotFound(f"the image of product {product_id!r} is not in an image format we serve")
-    return send_file(
-        path, mimetype=f"image/{kind.lower()}", max_age=IMAGE_MAX_AGE, conditional=True
-    )
+    response = send_file(path, mimetype=f"image/{kind.lower()}", max_age=0, conditional=True)
+    version = request.args.get("v")
+    if version and service.is_indexed_image(product_id, version, path):
+        response.cache_control.max_age = IMMUTABLE_MAX_AGE
+        response.cache_control.public = True
+        response.cache_control.immutable = True
+        response.expires = None
+    else:
+        response.cache_control.no_cache = True
+    return response
 
 
 def run_query(
@@ -151,7 +213,7 @@ def render_form(values: dict[str, Any], error: str | None = None, status: int = 
         "index.html",
         form=form,
         error=error,
-        categories=get_service().catalog.categories,
+        categories=get_service().current().categories,
         k_choices=k_choices(form["k"]),
     )
     return page, status
@@ -162,7 +224,7 @@ def render_results(result: SearchResult, options: SearchOptions, **context: Any)
         "results.html",
         result=result,
         options=options,
-        categories=get_service().catalog.categories,
+        categories=get_service().current().categories,
         k_choices=k_choices(str(options.k)),
         **context,
     )

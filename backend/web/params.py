@@ -10,7 +10,7 @@ from typing import Any
 from flask import Request, current_app
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from ..catalog import Catalog, Product
+from ..catalog import Product
 from ..errors import InvalidInput, PayloadTooLarge
 from ..images.fetch import fetch
 from ..options import MAX_URL_CHARS, SearchOptions, blank, parse_options, parse_text
@@ -103,9 +103,9 @@ class Page:
     total: int
 
 
-def paginate(catalog: Catalog, category: str | None, values: Mapping[str, Any]) -> Page:
+def paginate(products: list[Product], category: str | None, values: Mapping[str, Any]) -> Page:
     """The page of products asked for by `page` and `per_page`, optionally in one category."""
-    products = [p for p in catalog.products.values() if category is None or p.category == category]
+    products = [p for p in products if category is None or p.category == category]
     per_page = min(max(_int_or(values.get("per_page"), PER_PAGE), 1), MAX_PER_PAGE)
     pages = max(math.ceil(len(products) / per_page), 1)
     number = min(max(_int_or(values.get("page"), 1), 1), pages)

@@ -28,6 +28,34 @@ def test_index_reports_skipped_rows_and_failures(tmp_path, app_config):
     assert result.exit_code == 0
     assert "skipped products.csv row 9: price 'abc' is not a number" in result.output
     assert "failed miss: image file 'images/none.png' not found" in result.output
+    # The summary line itself counts and names them.
+    summary = next(line for line in result.output.splitlines() if line.startswith("index: "))
+    assert "7 added, 0 updated, 0 removed, 0 unchanged, 1 failed (miss), 1 row skipped (row 9)" in (
+        summary
+    )
+
+
+def test_index_fails_when_the_catalog_has_rows_but_none_could_be_indexed(tmp_path, app_config):
+    from backend import create_app
+
+    for image in (app_config["catalog_path"].parent / "images").iterdir():
+        image.unlink()
+    with app_config["catalog_path"].open("a", encoding="utf-8") as handle:
+        handle.write("bad,Bad,toys,abc,images/p1.png\n")
+    result = create_app(app_config).test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 1
+    assert "0 added, 0 updated, 0 removed, 0 unchanged, 7 failed" in result.output
+    assert "nothing in products.csv could be indexed (1 row skipped, 7 images failed" in (
+        result.output
+    )
+
+
+def test_index_of_an_empty_catalog_is_not_a_failure(tmp_path, app_config):
+    from backend import create_app
+
+    app_config["catalog_path"].write_text("id,name,category,price,image_url\n")
+    result = create_app(app_config).test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 0, result.output
 
 
 def test_search_prints_ranked_results(runner, tmp_path):

@@ -113,7 +113,11 @@ def refused(url: str, policy: FetchPolicy | None = None) -> FetchError:
         pytest.param("http://127.0.0.1:5000\\@evil.com/", "backslashes", id="backslash-at"),
         pytest.param("http://images.example/cat\n.png", "control characters", id="newline"),
         pytest.param("http://images.example/cat .png", "spaces", id="space"),
-        pytest.param("http://images.example:8080/", "port 8080 is not allowed", id="port-8080"),
+        pytest.param(
+            "http://images.example:8080/",
+            "port 8080 is not allowed (only 80 and 443)",
+            id="port-8080",
+        ),
         pytest.param("https://images.example:22/", "port 22 is not allowed", id="port-22"),
         pytest.param("http://images.example:0/", "port 0 is not allowed", id="port-0"),
         pytest.param("http://images.example:99999/", "not a valid URL", id="port-out-of-range"),

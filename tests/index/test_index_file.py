@@ -121,3 +121,29 @@ def test_replaced_files_keep_their_mode_and_new_ones_follow_the_umask(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old_umask)
+
+
+def test_the_meta_line_round_trips_and_stays_small(tmp_path):
+    from backend.index.index_file import MAX_META_BYTES, IndexMeta, read_meta
+
+    failed = {f'id,"{i}"': "x" * 1000 for i in range(500)}  # commas, quotes, long reasons
+    table = random_table(3)
+    table.meta = IndexMeta.of('shop, "quoted"/products.csv', failed)
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    first = path.read_bytes().split(b"\n", 1)[0]
+    assert first.startswith(b"#") and len(first) < MAX_META_BYTES
+    loaded = read_index(path)
+    assert loaded.entries == table.entries and loaded.meta == table.meta
+    assert loaded.meta.failed_total == 500 and 0 < len(loaded.meta.failed) <= 100
+    assert read_meta(path) == table.meta
+    assert read_meta(tmp_path / "none.csv") == IndexMeta()
+
+
+def test_a_malformed_meta_line_makes_the_index_rebuilt(tmp_path, caplog):
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(2))
+    path.write_bytes(b'#{"catalog": 3}\n' + path.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert len(read_index(path)) == 0
+    assert "unreadable" in caplog.text

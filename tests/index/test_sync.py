@@ -74,12 +74,16 @@ def test_out_of_range_options_are_refused(service, options):
 
 def test_sync_writes_index_and_resync_embeds_nothing(service, app_config, embed_calls):
     _, report = service.sync()
-    assert report.summary() == "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
+    assert (
+        report.summary() == "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
+    )
     assert sum(embed_calls) == 7
     index_path: Path = app_config["index_path"]
     written = index_path.stat().st_mtime_ns
     _, report = service.sync()
-    assert report.summary() == "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed"
+    assert (
+        report.summary() == "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed, 0 rows skipped"
+    )
     assert sum(embed_calls) == 7
     assert index_path.stat().st_mtime_ns == written  # untouched
 

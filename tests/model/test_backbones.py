@@ -152,7 +152,9 @@ def test_switching_models_re_embeds_every_row(app_config):
     assert {entry.model for entry in read_index(index_path).entries} == {"resnet18/random-seed0/p1"}
     second = get_service(create_app({**app_config, "model": "color_histogram"}))
     _, report = second.sync()
-    assert report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed"
+    assert (
+        report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
+    )
     table = read_index(index_path)
     assert {entry.model for entry in table.entries} == {"color_histogram/none/h1"}
     assert table.vectors.shape == (7, 256)

@@ -367,7 +367,7 @@ CATALOG_ROWS = {
     "field-over-4096-chars": (HEADER + GOOD + f"p2,{'x' * 5000},toys,1,images/p1.png\n", 0, "1 added", "row 3: a field is longer than 4096 characters"),
     "field-over-csv-limit": (HEADER + GOOD + f"p2,{'x' * 200_000},toys,1,images/p1.png\n", 0, "1 added", "unreadable CSV (field larger than field limit (131072)); rest of the file ignored"),
     "empty-id": (HEADER + GOOD + ",No id,toys,1,images/p1.png\n", 0, "1 added", "row 3: empty id"),
-    "bad-price": (HEADER + GOOD + "p2,Nan,toys,nan,images/p1.png\n", 0, "1 added", "row 3: price 'nan' must be a non-negative number"),
+    "bad-price": (HEADER + GOOD + "p2,Nan,toys,nan,images/p1.png\n", 0, "1 added", "row 3: price 'nan' is not a number"),
     "not-utf8": (HEADER + GOOD + "p2,R\udcff\udcfe,toys,1,images/p1.png\n", 0, "1 added", "row 3: is not valid UTF-8 text"),
     "traversal": (HEADER + GOOD + "p2,Up,toys,1,../../etc/passwd\n", 0, "1 added", "row 3: image_url '../../etc/passwd' leaves the catalog folder"),
     "absolute-path": (HEADER + GOOD + "p2,Abs,toys,1,/etc/passwd\n", 0, "1 added", "row 3: image_url '/etc/passwd' leaves the catalog folder"),
@@ -398,7 +398,7 @@ def test_catalog_rows(tmp_path, text, exit_code, summary, reported):
     if reported:
         assert reported in result.output
     elif exit_code == 0:
-        assert "skipped" not in result.output and "failed p" not in result.output
+        assert "skipped products.csv" not in result.output and "failed p" not in result.output
 
 
 # ---------------------------------------------------------------- afterwards

@@ -198,6 +198,7 @@ def test_the_docker_command_serves_the_app_and_the_healthcheck_passes(tmp_path):
         assert ready | {"model": "?"} == {
             "ready": True, "status": "ready", "random_weights": True, "model": "?",
             "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
+            "skipped": [], "failed": [],
         }  # fmt: skip
         assert ready["model"].startswith("resnet18/random")
         assert get(f"{base}/healthz") == (200, {"status": "ok"})

@@ -5,28 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import re
-import threading
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import expect
 
 from backend import create_app
 from backend.extensions import get_service
+from tests.support.browser import ARTIFACTS, needs_chromium, serve
 from tests.support.catalogs import draw_image, image_bytes, make_app_config, write_catalog
-from tests.system.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, search_with_file_chooser
+from tests.system.test_browser import search_with_file_chooser
 
 ADMIN_TOKEN = "owner-token-0123456789"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason="needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as root)",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -35,38 +28,16 @@ def base_url(tmp_path_factory) -> Iterator[str]:
     config = make_app_config(root, write_catalog(root / "shop"))
     app = create_app(config | {"SECRET_KEY": "test-secret", "admin_token": ADMIN_TOKEN})
     get_service(app).sync()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with serve(app) as url:
+        yield url
 
 
 @pytest.fixture
-def page(browser):
-    """The owner's browser: signed in with the admin token; fails on script or CSP errors."""
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900},
-        http_credentials={"username": "owner", "password": ADMIN_TOKEN},
-        accept_downloads=True,
+def page(new_page):
+    """The owner's browser: signed in with the admin token (checked like every browser page)."""
+    return new_page(
+        http_credentials={"username": "owner", "password": ADMIN_TOKEN}, accept_downloads=True
     )
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda m: problems.append(m.text) if "Content Security" in m.text else None)
-    yield page
-    context.close()
-    assert problems == []
 
 
 def api_search(base_url: str, colour: str, **fields: str) -> None:
