@@ -15,8 +15,9 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
+from .catalog.examples import Example, load_examples
 from .config import Settings
-from .errors import FetchError, NotFound
+from .errors import FetchError, ImageError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
 from .images.sources import ImageLocator, read_limited, save_upload
@@ -120,6 +121,11 @@ class SearchService:
                         self.settings.model_head,
                         self.settings.model_precision,
                     )
+        return self._embedder
+
+    @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The model if it is loaded already (pages name it without loading it)."""
         return self._embedder
 
     @property
@@ -332,6 +338,28 @@ class SearchService:
         self.snapshot = Snapshot(catalog, indexed)
         # Other server processes notice the mark and load the edited files.
         self._sync_stamp = publish_sync(self.settings.index_path)
+
+    def examples(self) -> list[Example]:
+        """The shopper photos to try (examples.csv next to the catalog), or none."""
+        return load_examples(self.settings.catalog_path)
+
+    def example(self, example_id: str) -> tuple[Example, Path]:
+        """One shopper photo and its file (confined to the catalog and static folders)."""
+        example = next((e for e in self.examples() if e.id == example_id), None)
+        if example is None:
+            raise NotFound(f"there is no example photo {example_id!r}")
+        try:
+            return example, self.locator.local_path(example.image_url)
+        except ImageError:
+            raise NotFound(f"the example photo {example_id!r} is not available") from None
+
+    def search_example(
+        self, example_id: str, options: SearchOptions | None = None, **changes: Any
+    ) -> tuple[bytes, SearchResult]:
+        """Search with one of the shopper photos; returns its bytes and the result."""
+        _, path = self.example(example_id)
+        data = read_limited(path, self.settings.max_upload_bytes)
+        return data, self.search_bytes(data, options, **changes)
 
     def image_path(self, product_id: str) -> Path:
         """The local file to serve for a product's image (downloading a remote one once)."""

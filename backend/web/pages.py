@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
 from ..images.decode import image_format
+from ..model import display_name, threshold_meaning
 from ..options import K_CHOICES, MAX_K, MIN_K, SearchOptions, parse_category, parse_text
 from ..search import SearchResult, SearchService
 from .params import paginate, parse_search_options, read_query_image, request_values
@@ -19,11 +20,32 @@ bp = Blueprint("pages", __name__)
 IMAGE_MAX_AGE = 24 * 3600
 MAX_TOKEN_CHARS = 64 * 1024
 NO_IMAGE = "choose an image: pick a file, drop or paste one, or give an image URL"
+IDENTICAL = 0.9995  # cosine of an image with itself, after float16 storage
 
 
 @bp.app_context_processor
 def site_context() -> dict[str, Any]:
-    return {"random_weights": current_app.config["SETTINGS"].random_weights}
+    settings = current_app.config["SETTINGS"]
+    embedder = get_service().loaded_embedder
+    return {
+        "random_weights": settings.random_weights,
+        "model_name": display_name(embedder.name if embedder else settings.model),
+        "model_identity": embedder.identity if embedder else settings.model,
+        "model_head": bool(settings.model_head),
+        "threshold_meaning": threshold_meaning(settings.model),
+    }
+
+
+@bp.app_template_filter("match_percent")
+def match_percent(similarity: float) -> int:
+    """A similarity as a whole percentage; 100 only for an identical image.
+
+    Stored vectors are float16, so an identical image scores 0.9995 or more, never exactly 1;
+    anything less is at most 99 %, however close.
+    """
+    if similarity >= IDENTICAL:
+        return 100
+    return min(round(similarity * 100), 99)
 
 
 @bp.app_template_filter("sentence")
@@ -68,6 +90,31 @@ def search():
     return render_results(result, options, query_image=query.thumbnail, token=token)
 
 
+@bp.get("/examples/<example_id>")
+def example_search(example_id: str):
+    """Search with one of the shopper photos on the home page (a link: works without JS)."""
+    service = get_service()
+    example, _ = service.example(example_id)
+    options = parse_search_options(request.args, service, percent=True)
+    data, result = service.search_example(example_id, options)
+    query = Query(result.query, thumbnail_data_url(data))
+    token = encode_query(query, service.embedder.identity, current_app.secret_key)
+    return render_results(
+        result,
+        options,
+        query_image=url_for("pages.example_image", example_id=example_id),
+        token=token,
+        example=example,
+        example_product=service.catalog.get(example.product_id or ""),
+    )
+
+
+@bp.get("/examples/<example_id>/image")
+def example_image(example_id: str):
+    _, path = get_service().example(example_id)
+    return _send_image(path, f"example photo {example_id!r}")
+
+
 @bp.get("/products/<path:product_id>/similar")
 def similar(product_id: str):
     service = get_service()
@@ -94,12 +141,20 @@ def product_image(product_id: str):
     """Serve a catalog image from disk (a remote one from its cached copy), never hot-linked."""
     try:
         path = get_service().image_path(product_id)
-        with path.open("rb") as handle:
-            kind = image_format(handle.read(16))
     except (FetchError, ImageError, OSError):
         raise NotFound(f"the image of product {product_id!r} is not available") from None
+    return _send_image(path, f"the image of product {product_id!r}")
+
+
+def _send_image(path, subject: str):
+    """Serve an image file with its own type; anything else is a 404 naming `subject`."""
+    try:
+        with path.open("rb") as handle:
+            kind = image_format(handle.read(16))
+    except OSError:
+        raise NotFound(f"{subject} is not available") from None
     if kind is None:
-        raise NotFound(f"the image of product {product_id!r} is not in an image format we serve")
+        raise NotFound(f"{subject} is not in an image format we serve")
     return send_file(
         path, mimetype=f"image/{kind.lower()}", max_age=IMAGE_MAX_AGE, conditional=True
     )
@@ -130,19 +185,23 @@ def render_form(values: dict[str, Any], error: str | None = None, status: int = 
     """The search form, with the visitor's inputs kept when it comes back with an error."""
     settings = current_app.config["SETTINGS"]
     form = {
-        "threshold": _field(values, "threshold", str(round(settings.similarity_threshold * 100))),
+        "threshold": _field(values, "threshold", str(settings.search_defaults.percent)),
         "k": _field(values, "k", str(settings.top_k)),
         "category": _field(values, "category", ""),
         "min_price": _field(values, "min_price", ""),
         "max_price": _field(values, "max_price", ""),
         "image_url": _field(values, "image_url", ""),
     }
+    service = get_service()
+    catalog = service.catalog
+    examples = [(e, catalog.get(e.product_id or "")) for e in service.examples()]
     page = render_template(
         "index.html",
         form=form,
         error=error,
-        categories=get_service().catalog.categories,
+        categories=catalog.categories,
         k_choices=k_choices(form["k"]),
+        examples=examples,
     )
     return page, status
 

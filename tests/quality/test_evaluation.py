@@ -15,6 +15,7 @@ from backend.quality import leave_one_out as quality
 from backend.quality import metrics as m
 from backend.quality.labels import load_labels, product_labels
 from backend.quality.leave_one_out import evaluate_vectors
+from tests.support.catalogs import HISTOGRAM, RANDOM_RESNET18
 
 # ---- pure metrics -------------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ def test_evaluate_command_prints_tables_and_writes_json_and_figure(runner, tmp_p
     assert "random-init weights" in result.output
     document = json.loads((out / "evaluation.json").read_text())
     (model,) = document["models"]
-    assert model["model"] == "resnet18/random-seed0/p1"
+    assert model["model"] == RANDOM_RESNET18
     assert set(model["precision"]) == {"1", "3"} and len(model["sweep"]) == len(quality.THRESHOLDS)
     assert (out / "evaluation.png").read_bytes().startswith(b"\x89PNG")
 
@@ -249,12 +250,10 @@ def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path)
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "4 queries (0 alone in their label, 3 unlabelled" in result.output
-    assert (
-        "color_histogram/none/h1" in result.output and "resnet18/random-seed0/p1" in result.output
-    )
+    assert HISTOGRAM in result.output and RANDOM_RESNET18 in result.output
     assert served.stat().st_mtime_ns == written  # the served index was not re-embedded
     sibling = read_index(served.with_name("index-color_histogram.csv"))
-    assert {entry.model for entry in sibling.entries} == {"color_histogram/none/h1"}
+    assert {entry.model for entry in sibling.entries} == {HISTOGRAM}
 
 
 def test_evaluate_bad_input_exits_with_a_message(runner, tmp_path):

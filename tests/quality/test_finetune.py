@@ -24,7 +24,13 @@ from backend.quality.finetune import (
     train_head,
 )
 from backend.quality.leave_one_out import evaluate_vectors
-from tests.support.catalogs import COLOURS, make_app_config, write_catalog
+from tests.support.catalogs import (
+    COLOURS,
+    HISTOGRAM,
+    RANDOM_RESNET18,
+    make_app_config,
+    write_catalog,
+)
 
 FAST = FinetuneOptions(epochs=4, hidden=32, batch_labels=8, per_label=4, learning_rate=1e-2)
 
@@ -102,7 +108,7 @@ def test_head_file_round_trip_and_refusals(tmp_path):
         np.ones(len(vectors)), abs=1e-5
     )
     with pytest.raises(ConfigError, match="was trained on toy/none/v1, but the model is resnet18"):
-        check_base(loaded, path, "resnet18/random-seed0/p1")
+        check_base(loaded, path, RANDOM_RESNET18)
     (tmp_path / "junk.npz").write_bytes(b"not a head")
     with pytest.raises(ConfigError, match="is not a readable projection head"):
         load_head(tmp_path / "junk.npz")
@@ -134,9 +140,9 @@ def test_finetune_command_trains_saves_and_serves(colour_shop, tmp_path):
         r"^after\s+\d\.\d{3}", result.output, re.M
     )
     head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
-    identity = re.search(r"\((resnet18/random-seed0/p1\+head-[0-9a-f]{12})\)", result.output).group(
-        1
-    )
+    identity = re.search(
+        rf"\(({re.escape(RANDOM_RESNET18)}\+head-[0-9a-f]{{12}})\)", result.output
+    ).group(1)
     assert f"MODEL_HEAD={head_path}" in result.output
     held_out = head_path.with_suffix(".heldout.csv").read_text().splitlines()
     assert held_out[0] == "id,label" and len(held_out) == 7
@@ -163,13 +169,15 @@ def test_evaluate_a_head_file_on_its_backbone_index(colour_shop, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "6 queries (0 alone in their label, 12 unlabelled" in result.output
-    assert re.search(r"^resnet18/random-seed0/p1\+head-[0-9a-f]{12}\s+\d", result.output, re.M)
+    assert re.search(
+        rf"^{re.escape(RANDOM_RESNET18)}\+head-[0-9a-f]{{12}}\s+\d", result.output, re.M
+    )
 
 
 def test_a_head_for_another_model_is_refused_at_startup(colour_shop):
     vectors, labels = synthetic(8, 4, seed=6)
     path = colour_shop["index_path"].with_name("toy.npz")
-    save_head(path, train_head(vectors, labels, "color_histogram/none/h1", FAST))
+    save_head(path, train_head(vectors, labels, HISTOGRAM, FAST))
     service = get_service(create_app({**colour_shop, "model_head": str(path)}))
-    with pytest.raises(ConfigError, match="was trained on color_histogram/none/h1"):
+    with pytest.raises(ConfigError, match=f"was trained on {HISTOGRAM}"):
         service.embedder  # noqa: B018
