@@ -69,6 +69,8 @@ def evaluate_command(
     top_k: int | None,
 ) -> None:
     """Leave-one-out retrieval quality on the catalog: P@K, R@K, mAP, per label, threshold sweep."""
+    from dataclasses import replace
+
     from ..quality.labels import load_labels, product_labels
     from ..quality.leave_one_out import evaluate_vectors
     from ..quality.report import (
@@ -107,8 +109,9 @@ def evaluate_command(
     click.echo(f"{first.queries} queries ({first.skipped_singletons} alone in their label, "
                f"{first.unlabelled} unlabelled: distractors only), {first.candidates} candidates each")  # fmt: skip
     click.echo(format_summary(results))
-    served = settings.threshold
-    for result in results:
+    for spec, result in zip(specs, results, strict=True):
+        # The threshold this model is served with: SIMILARITY_THRESHOLD, else its own default.
+        served = replace(settings, model=spec.model).threshold
         click.echo(f"\n{result.model}: worst labels\n{format_labels(result, worst)}")
         click.echo(
             f"\n{result.model}: threshold sweep over all pairs (* best F1, < served default)\n"
