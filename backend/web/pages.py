@@ -32,7 +32,8 @@ def site_context() -> dict[str, Any]:
         "model_name": display_name(embedder.name if embedder else settings.model),
         "model_identity": embedder.identity if embedder else settings.model,
         "model_head": bool(settings.model_head),
-        "threshold_meaning": threshold_meaning(settings.model),
+        # Measured for the model alone: a head spreads the similarities differently.
+        "threshold_meaning": None if settings.model_head else threshold_meaning(settings.model),
     }
 
 

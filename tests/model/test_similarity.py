@@ -104,9 +104,9 @@ def test_an_edited_catalog_photo_finds_its_original_first(demo):
 def test_unrelated_products_score_below_the_default_threshold(demo, in_store):
     """Against a product of another category, a shopper's photo stays under the served default.
 
-    Measured at the default 0.40: 92.6 % of the 102 x ~49 such pairs are under it; the worst
-    pair scores 0.58. Floor: 90 %. One clear pair, checked alone: an in-store photo of a
-    pineapple against the catalogue's oat milk carton.
+    Measured at the served default 0.35: 86.6 % of the 4,928 such pairs are under it (92.6 %
+    under 0.40); the worst pair scores 0.58. Floor: 80 %. One clear pair, checked alone: an
+    in-store photo of a pineapple against the catalogue's oat milk carton (0.17).
     """
     threshold = demo.options().threshold
     category = {pid: product.category for pid, product in demo.catalog.products.items()}
@@ -116,7 +116,7 @@ def test_unrelated_products_score_below_the_default_threshold(demo, in_store):
         for other, similarity in scores.items()
         if category[other] != category[product]
     ]
-    assert np.mean(below) >= 0.90
+    assert threshold == 0.35 and np.mean(below) >= 0.80
     name = {pid: product.name for pid, product in demo.catalog.products.items()}
     oat_milk = next(pid for pid in name if name[pid] == "Oatly Oat Milk")
     pineapple = next(scores for product, scores in in_store if name[product] == "Pineapple")

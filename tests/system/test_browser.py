@@ -220,7 +220,7 @@ def test_a_shopper_photo_on_the_home_page_finds_its_product_first(page, demo_url
     expect(
         page.get_by_role("heading", name="No photo at hand? Try one taken in a shop")
     ).to_be_visible()
-    assert page.get_by_role("status").count() == 0  # real weights: no random-weights banner
+    assert page.locator(".banner").count() == 0  # real weights: no random-weights banner
     assert "EfficientNet-Lite0" in page.locator(".site-footer").inner_text()
     examples = page.locator(".example-row .example")
     assert examples.count() == 8

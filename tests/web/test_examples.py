@@ -111,5 +111,22 @@ def test_the_slider_says_what_the_threshold_means_for_lite0(tmp_path, catalog_pa
     html = app.test_client().get("/").get_data(as_text=True)
     meaning = threshold_meaning("efficientnet_lite0")
     assert meaning and meaning in html
-    served = app.config["SETTINGS"].search_defaults.percent
-    assert f'value="{served}"' in html
+    # The model's own default flows into the form, the API (OpenAPI) and the CLI alike.
+    assert app.config["SETTINGS"].search_defaults.threshold == 0.35
+    assert 'value="35"' in html
+    parameters = (
+        app.test_client()
+        .get("/api/openapi.json")
+        .json["paths"]["/api/products/{product_id}/similar"]["get"]["parameters"]
+    )
+    assert next(p for p in parameters if p["name"] == "threshold")["schema"]["default"] == 0.35
+
+
+def test_each_model_has_its_own_default_threshold_unless_one_is_set():
+    from backend.config import load_settings
+
+    assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.35
+    assert load_settings({}, {}).search_defaults.threshold == 0.70  # resnet18
+    assert load_settings({}, {"model": "color_histogram"}).threshold == 0.70
+    configured = load_settings({"SIMILARITY_THRESHOLD": "0.55", "MODEL": "efficientnet_lite0"})
+    assert configured.search_defaults.threshold == 0.55
