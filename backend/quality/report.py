@@ -133,7 +133,9 @@ def write_figure(path: Path, results: Sequence[Evaluation]) -> None:
         axes.grid(alpha=0.3)
     curves.set_title("Pooled precision (solid) and recall (dashed)")
     top_k = results[0].top_k if results else 0
-    seen.set_title(f"Of the top {top_k}: shown/{top_k} (solid), relevant (dashed), none (dotted)")
+    seen.set_title(
+        f"Top {top_k}: shown/{top_k} (solid), relevant (dashed), none (dotted)", fontsize="medium"
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     atomic_write_bytes(path, buffer.getvalue())
