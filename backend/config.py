@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .model import default_threshold
 from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,8 @@ class Settings:
     # "auto": bfloat16 inference where the CPU has native bfloat16 and it matches float32 on the
     # loaded weights (cosine >= 0.999), float32 elsewhere; "float32": always float32.
     model_precision: str = "auto"
-    similarity_threshold: float = 0.70
+    # None: the model's own measured default (backend/model DEFAULT_THRESHOLDS).
+    similarity_threshold: float | None = None
     top_k: int = 12
     max_upload_mb: float = 10.0
     # 100 ms of latency per image caps 16 downloads at ~160 images/s, above what the model embeds.
@@ -92,9 +94,16 @@ class Settings:
         return self.model_weights == "random"
 
     @property
+    def threshold(self) -> float:
+        """The served default threshold: SIMILARITY_THRESHOLD, else the model's own default."""
+        if self.similarity_threshold is not None:
+            return self.similarity_threshold
+        return default_threshold(self.model)
+
+    @property
     def search_defaults(self) -> SearchOptions:
-        """The search options used where a request leaves them out."""
-        return SearchOptions(k=self.top_k, threshold=self.similarity_threshold)
+        """The search options used where a request leaves them out (the form, API, CLI, OpenAPI)."""
+        return SearchOptions(k=self.top_k, threshold=self.threshold)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -174,7 +183,7 @@ def _coerce(label: str, name: str, raw: str) -> Any:
     try:
         if kind in ("Path", "Path | None"):
             return Path(raw)
-        if kind == "float":
+        if kind in ("float", "float | None"):
             return float(raw)
         if kind == "int":
             return int(raw)
@@ -205,7 +214,10 @@ def _place_s3_catalog(values: dict[str, Any]) -> None:
 
 def validate(settings: Settings) -> None:
     """Refuse settings that cannot work, naming the setting and the fix."""
-    if not 0.0 <= settings.similarity_threshold <= 1.0:
+    if (
+        settings.similarity_threshold is not None
+        and not 0.0 <= settings.similarity_threshold <= 1.0
+    ):
         raise ConfigError(
             f"SIMILARITY_THRESHOLD={settings.similarity_threshold} must be between 0 and 1"
         )

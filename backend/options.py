@@ -18,6 +18,9 @@ MAX_URL_CHARS = 2048
 # with itself comes out of float32 maths as 0.99999994, and must pass the 100 % filter it is
 # labelled for. `match_percent` rounds with the same tolerance, so label and filter agree.
 MATCH_TOLERANCE = 1e-6
+# An image compared with its own stored vector (float16 in index.csv) scores 0.9995 or more,
+# never exactly 1: such a match counts as 1, and only such a match reaches 100 %.
+IDENTICAL = 0.9995
 THRESHOLD_FORMS = (
     "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
 )
@@ -141,8 +144,21 @@ def parse_threshold(raw: Any, default: float, percent: bool) -> float:
 
 
 def match_percent(similarity: float) -> int:
-    """The similarity as the whole percent a result is labelled with (see MATCH_TOLERANCE)."""
-    return math.floor(similarity * 100 + 100 * MATCH_TOLERANCE)
+    """The similarity as the whole percent a result is labelled with; 100 only when identical.
+
+    Rounded down (with MATCH_TOLERANCE), so a result labelled p % is shown at a threshold of
+    p % and hidden above it: the label and the filter (`passes`) always agree.
+    """
+    return math.floor(_effective(similarity) * 100 + 100 * MATCH_TOLERANCE)
+
+
+def passes(similarity: float, threshold: float) -> bool:
+    """Whether a result of this similarity is shown at this threshold (see `match_percent`)."""
+    return _effective(similarity) >= threshold - MATCH_TOLERANCE
+
+
+def _effective(similarity: float) -> float:
+    return 1.0 if similarity >= IDENTICAL else similarity
 
 
 def parse_int(raw: Any, name: str, default: int, low: int, high: int) -> int:

@@ -15,8 +15,9 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
+from .catalog.examples import Example, load_examples
 from .config import Settings
-from .errors import CatalogReadOnly, ConfigError, FetchError, NotFound
+from .errors import CatalogReadOnly, ConfigError, FetchError, ImageError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
 from .images.s3 import S3Reader
@@ -34,7 +35,7 @@ from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
 from .index.snapshot import Snapshot
 from .model import Embedder, load_embedder
-from .options import MATCH_TOLERANCE, SearchOptions
+from .options import SearchOptions, passes
 from .stores import Filters, VectorStore, item_version, open_store, sync_store
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class SearchResult:
     @property
     def shown(self) -> list[Hit]:
         # The tolerance keeps float32 rounding from hiding what is labelled "100 % match".
-        return [hit for hit in self.hits if hit.similarity >= self.threshold - MATCH_TOLERANCE]
+        return [hit for hit in self.hits if passes(hit.similarity, self.threshold)]
 
     @property
     def hidden_below_threshold(self) -> int:
@@ -127,6 +128,11 @@ class SearchService:
                         self.settings.model_head,
                         self.settings.model_precision,
                     )
+        return self._embedder
+
+    @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The model if it is loaded already (pages name it without loading it)."""
         return self._embedder
 
     @property
@@ -420,6 +426,28 @@ class SearchService:
         self.snapshot = Snapshot(catalog, entries, failed)
         # Other server processes notice the mark and load the edited files.
         self._sync_stamp = publish_sync(self.settings.index_path)
+
+    def examples(self) -> list[Example]:
+        """The shopper photos to try (examples.csv next to the catalog), or none."""
+        return load_examples(self.settings.catalog_path)
+
+    def example(self, example_id: str) -> tuple[Example, Path]:
+        """One shopper photo and its file (confined to the catalog and static folders)."""
+        example = next((e for e in self.examples() if e.id == example_id), None)
+        if example is None:
+            raise NotFound(f"there is no example photo {example_id!r}")
+        try:
+            return example, self.locator.local_path(example.image_url)
+        except ImageError:
+            raise NotFound(f"the example photo {example_id!r} is not available") from None
+
+    def search_example(
+        self, example_id: str, options: SearchOptions | None = None, **changes: Any
+    ) -> tuple[bytes, SearchResult]:
+        """Search with one of the shopper photos; returns its bytes and the result."""
+        _, path = self.example(example_id)
+        data = read_limited(path, self.settings.max_upload_bytes)
+        return data, self.search_bytes(data, options, **changes)
 
     def image_path(self, product_id: str) -> Path:
         """The local file to serve for a product's image (downloading a remote one once)."""

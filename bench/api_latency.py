@@ -1,9 +1,10 @@
 """End-to-end POST /api/search latency: gunicorn on the demo catalog, over loopback.
 
-    .venv/bin/python -m bench.api_latency [--requests 200] [--concurrency 1,4]
+    .venv/bin/python -m bench.api_latency [--requests 200] [--concurrency 1,4] [--model NAME]
 
 Starts the server exactly as the Docker image does (`gunicorn --config gunicorn.conf.py`, with
-MODEL_WEIGHTS=random, bound to 127.0.0.1 on a free port), waits for /readyz, then sends a
+MODEL_WEIGHTS=random, or with --model efficientnet_lite0 its real weights, bound to 127.0.0.1
+on a free port), waits for /readyz, then sends a
 640x480 JPEG N times from 1 and from 4 concurrent clients (one keep-alive connection each) and
 prints p50 / p95 latency and requests per second. It stops the server when done, and gives up
 after --timeout seconds in all. Target (1 client, 2 cores): p50 <= 60 ms, p95 <= 120 ms.
@@ -61,12 +62,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+# Served with their real weights (installed with the requirements); the others run random-init.
+REAL_WEIGHTS = ("efficientnet_lite0",)
+
+
+def start_server(port: int, log_path: Path, model: str = "resnet18") -> subprocess.Popen:
     env = os.environ | {
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "MODEL_WEIGHTS": "random",
-        "INDEX_PATH": str(WORK_DIR / "index.csv"),
+        "MODEL": model,
+        "MODEL_WEIGHTS": "" if model in REAL_WEIGHTS else "random",
+        "INDEX_PATH": str(WORK_DIR / f"index-{model}.csv"),
         "CACHE_DIR": str(WORK_DIR / "cache"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -144,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=600, help="give up after this many seconds"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--model", default="resnet18", help="MODEL to serve (default resnet18)")
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.concurrency.split(",")]
     deadline = time.monotonic() + args.timeout
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    server = start_server(port, WORK_DIR / "gunicorn.log")
+    server = start_server(port, WORK_DIR / "gunicorn.log", args.model)
     # A timer, not a check between rounds: a stuck round must not outlive the deadline.
     watchdog = threading.Timer(args.timeout, lambda: server.send_signal(signal.SIGTERM))
     watchdog.daemon = True

@@ -21,8 +21,10 @@ SECTIONS = ("search", "startup", "indexing", "remote", "api", "searchlog")
 DEFINITIONS = """\
 - **Indexing, local**: `SearchService.sync()` on a growing copy of the benchmark catalog (each
   chunk adds photos; the sync reads, decodes, resizes, embeds and writes index.csv), wall time,
-  `MODEL_WEIGHTS=random`. The ceiling runs the same model object on pre-made normalised tensors
-  (same batch size and torch threads) between the chunks.
+  resnet18 with `MODEL_WEIGHTS=random` on the whole catalog, then `efficientnet_lite0` (the
+  demo's model) with its real weights on 1,024 photos spread over it. The ceiling runs the same
+  model object on pre-made normalised tensors (same batch size and torch threads) between the
+  chunks.
 - **Indexing, remote**: the same photos served by a local server that waits 100 ms before each
   response; index a catalog of their URLs into an empty cache. One by one = fetch, decode and
   embed each image in turn (the usual script), measured before and after.
@@ -34,6 +36,8 @@ DEFINITIONS = """\
   `backend.stores.base.exact_top_k` (every store's exact search; scores on one core), plain numpy is `V @ q` +
   `argpartition`, the loop is what the usual scripts do: the cosine (dot product over both
   norms) of the query with each row in turn in a Python loop, then a sort.
+- **End-to-end query**: `POST /api/search` through gunicorn on the demo catalog, with resnet18
+  random-init, then with `efficientnet_lite0` and its real weights (`bench.api_latency`).
 - **Memory**: peak resident memory (VmHWM) of the worker process above after one image search.
 - **Incremental sync**: a second `sync()` of the unchanged catalog; every image read and
   decode is counted.

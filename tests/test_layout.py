@@ -61,7 +61,12 @@ def test_domain_packages_do_not_import_flask(package):
 
 
 def test_torch_only_in_the_model_and_fine_tuning():
-    allowed = ("backend.model.backbones", "backend.quality.finetune")
+    allowed = (
+        "backend.model.backbones",
+        "backend.model.lite0",
+        "backend.model.torch_runtime",
+        "backend.quality.finetune",
+    )
     for name, path in MODULES.items():
         if any(m.split(".")[0] in ("torch", "torchvision") for m in imports_of(path)):
             assert name.startswith(allowed), f"{name} imports torch"

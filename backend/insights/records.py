@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 TOP_LOGGED = 10  # results kept per search, best first: enough to see what came close
 CHANNELS = ("page", "api")
-KINDS = ("upload", "url", "similar", "refine")
+KINDS = ("upload", "url", "similar", "refine", "example")  # example: a home-page shopper photo
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_SECONDS = 5.0
 

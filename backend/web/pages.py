@@ -11,6 +11,7 @@ from ..catalog import Product
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
 from ..images.decode import image_format
+from ..model import display_name, threshold_meaning
 from ..options import (
     K_CHOICES,
     MAX_K,
@@ -35,6 +36,7 @@ PARAMETER_NAMES = {field.name for field in OPTION_FIELDS} | {"image_url", "file"
 # An image URL carries its content's hash (?v=...): a new photo gets a new URL, so the old one
 # may be cached for good. Without it, or with an outdated one, browsers revalidate each time.
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
+EXAMPLE_MAX_AGE = 24 * 3600  # the home page's shopper photos change only with a new release
 MAX_TOKEN_CHARS = 64 * 1024
 NO_IMAGE = "choose an image: pick a file or give an image URL"
 
@@ -42,8 +44,14 @@ NO_IMAGE = "choose an image: pick a file or give an image URL"
 @bp.app_context_processor
 def site_context() -> dict[str, Any]:
     settings = current_app.config["SETTINGS"]
+    embedder = get_service().loaded_embedder
     return {
         "random_weights": settings.random_weights,
+        "model_name": display_name(embedder.name if embedder else settings.model),
+        "model_identity": embedder.identity if embedder else settings.model,
+        "model_head": bool(settings.model_head),
+        # Measured for the model alone: a head spreads the similarities differently.
+        "threshold_meaning": None if settings.model_head else threshold_meaning(settings.model),
         "currency": settings.currency,
         "max_upload_bytes": settings.max_upload_bytes,
         "max_upload_mb": settings.max_upload_mb,
@@ -126,6 +134,34 @@ def search():
     return render_results(result, options, query_image=query.thumbnail, token=token)
 
 
+@bp.get("/examples/<example_id>")
+def example_search(example_id: str):
+    """Search with one of the shopper photos on the home page (a link: works without JS)."""
+    service = get_service()
+    example, _ = service.example(example_id)
+    options = parse_search_options(request.args, service, percent=True)
+    data, result = service.search_example(example_id, options)
+    record_search(result, "page", "example", example_id)
+    query = Query(result.query, thumbnail_data_url(data))
+    token = encode_query(query, service.embedder.identity, current_app.secret_key)
+    return render_results(
+        result,
+        options,
+        query_image=url_for("pages.example_image", example_id=example_id),
+        token=token,
+        example=example,
+        example_product=service.catalog.get(example.product_id or ""),
+    )
+
+
+@bp.get("/examples/<example_id>/image")
+def example_image(example_id: str):
+    _, path = get_service().example(example_id)
+    response = _send_image(path, f"example photo {example_id!r}")
+    response.cache_control.max_age = EXAMPLE_MAX_AGE
+    return response
+
+
 @bp.get("/products/<path:product_id>/similar")
 def similar(product_id: str):
     service = get_service()
@@ -159,13 +195,9 @@ def product_image(product_id: str):
     service = get_service()
     try:
         path = service.image_path(product_id)
-        with path.open("rb") as handle:
-            kind = image_format(handle.read(16))
     except (FetchError, ImageError, OSError):
         raise NotFound(f"the image of product {product_id!r} is not available") from None
-    if kind is None:
-        raise NotFound(f"the image of product {product_id!r} is not in an image format we serve")
-    response = send_file(path, mimetype=f"image/{kind.lower()}", max_age=0, conditional=True)
+    response = _send_image(path, f"the image of product {product_id!r}")
     version = request.args.get("v")
     if version and service.is_indexed_image(product_id, version, path):
         response.cache_control.max_age = IMMUTABLE_MAX_AGE
@@ -175,6 +207,18 @@ def product_image(product_id: str):
     else:
         response.cache_control.no_cache = True
     return response
+
+
+def _send_image(path, subject: str):
+    """Serve an image file with its own type; anything else is a 404 naming `subject`."""
+    try:
+        with path.open("rb") as handle:
+            kind = image_format(handle.read(16))
+    except OSError:
+        raise NotFound(f"{subject} is not available") from None
+    if kind is None:
+        raise NotFound(f"{subject} is not in an image format we serve")
+    return send_file(path, mimetype=f"image/{kind.lower()}", max_age=0, conditional=True)
 
 
 def run_query(
@@ -202,19 +246,23 @@ def render_form(values: dict[str, Any], error: str | None = None, status: int = 
     """The search form, with the visitor's inputs kept when it comes back with an error."""
     settings = current_app.config["SETTINGS"]
     form = {
-        "threshold": _field(values, "threshold", str(round(settings.similarity_threshold * 100))),
+        "threshold": _field(values, "threshold", str(settings.search_defaults.percent)),
         "k": _field(values, "k", str(settings.top_k)),
         "category": _field(values, "category", ""),
         "min_price": _field(values, "min_price", ""),
         "max_price": _field(values, "max_price", ""),
         "image_url": _field(values, "image_url", ""),
     }
+    service = get_service()
+    catalog = service.catalog
+    examples = [(e, catalog.get(e.product_id or "")) for e in service.examples()]
     page = render_template(
         "index.html",
         form=form,
         error=error,
         categories=get_service().current().categories,
         k_choices=k_choices(form["k"]),
+        examples=examples,
     )
     return page, status
 

@@ -115,6 +115,6 @@ def test_search_with_a_price_range_and_an_unknown_category(runner, tmp_path):
     query = tmp_path / "query.png"
     draw_image("yellow", "triangle").save(query)
     ranged = runner.invoke(args=["search", str(query), "--threshold", "0", "--max-price", "10"])
-    assert ranged.exit_code == 0 and "p1" in ranged.output and "p2" not in ranged.output
+    assert ranged.exit_code == 0 and "  p1  " in ranged.output and "  p2  " not in ranged.output
     unknown = runner.invoke(args=["search", str(query), "--category", "boats"])
     assert unknown.exit_code == 2 and "category 'boats' is not in the catalog" in unknown.output

@@ -10,10 +10,11 @@ from torch import nn
 from backend.config import load_settings
 from backend.errors import ConfigError
 from backend.model import load_embedder
-from backend.model.backbones import BACKBONES, BackboneEmbedder, _native_bfloat16, use_bfloat16
+from backend.model.backbones import BACKBONES
+from backend.model.torch_runtime import TorchEmbedder, native_bfloat16, use_bfloat16
 from tests.support.catalogs import draw_image
 
-native = pytest.mark.skipif(not _native_bfloat16(), reason="this CPU has no native bfloat16")
+native = pytest.mark.skipif(not native_bfloat16(), reason="this CPU has no native bfloat16")
 
 
 def test_an_unknown_precision_is_refused_by_name():
@@ -22,7 +23,9 @@ def test_an_unknown_precision_is_refused_by_name():
 
 
 def test_float32_is_never_bfloat16():
-    assert load_embedder("resnet18", "random", None, "float32").bfloat16 is False
+    embedder = load_embedder("resnet18", "random", None, "float32")
+    assert embedder.bfloat16 is False
+    assert embedder.runtime == "torch-fp32" and embedder.identity.endswith("/torch-fp32")
 
 
 @native
@@ -30,6 +33,9 @@ def test_auto_uses_bfloat16_and_stays_within_0_999_cosine_of_float32():
     fast = load_embedder("resnet18", "random", None, "auto")
     exact = load_embedder("resnet18", "random", None, "float32")
     assert fast.bfloat16 is True
+    # The runtime is part of the identity: bfloat16 rows are never mixed with float32 ones.
+    assert fast.identity.endswith("/torch-bf16") and exact.identity.endswith("/torch-fp32")
+    assert fast.identity.rsplit("/", 1)[0] == exact.identity.rsplit("/", 1)[0]
     arrays = [
         fast.preprocess(draw_image(colour, shape))
         for colour, shape in [("red", "circle"), ("blue", "stripes"), ("green", "triangle")]
@@ -54,6 +60,7 @@ class _Cancelling(nn.Module):
 
 @native
 def test_weights_that_bfloat16_distorts_stay_float32():
-    embedder = BackboneEmbedder(BACKBONES["resnet18"], _Cancelling(), "test")
+    backbone = BACKBONES["resnet18"]
+    embedder = TorchEmbedder("test", 8, _Cancelling(), "test", backbone.preprocessing)
     assert use_bfloat16(embedder) is False
     assert embedder.bfloat16 is False

@@ -45,6 +45,11 @@ def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+# The identities of the test models: name / weights / preprocessing / runtime. The test app
+# infers in float32 everywhere, so these hold on CPUs with native bfloat16 too.
+RANDOM_RESNET18 = "resnet18/random-seed0/p2-r256c224-bilinear-imagenet/torch-fp32"
+HISTOGRAM = "color_histogram/none/h1/numpy-fp32"
+
 # id, name, category, colour, shape
 DEFAULT_ITEMS = [
     ("p1", "Red ball", "toys", "red", "circle"),
@@ -79,5 +84,6 @@ def make_app_config(root: Path, catalog_path: Path) -> dict:
         "index_path": root / "index" / "index.csv",
         "cache_dir": root / "cache",
         "model_weights": "random",
+        "model_precision": "float32",
         "similarity_threshold": 0.5,
     }

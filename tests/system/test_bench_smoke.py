@@ -69,10 +69,13 @@ def test_index_probe_starts_a_process_on_a_synthetic_warm_index(tmp_path):
 def test_local_indexing_and_unchanged_resync_on_a_tiny_catalog(tmp_path):
     ctx = Context(quick=True, bench_catalog=tmp_path / "shop", data_dir=tmp_path / "data")
     write_catalog(ctx.bench_catalog)
-    local, resync = indexing.run(ctx)
+    local, lite0, resync = indexing.run(ctx)
     assert local.detail["images"] == 7
     assert local.value > 0 and local.baseline_value > 0
     assert local.ratio == pytest.approx(local.value / local.baseline_value)
+    # The demo's model, with its real weights, on the same photos.
+    assert lite0.key == "indexing_local_efficientnet_lite0" and lite0.detail["images"] == 7
+    assert lite0.value > 0 and "ImageNet weights" in lite0.what
     assert resync.detail == {"images_read": 0, "images_decoded": 0}
     assert resync.met is None  # 7 items: the 6,308-item target is not checked
 

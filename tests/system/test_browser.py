@@ -136,3 +136,55 @@ def test_errors_show_on_the_form_and_on_friendly_pages(page, base_url):
 def test_the_random_weights_banner_is_shown(page, base_url):
     page.goto(f"{base_url}/products")
     assert "random weights" in page.get_by_role("status").inner_text()
+
+
+# ---- the demo: real features ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory) -> Iterator[str]:
+    """The bundled demo catalog served as ./scripts/demo.sh serves it: efficientnet_lite0."""
+    from backend import create_app
+    from backend.config import PACKAGE_DIR
+    from backend.extensions import get_service
+
+    root = tmp_path_factory.mktemp("demo")
+    app = create_app(
+        {
+            "catalog_path": PACKAGE_DIR / "data" / "products.csv",
+            "index_path": root / "index.csv",
+            "cache_dir": root / "cache",
+            "model": "efficientnet_lite0",
+            "model_precision": "float32",
+            "SECRET_KEY": "test-secret",
+        }
+    )
+    get_service(app).sync()
+    with serve(app) as url:
+        yield url
+
+
+def test_a_shopper_photo_on_the_home_page_finds_its_product_first(page, demo_url):
+    page.goto(f"{demo_url}/")
+    expect(
+        page.get_by_role("heading", name="No photo at hand? Try one taken in a shop")
+    ).to_be_visible()
+    assert page.locator(".banner").count() == 0  # real weights: no random-weights banner
+    assert "EfficientNet-Lite0" in page.locator(".site-footer").inner_text()
+    examples = page.locator(".example-row .example")
+    assert examples.count() == 8
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-home.png"))
+    photo = examples.filter(has_text="Golden Delicious")
+    photo.click()
+    page.wait_for_url("**/examples/*")
+    expect(page.get_by_role("heading", name="Shopper photo")).to_be_visible()
+    first = page.locator("[data-results] .card:visible").first
+    assert first.locator(".card-title").inner_text() == "Golden Delicious"
+    assert "100%" not in first.locator(".score").inner_text()  # not the same photo
+    page.screenshot(path=str(ARTIFACTS / "demo-results.png"), full_page=True)
+    # Refining keeps the shopper photo (a signed token, as for an upload).
+    page.locator("#k").select_option("6")
+    page.get_by_role("button", name="Update results").click()
+    page.wait_for_url(f"{demo_url}/search")
+    assert page.locator("[data-results] .card").count() == 6

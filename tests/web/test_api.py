@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from backend import create_app
-from tests.support.catalogs import draw_image, image_bytes, write_catalog
+from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes, write_catalog
 
 RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity"}
 SEARCH_KEYS = {
@@ -226,7 +226,7 @@ def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config)
         "ready": True,
         "status": "ready",
         "random_weights": True,
-        "model": "resnet18/random-seed0/p1",
+        "model": RANDOM_RESNET18,
         "catalog_size": 8,
         "indexed": 7,
         "skipped_rows": 1,
