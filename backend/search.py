@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
@@ -226,6 +227,17 @@ class SearchService:
         started = time.perf_counter()
         options = self._resolve(options, changes)
         image = decode_image(data, min_size=self.embedder.min_decode_size)
+        return self._search_image(image, options, started)
+
+    def search_image(
+        self, image: Image.Image, options: SearchOptions | None = None, **changes: Any
+    ) -> SearchResult:
+        """Search with an image already decoded by `decode_image` (limits checked)."""
+        return self._search_image(image, self._resolve(options, changes), time.perf_counter())
+
+    def _search_image(
+        self, image: Image.Image, options: SearchOptions, started: float
+    ) -> SearchResult:
         query = self.embedder.embed([image])[0]  # (D,)
         return self._rank(query, options, started)
 

@@ -8,11 +8,11 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
-from ..images.decode import image_format
+from ..images.decode import decode_image, image_format
 from ..options import K_CHOICES, MAX_K, MIN_K, SearchOptions, parse_category, parse_text
 from ..search import SearchResult, SearchService
 from .params import paginate, parse_search_options, read_query_image, request_values
-from .refine import Query, decode_query, encode_query, thumbnail_data_url
+from .refine import THUMBNAIL_SIZE, Query, decode_query, encode_query, thumbnail_data_url
 
 bp = Blueprint("pages", __name__)
 
@@ -111,8 +111,10 @@ def run_query(
     """Search with the new image if one came, else refine the signed earlier query."""
     data = read_query_image(request, values, service)
     if data is not None:
-        result = service.search_bytes(data, options)
-        return Query(result.query, thumbnail_data_url(data)), result
+        # Decoded once, for the search and the thumbnail alike: decoding is the costly part.
+        image = decode_image(data, min_size=max(service.embedder.min_decode_size, THUMBNAIL_SIZE))
+        result = service.search_image(image, options)
+        return Query(result.query, thumbnail_data_url(image)), result
     token = values.get("query")
     if not token:
         raise InvalidInput(NO_IMAGE)
