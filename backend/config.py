@@ -160,6 +160,14 @@ def validate(settings: Settings) -> None:
             f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
         )
+    for variable, path in (
+        ("INDEX_PATH", settings.index_path),
+        ("CATALOG_PATH", settings.catalog_path),
+    ):
+        if path.is_dir():
+            raise ConfigError(
+                f"{variable}={str(path)!r} is a folder; give the path of a file in it"
+            )
     _validate_vector_backend(settings)
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():

@@ -4,6 +4,7 @@ OpenAPI document and the Python API all read, with the parsing of user-supplied 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -14,6 +15,7 @@ MIN_K, MAX_K = 1, 100
 K_CHOICES = (6, 12, 24, 48)  # the form's menu (plus the default and whatever was asked for)
 MAX_TEXT_CHARS = 200
 MAX_URL_CHARS = 2048
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,9 @@ def parse_text(raw: Any, name: str, max_chars: int) -> str:
         raise InvalidInput(f"{name} is longer than {max_chars} characters")
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise InvalidInput(f"{name} contains control characters")
+    if _SURROGATE.search(text):
+        # JSON can spell a lone surrogate ("\udcff"): it is no character, and UTF-8 cannot hold it.
+        raise InvalidInput(f"{name} contains an invalid character (a lone UTF-16 surrogate)")
     return text
 
 

@@ -128,13 +128,13 @@ class Indexer:
         """The entry, refreshed, if the file's content is unchanged; None if it must be re-embedded."""
         try:
             signature = file_signature(self.locator.local_path(product.image_url))
-        except SearchAppError:
+        except Exception:  # noqa: BLE001 - embedding it again reports what is wrong
             return None
         if signature == entry.signature:
             return entry  # size and mtime unchanged: not even read
         try:
             data = self.locator.read(product)
-        except SearchAppError:
+        except Exception:  # noqa: BLE001 - embedding it again reports what is wrong
             return None
         if hashlib.sha256(data).hexdigest() != entry.fingerprint:
             return None
@@ -211,6 +211,8 @@ class Indexer:
             array = self.embedder.preprocess(image)
         except SearchAppError as error:
             return Prepared(product, error=error.message)
+        except Exception as error:  # noqa: BLE001 - one product's failure never ends the run
+            return Prepared(product, error=unexpected(product, error))
         path = self.locator.path_for(product)
         entry = Entry(
             id=product.id,
@@ -220,6 +222,12 @@ class Indexer:
             model=self.embedder.identity,
         )
         return Prepared(product, entry, array)
+
+
+def unexpected(product: Product, error: Exception) -> str:
+    """Log an unforeseen per-product error in full, and word it for the sync report."""
+    log.warning("product %r failed", product.id, exc_info=error)
+    return f"unexpected error: {type(error).__name__}: {error}"
 
 
 def bounded_map(

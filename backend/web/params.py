@@ -33,11 +33,17 @@ def request_body(request: Request) -> dict[str, Any]:
             if not isinstance(body, dict):
                 raise InvalidInput("the JSON body must be an object")
             return body
-        return dict(request.form.items())
+        form = request.form
+        if None in form or None in request.files:
+            raise InvalidInput("a part of the multipart body has no name; name every field")
+        return dict(form.items())
     except RequestEntityTooLarge:
         raise upload_too_large() from None
     except BadRequest as error:
         raise InvalidInput(f"the request body could not be read: {error.description}") from None
+    except RecursionError:
+        # The JSON parser recurses per level: a body of 100,000 "[" exhausts the stack.
+        raise InvalidInput("the JSON body is nested too deeply") from None
 
 
 def parse_search_options(
