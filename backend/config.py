@@ -39,6 +39,10 @@ class Settings:
     fetch_allow_loopback: bool = False
     # Whole download of one image URL, redirects included; a slow server is cut off after it.
     fetch_timeout: float = 20.0
+    # Image URLs pasted by shoppers: a shorter deadline, and at most this many downloading at
+    # once per server process (the others get 429), so slow hosts cannot take every thread.
+    query_fetch_timeout: float = 8.0
+    query_fetch_slots: int = 2
     # index.csv is rewritten after at least this many new embeddings, so a killed build resumes.
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
@@ -87,6 +91,8 @@ ENV_VARS = {
     "DOWNLOAD_WORKERS": "download_workers",
     "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
     "FETCH_TIMEOUT": "fetch_timeout",
+    "QUERY_FETCH_TIMEOUT": "query_fetch_timeout",
+    "QUERY_FETCH_SLOTS": "query_fetch_slots",
     "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
     "ADMIN_TOKEN": "admin_token",
     "VECTOR_BACKEND": "vector_backend",
@@ -151,6 +157,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"FETCH_TIMEOUT={settings.fetch_timeout} must be between 0 and 300 seconds"
         )
+    if not 0 < settings.query_fetch_timeout <= 300:
+        raise ConfigError(
+            f"QUERY_FETCH_TIMEOUT={settings.query_fetch_timeout} must be between 0 and 300 seconds"
+        )
+    if not 1 <= settings.query_fetch_slots <= 64:
+        raise ConfigError(f"QUERY_FETCH_SLOTS={settings.query_fetch_slots} must be 1-64")
     if settings.index_checkpoint_every < 1:
         raise ConfigError(
             f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"

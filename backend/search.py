@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -17,7 +19,7 @@ from PIL import Image
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
 from .config import Settings
-from .errors import FetchError, NotFound
+from .errors import Busy, FetchError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
 from .images.sources import ImageLocator, read_limited, save_upload
@@ -96,6 +98,12 @@ class SearchService:
                 allow_loopback=settings.fetch_allow_loopback,
             ),
         )
+        # Shoppers' image URLs: their own deadline, and a few slots so slow hosts cannot hold
+        # every request thread.
+        self.query_fetch_policy = dataclasses.replace(
+            self.locator.fetch_policy, total_timeout=settings.query_fetch_timeout
+        )
+        self._query_fetch_slots = threading.BoundedSemaphore(settings.query_fetch_slots)
         self.snapshot: Snapshot | None = None
         # Which completed sync the snapshot reflects, so that a sync by another process
         # (another server worker, `flask index`) is noticed and loaded.
@@ -256,8 +264,20 @@ class SearchService:
     def search_url(
         self, url: str, options: SearchOptions | None = None, **changes: Any
     ) -> SearchResult:
-        fetched = fetch(url, self.locator.fetch_policy)
-        return self.search_bytes(fetched.content, options, **changes)
+        return self.search_bytes(self.fetch_query_image(url), options, **changes)
+
+    def fetch_query_image(self, url: str) -> bytes:
+        """Download a shopper's image URL within QUERY_FETCH_TIMEOUT, in a free slot or not at all."""
+        if not self._query_fetch_slots.acquire(blocking=False):
+            raise Busy(
+                "the server is busy downloading other image URLs; try again in a few seconds, "
+                "or upload the image instead",
+                retry_after=math.ceil(self.settings.query_fetch_timeout),
+            )
+        try:
+            return fetch(url, self.query_fetch_policy).content
+        finally:
+            self._query_fetch_slots.release()
 
     def search_similar(
         self, product_id: str, options: SearchOptions | None = None, **changes: Any
@@ -290,15 +310,23 @@ class SearchService:
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
     ) -> Product:
-        """Add or replace one product now: products.csv, index.csv, then the vector store."""
+        """Add or replace one product now: products.csv, index.csv, then the vector store.
+
+        The image is downloaded and embedded before the edit lock is taken, so a slow image
+        URL holds up no other edit; under the lock only the files are written.
+        """
         self._current()
+        if image is not None:
+            folder = self.settings.catalog_path.parent
+            fields = {**fields, "image_url": save_upload(folder, image)}
+        product = edits.product_from_fields(product_id, fields, self.catalog.get(product_id))
+        embedded = {product.image_url: self._indexer().embed_one(product)}
         with self._editing():
-            if image is not None:
-                folder = self.settings.catalog_path.parent
-                fields = {**fields, "image_url": save_upload(folder, image)}
-            existing = self.snapshot.catalog.get(product_id)
-            product = edits.product_from_fields(product_id, fields, existing)
-            entry, vector = self._indexer().embed_one(product)  # before any file changes
+            # Another edit may have changed the product meanwhile: apply these fields to it.
+            product = edits.product_from_fields(product_id, fields, self.catalog.get(product_id))
+            if product.image_url not in embedded:  # its image changed meanwhile: a local file
+                embedded[product.image_url] = self._indexer().embed_one(product)
+            entry, vector = embedded[product.image_url]
             self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])

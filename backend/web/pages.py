@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
 from ..images.decode import decode_image, image_format
 from ..options import K_CHOICES, MAX_K, MIN_K, SearchOptions, parse_category, parse_text
 from ..search import SearchResult, SearchService
+from .errors import with_retry_after
 from .params import paginate, parse_search_options, read_query_image, request_values
 from .refine import THUMBNAIL_SIZE, Query, decode_query, encode_query, thumbnail_data_url
 
@@ -63,7 +73,9 @@ def search():
     except SearchAppError as error:
         if error.status >= 500:
             raise
-        return render_form(values, error.message, error.status)
+        return with_retry_after(
+            make_response(render_form(values, error.message, error.status)), error
+        )
     token = encode_query(query, service.embedder.identity, current_app.secret_key)
     return render_results(result, options, query_image=query.thumbnail, token=token)
 

@@ -12,7 +12,6 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from ..catalog import Catalog, Product
 from ..errors import InvalidInput, PayloadTooLarge
-from ..images.fetch import fetch
 from ..options import MAX_URL_CHARS, SearchOptions, blank, parse_options, parse_text
 from ..search import SearchService
 
@@ -76,7 +75,7 @@ def read_query_image(
     url = parse_image_url(values)
     if url is None:
         return None
-    return fetch(url, service.locator.fetch_policy).content
+    return service.fetch_query_image(url)
 
 
 def read_upload(request: Request, max_bytes: int) -> bytes | None:
