@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .options import MAX_K, MIN_K, SearchOptions
@@ -43,6 +44,12 @@ class Settings:
     # once per server process (the others get 429), so slow hosts cannot take every thread.
     query_fetch_timeout: float = 8.0
     query_fetch_slots: int = 2
+    # The site's public address ("https://shop.example"): absolute URLs the app hands out (API
+    # image_url) are built on it, never on the request's Host; unset, they are relative.
+    public_base_url: str | None = None
+    # Host names the app answers to (comma-separated, e.g. "shop.example,.shop.example"); any
+    # other Host header is a 400. Unset: any Host (no URL is built from it anyway).
+    trusted_hosts: str | None = None
     # index.csv is rewritten after at least this many new embeddings, so a killed build resumes.
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
@@ -94,6 +101,8 @@ ENV_VARS = {
     "QUERY_FETCH_TIMEOUT": "query_fetch_timeout",
     "QUERY_FETCH_SLOTS": "query_fetch_slots",
     "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
+    "PUBLIC_BASE_URL": "public_base_url",
+    "TRUSTED_HOSTS": "trusted_hosts",
     "ADMIN_TOKEN": "admin_token",
     "VECTOR_BACKEND": "vector_backend",
     "DATABASE_URL": "database_url",
@@ -120,6 +129,8 @@ def load_settings(
         values[name] = _coerce(name, name, value) if isinstance(value, str) else value
     settings = replace(Settings(), **values)
     validate(settings)
+    if settings.public_base_url:
+        settings = replace(settings, public_base_url=settings.public_base_url.rstrip("/"))
     return settings
 
 
@@ -180,6 +191,7 @@ def validate(settings: Settings) -> None:
             raise ConfigError(
                 f"{variable}={str(path)!r} is a folder; give the path of a file in it"
             )
+    _validate_public_base_url(settings.public_base_url)
     _validate_vector_backend(settings)
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
@@ -195,6 +207,17 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "
             "`flask finetune`, or unset it"
+        )
+
+
+def _validate_public_base_url(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PUBLIC_BASE_URL={url!r} must be the site's address, such as https://shop.example "
+            "(http or https, a host, optionally a path; no query)"
         )
 
 

@@ -13,6 +13,7 @@ from ..options import parse_category
 from ..search import SearchResult
 from .openapi import openapi_document
 from .params import paginate, parse_search_options, read_query_image, request_values
+from .security import public_url
 
 bp = Blueprint("api", __name__)
 
@@ -95,7 +96,7 @@ def product_json(product: Product) -> dict[str, Any]:
         "name": product.name,
         "category": product.category,
         "price": product.price,
-        "image_url": url_for("pages.product_image", product_id=product.id, _external=True),
+        "image_url": public_url(url_for("pages.product_image", product_id=product.id)),
     }
 
 

@@ -92,7 +92,12 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "category": {"type": "string"},
             "price": {"type": ["number", "null"]},
-            "image_url": {"type": "string", "format": "uri", "description": "Served by this app."},
+            "image_url": {
+                "type": "string",
+                "format": "uri-reference",
+                "description": "Served by this app: on PUBLIC_BASE_URL when it is set, else a "
+                "path relative to the API's address.",
+            },
         },
     },
     "Hit": {

@@ -30,9 +30,7 @@ def held():
         release.set()
 
 
-def test_url_searches_beyond_the_slots_get_429_and_the_rest_of_the_site_answers(
-    app_config, held
-):
+def test_url_searches_beyond_the_slots_get_429_and_the_rest_of_the_site_answers(app_config, held):
     server, arrived, release = held
     app = create_app(app_config | {"fetch_allow_loopback": True, "query_fetch_slots": 2})
     client = app.test_client()
