@@ -43,7 +43,9 @@ graceful_timeout = 30
 keepalive = 5
 _front = _choose_front(os.environ.get("FRONT", "auto"), _host, _port, timeout)
 bind = f"unix:{_front.socket}" if _front else f"{_host}:{_port}"
-accesslog = None if _front else "-"  # nginx logs each request, with the client's address
+accesslog = "-"
+if _front:  # the client's address, as nginx saw it (gunicorn's peer is nginx's socket)
+    access_log_format = '%({x-real-ip}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # No control socket: it would live in a shared place ($HOME) and nothing here uses it.

@@ -70,7 +70,8 @@ error_log stderr warn;
 {user}
 events {{ worker_connections 1024; }}
 http {{
-    access_log /dev/stdout combined;
+    # gunicorn logs each request (X-Real-IP): a non-root nginx cannot open the container's stdout.
+    access_log off;
     server_tokens off;
     client_body_temp_path {run}/body;
     proxy_temp_path {run}/proxy;
@@ -93,8 +94,10 @@ http {{
 {headers}
         location / {{
             proxy_pass http://app;
+            proxy_http_version 1.1;  # gunicorn's log then shows the protocol clients use
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
             proxy_read_timeout {self.upstream_timeout}s;
         }}
     }}
