@@ -1,4 +1,5 @@
-# Image similarity search: gunicorn serving the Flask app on $PORT, CPU-only torch.
+# Image similarity search: nginx on $PORT buffering whole requests for gunicorn (the Flask
+# app) behind it, CPU-only torch.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,7 +9,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TORCH_HOME=/opt/torch \
     PORT=8000 \
     CACHE_DIR=/var/data/cache \
-    INDEX_PATH=/var/data/index.csv
+    INDEX_PATH=/var/data/index.csv \
+    FRONT=nginx
+
+# nginx reads each whole request before a gunicorn thread sees it, so slow clients cannot hold
+# the threads; gunicorn.conf.py starts it (backend/web/front.py renders its configuration).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 

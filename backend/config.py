@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .model import default_threshold
@@ -49,6 +50,16 @@ class Settings:
     fetch_allow_loopback: bool = False
     # Whole download of one image URL, redirects included; a slow server is cut off after it.
     fetch_timeout: float = 20.0
+    # Image URLs pasted by shoppers: a shorter deadline, and at most this many downloading at
+    # once per server process (the others get 429), so slow hosts cannot take every thread.
+    query_fetch_timeout: float = 8.0
+    query_fetch_slots: int = 2
+    # The site's public address ("https://shop.example"): absolute URLs the app hands out (API
+    # image_url) are built on it, never on the request's Host; unset, they are relative.
+    public_base_url: str | None = None
+    # Host names the app answers to (comma-separated, e.g. "shop.example,.shop.example"); any
+    # other Host header is a 400. Unset: any Host (no URL is built from it anyway).
+    trusted_hosts: str | None = None
     # index.csv is rewritten after at least this many new embeddings, so a killed build resumes.
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
@@ -138,7 +149,11 @@ ENV_VARS = {
     "DOWNLOAD_WORKERS": "download_workers",
     "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
     "FETCH_TIMEOUT": "fetch_timeout",
+    "QUERY_FETCH_TIMEOUT": "query_fetch_timeout",
+    "QUERY_FETCH_SLOTS": "query_fetch_slots",
     "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
+    "PUBLIC_BASE_URL": "public_base_url",
+    "TRUSTED_HOSTS": "trusted_hosts",
     "ADMIN_TOKEN": "admin_token",
     "VECTOR_BACKEND": "vector_backend",
     "DATABASE_URL": "database_url",
@@ -173,6 +188,8 @@ def load_settings(
         values["index_path"] = Path(values["catalog_path"]).with_name("index.csv")
     settings = replace(Settings(), **values)
     validate(settings)
+    if settings.public_base_url:
+        settings = replace(settings, public_base_url=settings.public_base_url.rstrip("/"))
     return settings
 
 
@@ -231,6 +248,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"FETCH_TIMEOUT={settings.fetch_timeout} must be between 0 and 300 seconds"
         )
+    if not 0 < settings.query_fetch_timeout <= 300:
+        raise ConfigError(
+            f"QUERY_FETCH_TIMEOUT={settings.query_fetch_timeout} must be between 0 and 300 seconds"
+        )
+    if not 1 <= settings.query_fetch_slots <= 64:
+        raise ConfigError(f"QUERY_FETCH_SLOTS={settings.query_fetch_slots} must be 1-64")
     if settings.index_checkpoint_every < 1:
         raise ConfigError(
             f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"
@@ -246,6 +269,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"SEARCH_LOG_DAYS={settings.search_log_days} must be 0 (no log) to {MAX_SEARCH_LOG_DAYS}"
         )
+    for variable, path in (
+        ("INDEX_PATH", settings.index_path),
+        ("CATALOG_PATH", settings.catalog_path),
+    ):
+        if path.is_dir():
+            raise ConfigError(
+                f"{variable}={str(path)!r} is a folder; give the path of a file in it"
+            )
+    _validate_public_base_url(settings.public_base_url)
     _validate_vector_backend(settings)
     endpoint = settings.s3_endpoint_url
     if endpoint is not None and not endpoint.lower().startswith(("http://", "https://")):
@@ -268,6 +300,17 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "
             "`flask finetune`, or unset it"
+        )
+
+
+def _validate_public_base_url(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PUBLIC_BASE_URL={url!r} must be the site's address, such as https://shop.example "
+            "(http or https, a host, optionally a path; no query)"
         )
 
 

@@ -48,6 +48,17 @@ class PayloadTooLarge(SearchAppError):
     code = "too_large"
 
 
+class Busy(SearchAppError):
+    """Shed load: the resource the request needs is in use; retry after `retry_after` seconds."""
+
+    status = 429
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFound(SearchAppError):
     status = 404
     code = "not_found"

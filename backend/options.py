@@ -4,6 +4,7 @@ OpenAPI document and the Python API all read, with the parsing of user-supplied 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -24,6 +25,7 @@ IDENTICAL = 0.9995
 THRESHOLD_FORMS = (
     "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,9 @@ def parse_text(raw: Any, name: str, max_chars: int) -> str:
         raise InvalidInput(f"{name} is longer than {max_chars} characters")
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise InvalidInput(f"{name} contains control characters")
+    if _SURROGATE.search(text):
+        # JSON can spell a lone surrogate ("\udcff"): it is no character, and UTF-8 cannot hold it.
+        raise InvalidInput(f"{name} contains an invalid character (a lone UTF-16 surrogate)")
     return text
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -12,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
 from .catalog.examples import Example, load_examples
 from .config import Settings
-from .errors import CatalogReadOnly, ConfigError, FetchError, ImageError, NotFound
+from .errors import Busy, CatalogReadOnly, ConfigError, FetchError, ImageError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
 from .images.s3 import S3Reader
@@ -103,6 +106,12 @@ class SearchService:
                 workers=settings.download_workers,
             ),
         )
+        # Shoppers' image URLs: their own deadline, and a few slots so slow hosts cannot hold
+        # every request thread.
+        self.query_fetch_policy = dataclasses.replace(
+            self.locator.fetch_policy, total_timeout=settings.query_fetch_timeout
+        )
+        self._query_fetch_slots = threading.BoundedSemaphore(settings.query_fetch_slots)
         self.snapshot: Snapshot | None = None
         # Which completed sync the snapshot reflects, so that a sync by another process
         # (another server worker, `flask index`) is noticed and loaded.
@@ -298,6 +307,26 @@ class SearchService:
         started = time.perf_counter()
         options = self._resolve(options, changes)
         image = decode_image(data, min_size=self.embedder.min_decode_size)
+        return self._search_image(image, options, started)
+
+    def search_image(
+        self,
+        image: Image.Image,
+        options: SearchOptions | None = None,
+        *,
+        decoding_started: float | None = None,
+        **changes: Any,
+    ) -> SearchResult:
+        """Search with an image already decoded by `decode_image` (limits checked).
+
+        `decoding_started` (a `time.perf_counter()` taken before decoding) times the decode stage.
+        """
+        started = time.perf_counter() if decoding_started is None else decoding_started
+        return self._search_image(image, self._resolve(options, changes), started)
+
+    def _search_image(
+        self, image: Image.Image, options: SearchOptions, started: float
+    ) -> SearchResult:
         decoded = time.perf_counter()
         query = self.embedder.embed([image])[0]  # (D,)
         stages = {"decode": decoded - started, "embed": time.perf_counter() - decoded}
@@ -318,8 +347,20 @@ class SearchService:
     def search_url(
         self, url: str, options: SearchOptions | None = None, **changes: Any
     ) -> SearchResult:
-        fetched = fetch(url, self.locator.fetch_policy)
-        return self.search_bytes(fetched.content, options, **changes)
+        return self.search_bytes(self.fetch_query_image(url), options, **changes)
+
+    def fetch_query_image(self, url: str) -> bytes:
+        """Download a shopper's image URL within QUERY_FETCH_TIMEOUT, in a free slot or not at all."""
+        if not self._query_fetch_slots.acquire(blocking=False):
+            raise Busy(
+                "the server is busy downloading other image URLs; try again in a few seconds, "
+                "or upload the image instead",
+                retry_after=math.ceil(self.settings.query_fetch_timeout),
+            )
+        try:
+            return fetch(url, self.query_fetch_policy).content
+        finally:
+            self._query_fetch_slots.release()
 
     def search_similar(
         self, product_id: str, options: SearchOptions | None = None, **changes: Any
@@ -356,16 +397,24 @@ class SearchService:
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
     ) -> Product:
-        """Add or replace one product now: products.csv, index.csv, then the vector store."""
+        """Add or replace one product now: products.csv, index.csv, then the vector store.
+
+        The image is downloaded and embedded before the edit lock is taken, so a slow image
+        URL holds up no other edit; under the lock only the files are written.
+        """
         self._refuse_edits_of_a_read_only_catalog()
         self.current()
+        if image is not None:
+            folder = self.settings.catalog_path.parent
+            fields = {**fields, "image_url": save_upload(folder, image)}
+        product = edits.product_from_fields(product_id, fields, self.catalog.get(product_id))
+        embedded = {product.image_url: self._indexer().embed_one(product)}
         with self._editing():
-            if image is not None:
-                folder = self.settings.catalog_path.parent
-                fields = {**fields, "image_url": save_upload(folder, image)}
-            existing = self.snapshot.catalog.get(product_id)
-            product = edits.product_from_fields(product_id, fields, existing)
-            entry, vector = self._indexer().embed_one(product)  # before any file changes
+            # Another edit may have changed the product meanwhile: apply these fields to it.
+            product = edits.product_from_fields(product_id, fields, self.catalog.get(product_id))
+            if product.image_url not in embedded:  # its image changed meanwhile: a local file
+                embedded[product.image_url] = self._indexer().embed_one(product)
+            entry, vector = embedded[product.image_url]
             self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])

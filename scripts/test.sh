@@ -23,6 +23,10 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
   [ -z "$policy" ] || rm -f "$policy"
   [ "$status" = 0 ] || exit "$status"
 fi
+# The front tests run the server behind Debian's nginx, as the Docker image does.
+if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
+fi
 # In CI the browser and mysql tests must run, not skip.
 if [ "${CI:-}" = true ] && ! command -v chromium >/dev/null 2>&1; then
   echo "chromium is missing: the browser tests cannot run (install Debian's chromium)" >&2

@@ -16,6 +16,8 @@ from .prices import parse_price
 __all__ = ["REQUIRED_COLUMNS", "Catalog", "Product", "SkippedRow", "load_catalog", "parse_price"]
 MAX_FIELD_CHARS = 4096
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape could not decode
+# NUL, line breaks, escapes: no field holds them, and a NUL in a path stops every file call.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 # http(s) with a plain host name: accepted without urlsplit, which is slow at 50k rows. Anything
 # else (user info, IPv6, odd characters) goes through urlsplit as before.
 _PLAIN_HTTP_URL = re.compile(
@@ -141,6 +143,8 @@ def parse_row(header: list[str], cells: list[str], seen: dict[str, Product]) -> 
     # One pass over the joined row, not one per field: this runs for every catalog row.
     if _UNDECODABLE.search("\n".join(cells)):
         raise ValueError("is not valid UTF-8 text")
+    if _CONTROL.search("".join(row.values())):
+        raise ValueError("a field contains control characters (such as NUL or a line break)")
     if max(map(len, row.values())) > MAX_FIELD_CHARS:
         raise ValueError(f"a field is longer than {MAX_FIELD_CHARS} characters")
     product_id = row["id"]

@@ -139,6 +139,8 @@ class ImageLocator:
                 self.download(product.image_url)
             except (FetchError, OSError) as error:
                 return str(getattr(error, "message", error))
+            except Exception as error:  # noqa: BLE001 - one download never ends the run
+                return f"unexpected error: {type(error).__name__}: {error}"
             finally:
                 on_done()
             return None

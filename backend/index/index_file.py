@@ -15,9 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import collections
 import csv
 import functools
 import io
+import itertools
 import json
 import logging
 import os
@@ -131,14 +133,22 @@ class IndexTable:
 
 
 def read_index(path: Path) -> IndexTable:
-    """Load index.csv; a missing file is empty, a corrupt or foreign one is ignored with a warning."""
+    """Load index.csv; a missing file is empty, a foreign one is ignored with a warning.
+
+    Damaged rows (a line torn by a crash, a bad vector, a duplicated id) are left out with a
+    warning and the intact ones kept: only the products of the damaged rows are embedded again.
+    """
     if not path.is_file():
         return IndexTable()
     try:
-        return _parse(path)
+        rows = _parse(path)
     except (ValueError, csv.Error, UnicodeDecodeError) as error:
         log.warning("index %s is unreadable (%s); it will be rebuilt", path, error)
         return IndexTable()
+    table, damaged = rows.table()
+    if damaged:
+        log.warning("index %s: %d damaged row(s) left out; they will be rebuilt", path, damaged)
+    return table
 
 
 def read_meta(path: Path) -> IndexMeta:
@@ -151,7 +161,7 @@ def read_meta(path: Path) -> IndexMeta:
         return IndexMeta()
 
 
-def _parse(path: Path) -> IndexTable:
+def _parse(path: Path) -> _Rows:
     rows = _Rows()
     with path.open("rb") as handle:
         try:
@@ -160,12 +170,7 @@ def _parse(path: Path) -> IndexTable:
             handle.seek(0)
             rows = _Rows()
             _read_quoted(handle, rows)
-    if not rows.heads:
-        return IndexTable(meta=rows.meta)
-    if len({head[0] for head in rows.heads}) != len(rows.heads):
-        raise ValueError("duplicate ids")
-    vectors = _unit_vectors(rows.raw, len(rows.heads))
-    return IndexTable([Entry(*head) for head in rows.heads], vectors, rows.meta)
+    return rows
 
 
 class _NotPlain(Exception):
@@ -178,7 +183,8 @@ class _Rows:
     def __init__(self) -> None:
         self.heads: list[list[str]] = []
         self.raw = bytearray()
-        self.width = -1
+        self.widths: list[int] = []
+        self.damaged = 0
         self.meta = IndexMeta()
 
     def header(self, fields: list[str]) -> None:
@@ -187,13 +193,42 @@ class _Rows:
 
     def add(self, fields: list[str], cell: str | bytes) -> None:
         if len(fields) != len(COLUMNS) - 1:
-            raise ValueError(f"a row does not have {len(COLUMNS)} fields")
-        vector = _b64decode(cell)
-        if len(vector) != self.width and self.heads:
-            raise ValueError("vectors have inconsistent lengths")
-        self.width = len(vector)
+            self.damaged += 1
+            return
+        try:
+            vector = _b64decode(cell)
+        except (binascii.Error, ValueError):
+            self.damaged += 1
+            return
         self.heads.append(fields)
+        self.widths.append(len(vector))
         self.raw += vector
+
+    def table(self) -> tuple[IndexTable, int]:
+        """The intact rows as a table, and how many rows were left out as damaged."""
+        heads, raw, damaged = self.heads, self.raw, self.damaged
+        if not heads:
+            return IndexTable(meta=self.meta), damaged
+        width = max(set(self.widths), key=self.widths.count)  # that of most rows
+        if self.widths.count(width) != len(heads):  # a torn vector: keep the full ones
+            keep = [row for row, w in enumerate(self.widths) if w == width]
+            offsets = list(itertools.accumulate(self.widths, initial=0))
+            raw = b"".join(raw[offsets[row] : offsets[row + 1]] for row in keep)
+            damaged += len(heads) - len(keep)
+            heads = [heads[row] for row in keep]
+        try:
+            vectors, unit = _unit_vectors(raw, len(heads))
+        except ValueError:
+            return IndexTable(meta=self.meta), damaged + len(heads)
+        ids = [head[0] for head in heads]
+        repeated = {pid for pid, count in collections.Counter(ids).items() if count > 1}
+        if repeated:  # which of two rows is right cannot be told: embed that product again
+            unit &= np.array([pid not in repeated for pid in ids])
+        if not unit.all():
+            damaged += int((~unit).sum())
+            heads = [head for head, ok in zip(heads, unit, strict=True) if ok]
+            vectors = np.ascontiguousarray(vectors[unit])
+        return IndexTable([Entry(*head) for head in heads], vectors, self.meta), damaged
 
 
 def _read_plain(handle, rows: _Rows) -> None:
@@ -228,7 +263,11 @@ def _plain_lines(text: bytes, rows: _Rows) -> None:
     for line in text.split(b"\n"):
         head, comma, cell = line.rstrip(b"\r").rpartition(b",")
         if comma:
-            add(head.decode("utf-8").split(","), cell)
+            try:
+                fields = head.decode("utf-8").split(",")
+            except UnicodeDecodeError:  # a line torn inside a character
+                fields = []
+            add(fields, cell)
         elif cell:
             add([], cell)  # a line without a comma: refused for its field count
 
@@ -240,10 +279,14 @@ def _read_quoted(handle, rows: _Rows) -> None:
             rows.meta = IndexMeta.parse(first)
         else:
             text.seek(0)
-        records = (record for record in csv.reader(text, strict=True) if record)
+        reader = csv.reader(text, strict=True)
+        records = (record for record in reader if record)
         rows.header(next(records, []))
-        for record in records:
-            rows.add(record[:-1], record[-1])
+        try:
+            for record in records:
+                rows.add(record[:-1], record[-1])
+        except (csv.Error, UnicodeDecodeError):
+            rows.damaged += 1  # the rest of the file cannot be split into rows: rebuilt
 
 
 # What base64.b64decode(validate=True) calls, without its per-call wrapper (50k calls at start-up).
@@ -255,11 +298,15 @@ def decode_vectors(cells: list[str]) -> np.ndarray:
     raw = list(map(_b64decode, cells))
     if any(len(r) != len(raw[0]) for r in raw):
         raise ValueError("vectors have inconsistent lengths")
-    return _unit_vectors(b"".join(raw), len(raw))
+    vectors, unit = _unit_vectors(b"".join(raw), len(raw))
+    if not unit.all():
+        raise ValueError("vectors are not finite and of unit length")
+    return vectors
 
 
-def _unit_vectors(raw: bytes | bytearray, n: int) -> np.ndarray:
-    """n equal-width float16 rows -> (N, D) float32, renormalised (float16 rounds the length)."""
+def _unit_vectors(raw: bytes | bytearray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n equal-width float16 rows -> (N, D) float32 renormalised (float16 rounds the length),
+    and which rows were finite and of unit length (N,) bool."""
     width = len(raw) // n
     if width == 0 or width % STORED_DTYPE.itemsize or width * n != len(raw):
         raise ValueError("vectors have inconsistent lengths")
@@ -267,12 +314,13 @@ def _unit_vectors(raw: bytes | bytearray, n: int) -> np.ndarray:
     vectors = vectors.reshape(n, width // STORED_DTYPE.itemsize)  # (N, D)
     # A non-finite component makes its row's squared norm non-finite too: one check covers both.
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # (N, 1)
-    if not np.isfinite(norms).all():
-        raise ValueError("vectors contain non-finite values")
-    if not np.all(np.abs(norms - 1.0) < 0.01):
-        raise ValueError("vectors are not unit length")
-    vectors /= norms
-    return vectors
+    with np.errstate(invalid="ignore"):
+        unit = np.isfinite(norms[:, 0]) & (np.abs(norms[:, 0] - 1.0) < 0.01)  # (N,)
+    if unit.all():
+        vectors /= norms
+    else:
+        vectors[unit] /= norms[unit]
+    return vectors, unit
 
 
 def encode_vector(vector: np.ndarray) -> str:

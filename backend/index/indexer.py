@@ -174,13 +174,13 @@ class Indexer:
         """The entry, refreshed, if the file's content is unchanged; None if it must be re-embedded."""
         try:
             signature = file_signature(self.locator.local_path(product.image_url))
-        except SearchAppError:
+        except Exception:  # noqa: BLE001 - embedding it again reports what is wrong
             return None
         if signature == entry.signature:
             return entry  # size and mtime unchanged: not even read
         try:
             data = self.locator.read(product)
-        except SearchAppError:
+        except Exception:  # noqa: BLE001 - embedding it again reports what is wrong
             return None
         if hashlib.sha256(data).hexdigest() != entry.fingerprint:
             return None
@@ -265,6 +265,8 @@ class Indexer:
             array = self.embedder.preprocess(image)
         except SearchAppError as error:
             return Prepared(product, error=error.message)
+        except Exception as error:  # noqa: BLE001 - one product's failure never ends the run
+            return Prepared(product, error=unexpected(product, error))
         path = self.locator.path_for(product)
         if product.is_s3:
             signature = s3_signature(self.locator.cached_etag(product.image_url) or "")
@@ -288,6 +290,12 @@ def s3_signature(etag: str) -> str:
 def _same_object(entry: Entry, etag: str | None) -> bool:
     """The indexed S3 object is still there unchanged (also when S3 could not say: None)."""
     return etag is None or (etag != GONE and entry.signature == s3_signature(etag))
+
+
+def unexpected(product: Product, error: Exception) -> str:
+    """Log an unforeseen per-product error in full, and word it for the sync report."""
+    log.warning("product %r failed", product.id, exc_info=error)
+    return f"unexpected error: {type(error).__name__}: {error}"
 
 
 def bounded_map(

@@ -16,6 +16,7 @@ from .exports import results_csv, wants_csv
 from .openapi import openapi_document
 from .pages import image_src
 from .params import paginate, parse_search_options, read_query_image, request_values
+from .security import public_url
 from .telemetry import describe_query, record_search
 
 bp = Blueprint("api", __name__)
@@ -116,7 +117,7 @@ def product_json(product: Product) -> dict[str, Any]:
         "name": product.name,
         "category": product.category,
         "price": product.price,
-        "image_url": image_src(product, _external=True),
+        "image_url": public_url(image_src(product)),
     }
 
 

@@ -47,7 +47,15 @@ def _domain_error(error: SearchAppError) -> Response:
         if error.status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return error_response(error.status, error.code, error.message)
+    return with_retry_after(error_response(error.status, error.code, error.message), error)
+
+
+def with_retry_after(response: Response, error: SearchAppError) -> Response:
+    """Tell a client turned away for load when to come back (RFC 9110 Retry-After)."""
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -24,6 +24,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "Missing or wrong admin token",
         403: "The admin API is disabled (no ADMIN_TOKEN on the server)",
         413: "The upload is too large",
+        429: "Too many image URLs are being downloaded; retry after `Retry-After` seconds",
     }
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
 
@@ -93,8 +94,9 @@ SCHEMAS: dict[str, Any] = {
             "price": {"type": ["number", "null"]},
             "image_url": {
                 "type": "string",
-                "format": "uri",
-                "description": "Served by this app; `v` is the image's content version.",
+                "format": "uri-reference",
+                "description": "Served by this app: on PUBLIC_BASE_URL when it is set, else a "
+                "path relative to the API's address; `v` is the image's content version.",
             },
         },
     },
@@ -260,7 +262,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "summary": "Find the catalog products that look most like an image",
             "parameters": [_FORMAT],
             "requestBody": _search_body(settings),
-            "responses": {"200": _matches()} | _errors(400, 413),
+            "responses": {"200": _matches()} | _errors(400, 413, 429),
         }},
         "/api/products/{product_id}/similar": {"get": {
             "summary": "More like this: the products closest to a catalog product",

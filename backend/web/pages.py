@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from ..catalog import Product
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
-from ..images.decode import image_format
+from ..images.decode import decode_image, image_format
 from ..model import display_name, threshold_meaning
 from ..options import (
     K_CHOICES,
@@ -23,9 +33,10 @@ from ..options import (
     parse_text,
 )
 from ..search import SearchResult, SearchService
+from .errors import with_retry_after
 from .exports import results_csv, wants_csv
 from .params import paginate, parse_search_options, read_query_image, request_values
-from .refine import Query, decode_query, encode_query, thumbnail_data_url
+from .refine import THUMBNAIL_SIZE, Query, decode_query, encode_query, thumbnail_data_url
 from .telemetry import describe_query, record_search
 
 bp = Blueprint("pages", __name__)
@@ -126,7 +137,9 @@ def search():
     except SearchAppError as error:
         if error.status >= 500:
             raise
-        return render_form(values, error.message, error.status)
+        return with_retry_after(
+            make_response(render_form(values, error.message, error.status)), error
+        )
     record_search(result, "page", *describe_query(request, values))
     if as_csv:
         return results_csv(result)
@@ -142,7 +155,7 @@ def example_search(example_id: str):
     options = parse_search_options(request.args, service, percent=True)
     data, result = service.search_example(example_id, options)
     record_search(result, "page", "example", example_id)
-    query = Query(result.query, thumbnail_data_url(data))
+    query = Query(result.query, thumbnail_data_url(decode_image(data, min_size=THUMBNAIL_SIZE)))
     token = encode_query(query, service.embedder.identity, current_app.secret_key)
     return render_results(
         result,
@@ -227,8 +240,11 @@ def run_query(
     """Search with the new image if one came, else refine the signed earlier query."""
     data = read_query_image(request, values, service)
     if data is not None:
-        result = service.search_bytes(data, options)
-        return Query(result.query, thumbnail_data_url(data)), result
+        # Decoded once, for the search and the thumbnail alike: decoding is the costly part.
+        started = time.perf_counter()
+        image = decode_image(data, min_size=max(service.embedder.min_decode_size, THUMBNAIL_SIZE))
+        result = service.search_image(image, options, decoding_started=started)
+        return Query(result.query, thumbnail_data_url(image)), result
     token = values.get("query")
     if not token:
         raise InvalidInput(NO_IMAGE)

@@ -12,7 +12,6 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from ..catalog import Product
 from ..errors import InvalidInput, PayloadTooLarge
-from ..images.fetch import fetch
 from ..options import MAX_URL_CHARS, SearchOptions, blank, parse_options, parse_text
 from ..search import SearchService
 
@@ -33,11 +32,17 @@ def request_body(request: Request) -> dict[str, Any]:
             if not isinstance(body, dict):
                 raise InvalidInput("the JSON body must be an object")
             return body
-        return dict(request.form.items())
+        form = request.form
+        if None in form or None in request.files:
+            raise InvalidInput("a part of the multipart body has no name; name every field")
+        return dict(form.items())
     except RequestEntityTooLarge:
         raise upload_too_large() from None
     except BadRequest as error:
         raise InvalidInput(f"the request body could not be read: {error.description}") from None
+    except RecursionError:
+        # The JSON parser recurses per level: a body of 100,000 "[" exhausts the stack.
+        raise InvalidInput("the JSON body is nested too deeply") from None
 
 
 def parse_search_options(
@@ -73,7 +78,7 @@ def read_query_image(
     url = parse_image_url(values)
     if url is None:
         return None
-    return fetch(url, service.locator.fetch_policy).content
+    return service.fetch_query_image(url)
 
 
 def read_upload(request: Request, max_bytes: int) -> bytes | None:

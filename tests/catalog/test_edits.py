@@ -444,3 +444,31 @@ def test_edits_from_two_processes_at_once_both_survive(open_service, backend_con
     assert {"n1", "n2"} <= {entry.id for entry in read_index(backend_config["index_path"]).entries}
     assert sorted(counts) == [8, 9]  # the later edit loaded the earlier one first
     assert open_service().indexed_count() == 9
+
+
+def test_a_slow_image_url_does_not_hold_up_other_edits(app_config):
+    import threading
+
+    from tests.support.http_servers import ImageServer, serve
+
+    arrived, released = threading.Event(), threading.Event()
+
+    def slow_png(handler) -> None:
+        arrived.set()
+        released.wait(10)  # a slow image host: it answers once the other edit is done
+        handler.reply(200, "image/png", image_bytes(draw_image("green", "square")))
+
+    service = get_service(create_app(app_config | {"fetch_allow_loopback": True}))
+    service.sync()
+    for server in serve(ImageServer({"/slow.png": slow_png})):
+        fields = {"name": "Slow", "image_url": server.url("/slow.png")}
+        slow = threading.Thread(target=service.put_product, args=("remote", fields))
+        slow.start()
+        assert arrived.wait(10)
+        service.put_product("quick", {"name": "Quick"}, image=image_bytes(draw_image("blue")))
+        quick_first = slow.is_alive()  # behind the edit lock, it would have waited 10 s
+        released.set()
+        slow.join(30)
+    assert quick_first
+    assert {"remote", "quick"} <= set(catalog_rows(app_config))
+    assert service.indexed_count() == 9

@@ -105,6 +105,29 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_status_2():
     assert done.stderr.strip() == "Error: SIMILARITY_THRESHOLD=2.0 must be between 0 and 1"
 
 
+def test_a_folder_at_index_path_is_one_line_naming_it(tmp_path):
+    folder = tmp_path / "index.csv"
+    folder.mkdir()
+    done = flask_command("index", INDEX_PATH=str(folder))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"Error: INDEX_PATH={str(folder)!r} is a folder; give the path of a file in it"
+    )
+
+
+def test_an_unwritable_index_folder_is_one_line(tmp_path, app_config):
+    from backend import create_app
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the index folder should be")
+    app = create_app(app_config | {"index_path": blocker / "index.csv"})
+    result = app.test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "not-a-folder" in last
+
+
 def test_commands_do_not_print_the_web_servers_secret_key_warning(tmp_path):
     done = flask_command("routes", CATALOG_PATH=str(tmp_path / "none.csv"))
     assert done.returncode == 0, done.stderr
