@@ -166,7 +166,7 @@ def init_schema(
             if version > current:
                 for statement in statements:
                     conn.execute(statement)
-        built = _ensure_index(conn, dim, wanted, recorded)
+        built = _ensure_index(conn, wanted, recorded)
         for key, value in {"schema_version": str(SCHEMA_VERSION), **wanted.meta()}.items():
             conn.execute(
                 f"INSERT INTO {META} (key, value) VALUES (%s, %s) "
@@ -182,9 +182,7 @@ def init_schema(
     return f"{done}; {'built' if built else 'kept'} the {wanted.describe()}"
 
 
-def _ensure_index(
-    conn: psycopg.Connection, dim: int, wanted: HnswIndex, recorded: HnswIndex | None
-) -> bool:
+def _ensure_index(conn: psycopg.Connection, wanted: HnswIndex, recorded: HnswIndex | None) -> bool:
     """Build the HNSW graph unless it exists as wanted (on a full table this takes minutes)."""
     exists = conn.execute("SELECT to_regclass(%s)", [INDEX]).fetchone()[0] is not None
     if exists and recorded == wanted:
