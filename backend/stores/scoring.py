@@ -4,10 +4,11 @@ numpy's BLAS splits a large matrix-vector product over a thread team that waits 
 member; on a small server whose other core is busy (inference, another request, another
 process) that wait is a scheduler time slice, 10-16 ms. Here numpy's BLAS runs on one thread
 (set once per process) and the rows are cut into chunks that the calling thread and idle helper
-threads take in turn: the caller never waits for a helper that has not started, and any chunk a
-helper took but has not finished when the caller runs out of work is redone by the caller. On an
-idle machine every core streams its share of the matrix; on a busy one the caller does alone what
-the others cannot, at the speed of one core, instead of stalling.
+threads take in turn: the caller never waits for a helper that has not started, and a chunk a
+helper took but has not finished within about one chunk's time after the caller ran out of work
+is redone by the caller. On an idle machine every core streams its share of the matrix; on a
+busy one the caller does alone what the others cannot, at the speed of one core, instead of
+stalling.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,8 +49,9 @@ class ScoringTeam:
         job = _Job(vectors, query, rows)
         for _ in range(self.helpers):
             self._pool.submit(job.work)
-        job.work()
-        return job.collect()
+        started = time.perf_counter()
+        done = job.work()
+        return job.collect(grace=(time.perf_counter() - started) / max(done, 1))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -67,16 +70,33 @@ class _Job:
         self.bounds.append(len(vectors))
         self.parts: list[np.ndarray | None] = [None] * (len(self.bounds) - 1)
         self._next = itertools.count()  # next() on it is atomic under the GIL
+        self._finished = threading.Condition()
 
-    def work(self) -> None:
+    def work(self) -> int:
+        """Take chunks until none is left; return how many this thread computed."""
+        done = 0
         while (i := next(self._next)) < len(self.parts):
             self.parts[i] = self._chunk(i)  # the product itself runs without the GIL
+            done += 1
+        if done:
+            with self._finished:
+                self._finished.notify_all()
+        return done
 
     def _chunk(self, i: int) -> np.ndarray:
         return self.vectors[self.bounds[i] : self.bounds[i + 1]] @ self.query  # (rows,)
 
-    def collect(self) -> np.ndarray:
-        """Join the chunks, redoing those still in a helper's hands (it may be descheduled)."""
+    def _complete(self) -> bool:
+        return all(part is not None for part in self.parts)
+
+    def collect(self, grace: float) -> np.ndarray:
+        """Join the chunks; those still in a helper's hands after `grace` seconds are redone.
+
+        A running helper finishes its chunk within about one chunk's time; one that is
+        descheduled may not for a whole time slice, so the caller does not wait longer.
+        """
+        with self._finished:
+            self._finished.wait_for(self._complete, timeout=grace)
         parts = [part if part is not None else self._chunk(i) for i, part in enumerate(self.parts)]
         return np.concatenate(parts)
 
