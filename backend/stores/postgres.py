@@ -66,10 +66,10 @@ class HnswIndex:
     def describe(self) -> str:
         return f"HNSW index (m {self.m}, ef_construction {self.ef_construction})"
 
-    def create(self) -> str:
+    def create(self, name: str = INDEX) -> str:
         """The CREATE INDEX statement of this graph."""
         return (
-            f"CREATE INDEX {INDEX} ON {TABLE} USING hnsw (embedding vector_cosine_ops) "
+            f"CREATE INDEX {name} ON {TABLE} USING hnsw (embedding vector_cosine_ops) "
             f"WITH (m = {self.m}, ef_construction = {self.ef_construction})"
         )
 
@@ -183,12 +183,20 @@ def init_schema(
 
 
 def _ensure_index(conn: psycopg.Connection, wanted: HnswIndex, recorded: HnswIndex | None) -> bool:
-    """Build the HNSW graph unless it exists as wanted (on a full table this takes minutes)."""
+    """Build the HNSW graph unless it exists as wanted (on a full table this takes minutes).
+
+    A rebuild makes the new graph next to the old one, then swaps them: searches go on with the
+    old graph meanwhile (writes wait), and a failed build leaves the old one in place.
+    """
     exists = conn.execute("SELECT to_regclass(%s)", [INDEX]).fetchone()[0] is not None
-    if exists and recorded == wanted:
+    if not exists:
+        conn.execute(wanted.create())
+        return True
+    if recorded == wanted:
         return False
-    conn.execute(f"DROP INDEX IF EXISTS {INDEX}")
-    conn.execute(wanted.create())
+    conn.execute(wanted.create(f"{INDEX}_next"))
+    conn.execute(f"DROP INDEX {INDEX}")
+    conn.execute(f"ALTER INDEX {INDEX}_next RENAME TO {INDEX}")
     return True
 
 
@@ -287,7 +295,7 @@ class PgVectorStore(VectorStore):
         dim: int,
         *,
         pool_size: int = 4,
-        ef_search: int = 40,
+        ef_search: int = 100,
         exact_limit: int = 20_000,
         oversample: int = 2,
         timeout: float = 10,
