@@ -70,11 +70,13 @@ def test_a_forked_process_gets_a_team_of_its_own(vectors):
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the parent's helper threads did not survive the fork
-        ok = team() is not parent and np.array_equal(
-            team().dot(vectors, vectors[1]), vectors @ vectors[1]
-        )
-        os.write(write, b"1" if ok else b"0")
-        os._exit(0)
+        try:
+            ok = team() is not parent and np.array_equal(
+                team().dot(vectors, vectors[1]), vectors @ vectors[1]
+            )
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)  # never back into pytest
     os.close(write)
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
