@@ -32,10 +32,14 @@ DEFINITIONS = """\
   catalog and index.csv (synthetic unit vectors, a warm index) and answer a first search by
   vector, without importing torch. *Worker*: what a gunicorn worker does before serving:
   create the app, load the model, load the index, run one warm-up inference.
-- **Search latency**: median time of one query (k=12) over random unit vectors; the engine is
-  `backend.stores.base.exact_top_k` (every store's exact search; scores on one core), plain numpy is `V @ q` +
-  `argpartition`, the loop is what the usual scripts do: the cosine (dot product over both
-  norms) of the query with each row in turn in a Python loop, then a sort.
+- **Search latency**: median time of one query (k=12) over random unit vectors, at each size
+  twice: on a quiet machine, then with the other core busy (a subprocess pinned to the last
+  core runs ResNet-18's forward pass at 224x224 in a loop with one torch thread, as inference
+  in another worker would). The engine is `backend.stores.base.exact_top_k` (every store's
+  exact search: single-threaded BLAS products shared by the free cores); plain numpy is
+  `V @ q` with numpy's default BLAS threads + `argpartition`; FAISS is `IndexFlatIP`; the loop
+  is what the usual scripts do: the cosine (dot product over both norms) of the query with
+  each row in turn in a Python loop, then a sort.
 - **End-to-end query**: `POST /api/search` through gunicorn on the demo catalog, with resnet18
   random-init, then with `efficientnet_lite0` and its real weights (`bench.api_latency`).
 - **Memory**: peak resident memory (VmHWM) of the worker process above after one image search.

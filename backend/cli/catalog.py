@@ -71,19 +71,27 @@ def db_group() -> None:
 @click.option(
     "--reset", is_flag=True, help="Drop the search tables first (then run `flask index`)."
 )
+@click.option("--hnsw-m", type=int, help="Rebuild the HNSW index with this m (default 16).")
+@click.option(
+    "--hnsw-ef-construction", type=int, help="... and this ef_construction (default 128)."
+)
 @with_appcontext
 @friendly_errors
-def db_init_command(reset: bool) -> None:
+def db_init_command(reset: bool, hnsw_m: int | None, hnsw_ef_construction: int | None) -> None:
     """Create or migrate the search tables and the pgvector extension (safe to run again)."""
-    from ..stores.postgres import describe, init_schema
+    from ..stores.postgres import DEFAULT_INDEX, HnswIndex, describe, init_schema
 
     url = current_app.config["SETTINGS"].database_url
     if not url:
         raise click.ClickException("set DATABASE_URL to the PostgreSQL database first")
+    index = None
+    if hnsw_m is not None or hnsw_ef_construction is not None:
+        index = HnswIndex(hnsw_m or DEFAULT_INDEX.m,
+                          hnsw_ef_construction or DEFAULT_INDEX.ef_construction)  # fmt: skip
     if reset:
         click.confirm(f"drop the search tables in {describe(url)}?", abort=True)
     dim = get_service().embedder.dim  # the vector column's width: the model's (with its head)
-    click.echo(f"{describe(url)}: {init_schema(url, dim, reset=reset)}")
+    click.echo(f"{describe(url)}: {init_schema(url, dim, reset=reset, index=index)}")
 
 
 @click.group("catalog")

@@ -306,11 +306,21 @@ def test_db_init_needs_a_database_url(runner):
 
 def test_db_init_creates_then_keeps_then_resets_the_schema(app_config, database_url):
     runner = create_app(app_config | {"database_url": database_url}).test_cli_runner()
-    assert "schema v1 created" in runner.invoke(args=["db", "init"]).output
-    assert "schema v1 is up to date" in runner.invoke(args=["db", "init"]).output
+    created = runner.invoke(args=["db", "init"]).output
+    assert "schema v2 created; built the HNSW index (m 16, ef_construction 128)" in created
+    kept = runner.invoke(args=["db", "init"]).output
+    assert "schema v2 is up to date; kept the HNSW index (m 16, ef_construction 128)" in kept
+    rebuilt = runner.invoke(args=["db", "init", "--hnsw-ef-construction", "200"]).output
+    assert "built the HNSW index (m 16, ef_construction 200)" in rebuilt
+    assert (
+        "kept the HNSW index (m 16, ef_construction 200)"
+        in runner.invoke(args=["db", "init"]).output
+    )
+    bad = runner.invoke(args=["db", "init", "--hnsw-m", "40", "--hnsw-ef-construction", "64"])
+    assert bad.exit_code != 0 and "ef_construction=64 must be 2 x m (80) to 1000" in bad.output
     assert runner.invoke(args=["db", "init", "--reset"], input="n\n").exit_code == 1  # aborted
     reset = runner.invoke(args=["db", "init", "--reset"], input="y\n")
-    assert reset.exit_code == 0 and "schema v1 created" in reset.output
+    assert reset.exit_code == 0 and "schema v2 created; built" in reset.output
 
 
 def test_cli_search_filters_by_price(runner):

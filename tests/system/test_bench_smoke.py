@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -27,10 +29,26 @@ def test_every_search_method_returns_the_same_top_k():
 
 def test_search_measure_reports_a_median_per_method():
     pytest.importorskip("faiss")
-    result = search_latency.measure(500, rounds=1, block=2)
+    result = search_latency.measure(500, rounds=1, busy=False, block=2)
     assert result["agree"]
     assert set(result["ms"]) == {"engine", "faiss_flat_ip", "numpy_plain", "naive_loop"}
     assert all(ms > 0 for ms in result["ms"].values())
+    figure = search_latency.figure({**result, "n": search_latency.CHECKED_N})
+    assert figure.key == "search_50k" and figure.met is not None
+    assert figure.ratio == pytest.approx(result["ms"]["numpy_plain"] / result["ms"]["engine"])
+
+
+@pytest.mark.slow
+def test_busy_core_runs_an_inference_loop_on_one_core_until_the_block_ends():
+    with search_latency.busy_core() as loop:
+        stat = Path(f"/proc/{loop.pid}/stat")
+        cpu = lambda: sum(int(v) for v in stat.read_text().rsplit(")", 1)[1].split()[11:13])  # noqa: E731
+        before = cpu()
+        time.sleep(1.0)
+        # Clock ticks (1/100 s): it computes, however loaded the machine is.
+        assert cpu() - before >= 5
+        assert os.sched_getaffinity(loop.pid) == {max(os.sched_getaffinity(0))}
+    assert loop.poll() is not None  # stopped with the block
 
 
 def test_slow_server_adds_latency_and_serves_only_images(tmp_path):
