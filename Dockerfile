@@ -1,11 +1,14 @@
-# Image similarity search: gunicorn serving the Flask app on $PORT, the model in ONNX Runtime.
+# Image similarity search: nginx on $PORT buffering whole requests for gunicorn (the Flask
+# app) behind it, the model in ONNX Runtime.
 #
-# The model is exported to ONNX at build time (stage `export`, with the CPU-only torch), so the
-# served image needs no torch: the default, last stage leaves it out (about 0.9 GB smaller).
-#   docker build -t similarity-search .                              # MODEL=resnet18 baked in
+# The models are exported to ONNX at build time (stage `export`, with the CPU-only torch), so
+# the served image needs no torch: the default, last stage leaves it out (about 0.9 GB smaller).
+# It bakes MODEL (the one served) and efficientnet_lite0 (the demo's model, whose weights install
+# with the requirements), so either serves without torch.
+#   docker build -t similarity-search .                              # MODEL=resnet18 served
 #   docker build --build-arg MODEL=mobilenet_v3_large -t search .    # another baked model
-#   docker build --target with-torch -t search-torch .               # keeps torch: MODEL may
-#       change at run time (exported at start-up) and `flask finetune` works
+#   docker build --target with-torch -t search-torch .               # keeps torch: any MODEL
+#       at run time (exported at start-up) and `flask finetune` work
 ARG MODEL=resnet18
 
 FROM python:3.11-slim AS base
@@ -17,7 +20,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000 \
     CACHE_DIR=/var/data/cache \
     INDEX_PATH=/var/data/index.csv \
-    MODEL_DIR=/app/models
+    MODEL_DIR=/app/models \
+    FRONT=nginx
+
+# nginx reads each whole request before a gunicorn thread sees it, so slow clients cannot hold
+# the threads; gunicorn.conf.py starts it (backend/web/front.py renders its configuration).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 
@@ -39,12 +49,15 @@ RUN grep -E '^(torch|torchvision)==' requirements.txt > requirements-torch.txt \
  && rm requirements-torch.txt requirements-export.txt \
  && python -c "import torch; assert torch.version.cuda is None, torch.__version__"
 
-# The model's weights (downloaded into TORCH_HOME), exported and checked against torch into
-# MODEL_DIR: the exact step `python -m backend.model`, as a developer runs it.
+# The models' weights (torchvision's downloaded into TORCH_HOME, Lite0's from its package),
+# exported and checked against torch into MODEL_DIR: the exact step `python -m backend.model`,
+# as a developer runs it.
 FROM torch AS export
 ARG MODEL
 COPY backend ./backend
-RUN MODEL="$MODEL" python -m backend.model \
+RUN python -m backend.model "$MODEL" efficientnet_lite0 \
+ && rm -f "$MODEL_DIR"/*.optimized-*.onnx \
+ && mkdir -p "$TORCH_HOME" \
  && chmod -R a+rX "$TORCH_HOME" "$MODEL_DIR"
 
 FROM base AS app

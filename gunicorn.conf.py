@@ -1,18 +1,42 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py` serves the app, in Docker and in the demo.
 
 The master syncs the index once (in a child process, so it never imports torch before forking);
-each worker then loads the model and index.csv, and serves. Tunables come from the environment.
+each worker then loads the model and index.csv, and serves. With a front (FRONT, nginx by
+default when installed) nginx listens on HOST:PORT and buffers each whole request, and gunicorn
+listens on a private unix socket, so slow clients cannot hold its threads (backend/web/front.py).
+Tunables come from the environment.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+
+def _choose_front(kind: str, host: str, port: int, upstream_timeout: int):
+    """The buffering front FRONT asks for (see backend/web/front.py), or None."""
+    from backend.config import Settings, load_settings
+    from backend.errors import ConfigError
+    from backend.web.front import FrontError, choose_front
+
+    try:
+        settings = load_settings()
+    except ConfigError:
+        settings = Settings()  # the index sync reports the bad setting and stops the server
+    try:
+        return choose_front(kind, host, port, settings, upstream_timeout)
+    except FrontError as error:
+        sys.exit(f"cannot start: {error}")
+
 
 wsgi_app = "backend:create_app()"
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+_host, _port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8000"))
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 threads = int(os.environ.get("THREADS", "4"))
 worker_class = "gthread"
@@ -20,7 +44,11 @@ worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
+_front = _choose_front(os.environ.get("FRONT", "auto"), _host, _port, timeout)
+bind = f"unix:{_front.socket}" if _front else f"{_host}:{_port}"
 accesslog = "-"
+if _front:  # the client's address, as nginx saw it (gunicorn's peer is nginx's socket)
+    access_log_format = '%({x-real-ip}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # No control socket: it would live in a shared place ($HOME) and nothing here uses it.
@@ -34,9 +62,17 @@ os.environ.setdefault("OMP_NUM_THREADS", str(max((os.cpu_count() or 1) // worker
 _generated_secret = "SECRET_KEY" not in os.environ
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
 
+# /metrics adds up every worker's counts from files in this folder (prometheus_client's
+# multiprocess mode); set before any worker imports prometheus_client. A private temp folder
+# per server start when unset.
+_made_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _made_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+
 
 def on_starting(server) -> None:
     """Sync index.csv before any worker starts, or stop with the reason."""
+    _clear_metrics_dir()
     if _generated_secret:
         server.log.warning(
             "SECRET_KEY is not set: using a random key until the server restarts "
@@ -46,7 +82,37 @@ def on_starting(server) -> None:
     done = subprocess.run([sys.executable, "-m", "backend.boot"], check=False)
     if done.returncode != 0:
         server.log.error("the index could not be synced (see above); not starting")
+        on_exit(server)
         sys.exit(1)
+
+
+def when_ready(server) -> None:
+    """Start the front once gunicorn listens on its socket; stop everything if it dies."""
+    if _front is None:
+        server.log.warning(
+            "no buffering front (FRONT=%s%s): slow clients can hold request threads; "
+            "expose this server only behind a proxy that buffers requests",
+            os.environ.get("FRONT", "auto"),
+            ", nginx is not installed" if os.environ.get("FRONT", "auto") == "auto" else "",
+        )
+        return
+    _front.start()
+    server.log.info("nginx front on %s:%s, gunicorn on %s", _host, _port, _front.socket)
+
+    def front_stopped(code: int) -> None:
+        server.log.error("the nginx front stopped (exit status %s); stopping", code)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _front.watch(front_stopped)
+
+
+def pre_request(worker, req) -> None:
+    """Close the connection after a request whose body the app refuses unread (413)."""
+    limit = worker.wsgi.config.get("MAX_CONTENT_LENGTH")
+    length = next((value for name, value in req.headers if name == "CONTENT-LENGTH"), "")
+    if limit and length.isdigit() and int(length) > limit:
+        # Else the answer says keep-alive while the unread body is still arriving.
+        req.must_close = True
 
 
 def post_worker_init(worker) -> None:
@@ -60,3 +126,26 @@ def post_worker_init(worker) -> None:
     except SearchAppError as error:
         worker.log.error("worker cannot start: %s", error.message)
         sys.exit(3)  # gunicorn's "worker failed to boot": the master stops instead of retrying
+
+
+def child_exit(server, worker) -> None:
+    """Keep a dead worker's counts, but drop its gauges from /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Stop the nginx front and remove the metrics folder this server made."""
+    if _front is not None:
+        _front.stop()
+    if _made_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def _clear_metrics_dir() -> None:
+    """Counts of an earlier server run would be added to this one's: start from none."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()

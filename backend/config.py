@@ -7,21 +7,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .model import default_threshold
 from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_CATALOG = PACKAGE_DIR / "data" / "products.csv"
 MIN_ADMIN_TOKEN_CHARS = 16
+MAX_SEARCH_LOG_DAYS = 3660
+MAX_CURRENCY_CHARS = 8
 
 
 @dataclass(frozen=True)
 class Settings:
-    catalog_path: Path = PACKAGE_DIR / "data" / "products.csv"
-    index_path: Path = PACKAGE_DIR / "data" / "index.csv"
+    catalog_path: Path = BUNDLED_CATALOG
+    # `load_settings` puts it beside the catalog (index.csv next to the products.csv it indexes)
+    # unless INDEX_PATH says otherwise.
+    index_path: Path = BUNDLED_CATALOG.with_name("index.csv")
     cache_dir: Path = PROJECT_ROOT / "cache"
     static_dir: Path = PACKAGE_DIR / "static"
+    # More folders where relative image paths are looked up after the catalog's own: for code
+    # that serves a catalog's rows from elsewhere (the benchmarks); not an environment setting.
+    image_dirs: tuple[Path, ...] = ()
     model: str = "resnet18"
     # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
     model_weights: str | None = None
@@ -34,7 +44,8 @@ class Settings:
     model_dir: Path | None = None
     # Cores per inference (OMP_NUM_THREADS, which the server splits between its workers); 0: all.
     model_threads: int = 0
-    similarity_threshold: float = 0.70
+    # None: the model's own measured default (backend/model DEFAULT_THRESHOLDS).
+    similarity_threshold: float | None = None
     top_k: int = 12
     max_upload_mb: float = 10.0
     # 100 ms of latency per image caps 16 downloads at ~160 images/s, above what the model embeds.
@@ -43,27 +54,71 @@ class Settings:
     fetch_allow_loopback: bool = False
     # Whole download of one image URL, redirects included; a slow server is cut off after it.
     fetch_timeout: float = 20.0
+    # Image URLs pasted by shoppers: a shorter deadline, and at most this many downloading at
+    # once per server process (the others get 429), so slow hosts cannot take every thread.
+    query_fetch_timeout: float = 8.0
+    query_fetch_slots: int = 2
+    # The site's public address ("https://shop.example"): absolute URLs the app hands out (API
+    # image_url) are built on it, never on the request's Host; unset, they are relative.
+    public_base_url: str | None = None
+    # Host names the app answers to (comma-separated, e.g. "shop.example,.shop.example"); any
+    # other Host header is a 400. Unset: any Host (no URL is built from it anyway).
+    trusted_hosts: str | None = None
     # index.csv is rewritten after at least this many new embeddings, so a killed build resumes.
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
     admin_token: str | None = field(default=None, repr=False)
-    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW) or "pgvector" (PostgreSQL).
+    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW), "pgvector" (PostgreSQL)
+    # or "mysql" (MySQL / MariaDB).
     vector_backend: str = "memory"
-    # PostgreSQL URL for the pgvector backend; it may hold a password, so kept out of repr.
+    # The pgvector or mysql backend's database URL; it may hold a password, so kept out of repr.
     database_url: str | None = field(default=None, repr=False)
     database_pool_size: int = 4
     # HNSW search breadth (candidates examined per query): higher is slower and more accurate.
     faiss_ef_search: int = 64
     pgvector_ef_search: int = 100
+    # The search log (shop insights): days kept, 0 turns it off; a SQLite file, by default
+    # next to index.csv (the data folder).
+    search_log_days: int = 90
+    search_log_path: Path | None = None
+    # Bearer token for /metrics (Prometheus); unset disables it. Kept out of repr and logs.
+    metrics_token: str | None = field(default=None, repr=False)
+    # An S3-compatible service (MinIO, R2, Spaces...) for s3:// images; unset: AWS S3 itself.
+    s3_endpoint_url: str | None = None
+    # CATALOG_PATH given as s3://bucket/key: the catalog is read from there at each sync into
+    # catalog_path (a local copy under CACHE_DIR), and live edits are refused.
+    catalog_url: str | None = None
+    # Shown with every price on the pages: a symbol before the amount ("€" -> "€2.50"), a code
+    # after it ("CHF" -> "2.50 CHF"); None shows the bare number.
+    currency: str | None = None
+
+    @property
+    def bundled_catalog(self) -> bool:
+        """Whether the catalog is the demo's, the only one whose images may be in static/."""
+        return _same_file(self.catalog_path, BUNDLED_CATALOG)
+
+    @property
+    def image_roots(self) -> tuple[Path, ...]:
+        """Where a relative image_url is looked up: the catalog's folder (and static/ for the demo)."""
+        folder = self.catalog_path.parent
+        static = (self.static_dir,) if self.bundled_catalog else ()
+        return (folder, *static, *self.image_dirs)
 
     @property
     def random_weights(self) -> bool:
         return self.model_weights == "random"
 
     @property
+    def threshold(self) -> float:
+        """The served default threshold: SIMILARITY_THRESHOLD, else the model's own default."""
+        if self.similarity_threshold is not None:
+            return self.similarity_threshold
+        return default_threshold(self.model)
+
+    @property
     def search_defaults(self) -> SearchOptions:
-        """The search options used where a request leaves them out."""
-        return SearchOptions(k=self.top_k, threshold=self.similarity_threshold)
+        """The search options used where a request leaves them out (the form, API, CLI, OpenAPI)."""
+        return SearchOptions(k=self.top_k, threshold=self.threshold)
 
     @property
     def model_export_dir(self) -> Path:
@@ -72,6 +127,13 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def search_log_file(self) -> Path | None:
+        """Where the search log lives, or None when it is off (SEARCH_LOG_DAYS=0)."""
+        if self.search_log_days == 0:
+            return None
+        return self.search_log_path or self.index_path.with_name("searches.sqlite")
 
     @property
     def faiss_path(self) -> Path:
@@ -97,13 +159,22 @@ ENV_VARS = {
     "DOWNLOAD_WORKERS": "download_workers",
     "FETCH_ALLOW_LOOPBACK": "fetch_allow_loopback",
     "FETCH_TIMEOUT": "fetch_timeout",
+    "QUERY_FETCH_TIMEOUT": "query_fetch_timeout",
+    "QUERY_FETCH_SLOTS": "query_fetch_slots",
     "INDEX_CHECKPOINT_EVERY": "index_checkpoint_every",
+    "PUBLIC_BASE_URL": "public_base_url",
+    "TRUSTED_HOSTS": "trusted_hosts",
     "ADMIN_TOKEN": "admin_token",
     "VECTOR_BACKEND": "vector_backend",
     "DATABASE_URL": "database_url",
     "DATABASE_POOL_SIZE": "database_pool_size",
     "FAISS_EF_SEARCH": "faiss_ef_search",
     "PGVECTOR_EF_SEARCH": "pgvector_ef_search",
+    "SEARCH_LOG_DAYS": "search_log_days",
+    "SEARCH_LOG_PATH": "search_log_path",
+    "METRICS_TOKEN": "metrics_token",
+    "S3_ENDPOINT_URL": "s3_endpoint_url",
+    "CURRENCY": "currency",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -122,17 +193,24 @@ def load_settings(
             values[name] = _coerce(var, name, raw.strip())
     for name, value in (overrides or {}).items():
         values[name] = _coerce(name, name, value) if isinstance(value, str) else value
+    _place_s3_catalog(values)
+    if values.get("index_path") is None and "catalog_path" in values:
+        values["index_path"] = Path(values["catalog_path"]).with_name("index.csv")
     settings = replace(Settings(), **values)
     validate(settings)
+    if settings.public_base_url:
+        settings = replace(settings, public_base_url=settings.public_base_url.rstrip("/"))
     return settings
 
 
 def _coerce(label: str, name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name == "catalog_path" and raw.lower().startswith("s3://"):
+        return raw  # a URL, not a path: `_place_s3_catalog` takes it from here
     try:
         if kind in ("Path", "Path | None"):
             return Path(raw)
-        if kind == "float":
+        if kind in ("float", "float | None"):
             return float(raw)
         if kind == "int":
             return int(raw)
@@ -145,9 +223,28 @@ def _coerce(label: str, name: str, raw: str) -> Any:
     return raw
 
 
+def _place_s3_catalog(values: dict[str, Any]) -> None:
+    """CATALOG_PATH=s3://bucket/key: keep the URL, and read its local copy under CACHE_DIR."""
+    url = values.get("catalog_path")
+    if not isinstance(url, str):
+        return
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ConfigError(
+            f"CATALOG_PATH={url!r} must name one object, e.g. s3://my-shop/catalog/products.csv"
+        )
+    values["catalog_url"] = url
+    values["catalog_path"] = (
+        Path(values.get("cache_dir", Settings.cache_dir)) / "catalog" / "products.csv"
+    )
+
+
 def validate(settings: Settings) -> None:
     """Refuse settings that cannot work, naming the setting and the fix."""
-    if not 0.0 <= settings.similarity_threshold <= 1.0:
+    if (
+        settings.similarity_threshold is not None
+        and not 0.0 <= settings.similarity_threshold <= 1.0
+    ):
         raise ConfigError(
             f"SIMILARITY_THRESHOLD={settings.similarity_threshold} must be between 0 and 1"
         )
@@ -161,16 +258,44 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"FETCH_TIMEOUT={settings.fetch_timeout} must be between 0 and 300 seconds"
         )
+    if not 0 < settings.query_fetch_timeout <= 300:
+        raise ConfigError(
+            f"QUERY_FETCH_TIMEOUT={settings.query_fetch_timeout} must be between 0 and 300 seconds"
+        )
+    if not 1 <= settings.query_fetch_slots <= 64:
+        raise ConfigError(f"QUERY_FETCH_SLOTS={settings.query_fetch_slots} must be 1-64")
     if settings.index_checkpoint_every < 1:
         raise ConfigError(
             f"INDEX_CHECKPOINT_EVERY={settings.index_checkpoint_every} must be at least 1"
         )
-    if settings.admin_token is not None and len(settings.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+    for name, token in (("ADMIN_TOKEN", settings.admin_token),
+                        ("METRICS_TOKEN", settings.metrics_token)):  # fmt: skip
+        if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"{name} must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+            )
+    if not 0 <= settings.search_log_days <= MAX_SEARCH_LOG_DAYS:
         raise ConfigError(
-            f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters; generate one with "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+            f"SEARCH_LOG_DAYS={settings.search_log_days} must be 0 (no log) to {MAX_SEARCH_LOG_DAYS}"
         )
+    for variable, path in (
+        ("INDEX_PATH", settings.index_path),
+        ("CATALOG_PATH", settings.catalog_path),
+    ):
+        if path.is_dir():
+            raise ConfigError(
+                f"{variable}={str(path)!r} is a folder; give the path of a file in it"
+            )
+    _validate_public_base_url(settings.public_base_url)
     _validate_vector_backend(settings)
+    endpoint = settings.s3_endpoint_url
+    if endpoint is not None and not endpoint.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// address, "
+            "e.g. https://<account>.r2.cloudflarestorage.com"
+        )
+    _validate_currency(settings.currency)
     weights = settings.model_weights
     if weights not in (None, "random") and not Path(weights).is_file():
         raise ConfigError(
@@ -185,7 +310,6 @@ def validate(settings: Settings) -> None:
         )
 
 
-VECTOR_BACKENDS = ("memory", "faiss", "pgvector")
 MODEL_RUNTIMES = ("onnx", "torch")
 
 
@@ -198,15 +322,31 @@ def _validate_model_runtime(settings: Settings) -> None:
         raise ConfigError(f"OMP_NUM_THREADS={settings.model_threads} must be 0-256 (0: all cores)")
 
 
+def _validate_public_base_url(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PUBLIC_BASE_URL={url!r} must be the site's address, such as https://shop.example "
+            "(http or https, a host, optionally a path; no query)"
+        )
+
+
+VECTOR_BACKENDS = ("memory", "faiss", "pgvector", "mysql")
+# The URL schemes each database backend accepts in DATABASE_URL, and an example of the form.
+DATABASE_SCHEMES = {
+    "pgvector": (("postgresql", "postgres"), "postgresql://user:password@host:5432/shop"),
+    "mysql": (("mysql", "mariadb", "mysql+pymysql"), "mysql://user:password@host:3306/shop"),
+}
+
+
 def _validate_vector_backend(settings: Settings) -> None:
     if settings.vector_backend not in VECTOR_BACKENDS:
         raise ConfigError(
             f"VECTOR_BACKEND={settings.vector_backend!r} must be one of {', '.join(VECTOR_BACKENDS)}"
         )
-    if settings.vector_backend == "pgvector" and not settings.database_url:
-        raise ConfigError(
-            "VECTOR_BACKEND=pgvector needs DATABASE_URL, e.g. postgresql://user:password@host/db"
-        )
+    _validate_database_url(settings)
     if not 1 <= settings.database_pool_size <= 64:
         raise ConfigError(f"DATABASE_POOL_SIZE={settings.database_pool_size} must be 1-64")
     if not 1 <= settings.faiss_ef_search <= 4096:
@@ -214,3 +354,51 @@ def _validate_vector_backend(settings: Settings) -> None:
     # pgvector refuses hnsw.ef_search above 1000.
     if not 1 <= settings.pgvector_ef_search <= 1000:
         raise ConfigError(f"PGVECTOR_EF_SEARCH={settings.pgvector_ef_search} must be 1-1000")
+
+
+def _validate_database_url(settings: Settings) -> None:
+    """A database backend needs DATABASE_URL, of its own kind (its password never shown)."""
+    backend = settings.vector_backend
+    if backend not in DATABASE_SCHEMES:
+        return
+    schemes, example = DATABASE_SCHEMES[backend]
+    url = settings.database_url
+    if not url:
+        raise ConfigError(f"VECTOR_BACKEND={backend} needs DATABASE_URL, e.g. {example}")
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    # psycopg also takes "host=... dbname=..." strings, which have no scheme.
+    if scheme not in schemes and (scheme or backend != "pgvector"):
+        raise ConfigError(
+            f"DATABASE_URL={mask_url(url)} does not match VECTOR_BACKEND={backend}: "
+            f"it must start with {schemes[0]}://, e.g. {example}"
+        )
+
+
+def mask_url(url: str) -> str:
+    """A URL as it may be shown: any password replaced by ***, the query string left out."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(not a URL)"
+    rest = rest.split("?", 1)[0]
+    if "@" in rest:  # the last @ ends the user info, even with an unescaped @ or / in a password
+        userinfo, host = rest.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}://{rest}"
+
+
+def _validate_currency(currency: str | None) -> None:
+    if currency is None:
+        return
+    if len(currency) > MAX_CURRENCY_CHARS or not currency.isprintable():
+        raise ConfigError(
+            f"CURRENCY={currency[:20]!r} must be a symbol or code of at most "
+            f"{MAX_CURRENCY_CHARS} characters, e.g. € or CHF"
+        )
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.resolve() == other.resolve()
+    except OSError:
+        return False

@@ -8,6 +8,8 @@ class SearchAppError(Exception):
 
     status = 400
     code = "bad_request"
+    # What a visitor is told of a server-side error (5xx), whose message is for the operator.
+    public_message: str | None = None
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -46,6 +48,17 @@ class PayloadTooLarge(SearchAppError):
     code = "too_large"
 
 
+class Busy(SearchAppError):
+    """Shed load: the resource the request needs is in use; retry after `retry_after` seconds."""
+
+    status = 429
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFound(SearchAppError):
     status = 404
     code = "not_found"
@@ -56,6 +69,13 @@ class CatalogNotWritable(SearchAppError):
 
     status = 500
     code = "catalog_not_writable"
+
+
+class CatalogReadOnly(SearchAppError):
+    """Live edits of a catalog the app only reads (CATALOG_PATH=s3://...)."""
+
+    status = 409
+    code = "catalog_read_only"
 
 
 class Unauthorized(SearchAppError):

@@ -4,6 +4,7 @@ OpenAPI document and the Python API all read, with the parsing of user-supplied 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -14,6 +15,17 @@ MIN_K, MAX_K = 1, 100
 K_CHOICES = (6, 12, 24, 48)  # the form's menu (plus the default and whatever was asked for)
 MAX_TEXT_CHARS = 200
 MAX_URL_CHARS = 2048
+# A result is shown at threshold t when similarity >= t - MATCH_TOLERANCE: the cosine of an image
+# with itself comes out of float32 maths as 0.99999994, and must pass the 100 % filter it is
+# labelled for. `match_percent` rounds with the same tolerance, so label and filter agree.
+MATCH_TOLERANCE = 1e-6
+# An image compared with its own stored vector (float16 in index.csv) scores 0.9995 or more,
+# never exactly 1: such a match counts as 1, and only such a match reaches 100 %.
+IDENTICAL = 0.9995
+THRESHOLD_FORMS = (
+    "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -99,21 +111,56 @@ def parse_options(
     """
     return SearchOptions(
         k=parse_int(values.get("k"), "k", defaults.k, MIN_K, MAX_K),
-        threshold=parse_threshold(values.get("threshold"), defaults.threshold, percent),
+        threshold=parse_threshold(
+            values.get("threshold"), _default_threshold(defaults, percent), percent
+        ),
         category=parse_category(values.get("category"), categories, defaults.category),
         min_price=parse_price(values.get("min_price"), "min_price", defaults.min_price),
         max_price=parse_price(values.get("max_price"), "max_price", defaults.max_price),
     )
 
 
+def _default_threshold(defaults: SearchOptions, percent: bool) -> float:
+    # The pages' slider moves in whole percents: its default is one too.
+    return defaults.percent / 100 if percent else defaults.threshold
+
+
 def parse_threshold(raw: Any, default: float, percent: bool) -> float:
+    """A threshold from 0 to 1; with `percent` (the pages), a whole percent from 0 to 100.
+
+    On the percent scale a decimal from 0 to 1 is a similarity as the API writes it: a shared
+    `?threshold=0.7` means 70 %, never 0.7 %. Anything else that is not a whole percent is refused.
+    """
     if blank(raw):
         return default
-    scale, top = (100.0, "100") if percent else (1.0, "1")
     number = parse_number(raw, "threshold")
-    if not 0.0 <= number <= scale:
-        raise InvalidInput(f"threshold={raw!s:.20} must be between 0 and {top}")
-    return number / scale
+    if not percent:
+        if not 0.0 <= number <= 1.0:
+            raise InvalidInput(f"threshold={raw!s:.20} must be between 0 and 1")
+        return number
+    written = raw.strip() if isinstance(raw, str) else repr(raw)
+    share = number * 100 if "." in written and 0.0 <= number <= 1.0 else number
+    if not 0.0 <= share <= 100.0 or abs(share - round(share)) > 1e-9:
+        raise InvalidInput(f"threshold={raw!s:.20} must be {THRESHOLD_FORMS}")
+    return round(share) / 100
+
+
+def match_percent(similarity: float) -> int:
+    """The similarity as the whole percent a result is labelled with; 100 only when identical.
+
+    Rounded down (with MATCH_TOLERANCE), so a result labelled p % is shown at a threshold of
+    p % and hidden above it: the label and the filter (`passes`) always agree.
+    """
+    return math.floor(_effective(similarity) * 100 + 100 * MATCH_TOLERANCE)
+
+
+def passes(similarity: float, threshold: float) -> bool:
+    """Whether a result of this similarity is shown at this threshold (see `match_percent`)."""
+    return _effective(similarity) >= threshold - MATCH_TOLERANCE
+
+
+def _effective(similarity: float) -> float:
+    return 1.0 if similarity >= IDENTICAL else similarity
 
 
 def parse_int(raw: Any, name: str, default: int, low: int, high: int) -> int:
@@ -152,6 +199,9 @@ def parse_text(raw: Any, name: str, max_chars: int) -> str:
         raise InvalidInput(f"{name} is longer than {max_chars} characters")
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise InvalidInput(f"{name} contains control characters")
+    if _SURROGATE.search(text):
+        # JSON can spell a lone surrogate ("\udcff"): it is no character, and UTF-8 cannot hold it.
+        raise InvalidInput(f"{name} contains an invalid character (a lone UTF-16 surrogate)")
     return text
 
 

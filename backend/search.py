@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -12,19 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .atomic import atomic_write_bytes
 from .catalog import Catalog, Product, edits, load_catalog
+from .catalog.examples import Example, load_examples
 from .config import Settings
-from .errors import FetchError, NotFound
+from .errors import Busy, CatalogReadOnly, ConfigError, FetchError, ImageError, NotFound
 from .images.decode import decode_image
 from .images.fetch import FetchPolicy, fetch
-from .images.sources import ImageLocator, read_limited, save_upload
-from .index.index_file import Entry, IndexTable, read_index, write_index_row
+from .images.s3 import S3Reader
+from .images.sources import ImageLocator, file_signature, read_limited, save_upload
+from .index.index_file import (
+    Entry,
+    IndexMeta,
+    IndexTable,
+    catalog_reference,
+    read_index,
+    read_meta,
+    write_index_row,
+)
 from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
+from .index.snapshot import Snapshot
 from .model import Embedder, load_embedder
-from .options import SearchOptions
+from .options import SearchOptions, passes
 from .stores import Filters, VectorStore, item_version, open_store, sync_store
 
 log = logging.getLogger(__name__)
@@ -45,6 +59,8 @@ class SearchResult:
     took_ms: float
     # The query embedding (D,), so a page can refine the same search without the image again.
     query: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Milliseconds per stage ("decode", "embed", "rank"), for the metrics and the search log.
+    stages_ms: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def threshold(self) -> float:
@@ -60,23 +76,12 @@ class SearchResult:
 
     @property
     def shown(self) -> list[Hit]:
-        return [hit for hit in self.hits if hit.similarity >= self.threshold]
+        # The tolerance keeps float32 rounding from hiding what is labelled "100 % match".
+        return [hit for hit in self.hits if passes(hit.similarity, self.threshold)]
 
     @property
     def hidden_below_threshold(self) -> int:
         return len(self.hits) - len(self.shown)
-
-
-class Snapshot:
-    """An immutable view of the catalog and of which products are indexed; replaced whole.
-
-    The vectors themselves live in the vector store (`SearchService.store`).
-    """
-
-    def __init__(self, catalog: Catalog, ids: list[str]) -> None:
-        self.catalog = catalog
-        self.products = [catalog.products[pid] for pid in ids]
-        self.row_of = {pid: row for row, pid in enumerate(ids)}
 
 
 class SearchService:
@@ -86,7 +91,7 @@ class SearchService:
         self._embedder_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self.locator = ImageLocator(
-            roots=(settings.catalog_path.parent, settings.static_dir),
+            roots=settings.image_roots,
             cache_dir=settings.cache_dir,
             max_bytes=settings.max_upload_bytes,
             fetch_policy=FetchPolicy(
@@ -94,7 +99,19 @@ class SearchService:
                 total_timeout=settings.fetch_timeout,
                 allow_loopback=settings.fetch_allow_loopback,
             ),
+            s3=S3Reader(
+                settings.s3_endpoint_url,
+                max_bytes=settings.max_upload_bytes,
+                total_timeout=settings.fetch_timeout,
+                workers=settings.download_workers,
+            ),
         )
+        # Shoppers' image URLs: their own deadline, and a few slots so slow hosts cannot hold
+        # every request thread.
+        self.query_fetch_policy = dataclasses.replace(
+            self.locator.fetch_policy, total_timeout=settings.query_fetch_timeout
+        )
+        self._query_fetch_slots = threading.BoundedSemaphore(settings.query_fetch_slots)
         self.snapshot: Snapshot | None = None
         # Which completed sync the snapshot reflects, so that a sync by another process
         # (another server worker, `flask index`) is noticed and loaded.
@@ -125,13 +142,19 @@ class SearchService:
         return self._embedder
 
     @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The model if it is loaded already (pages name it without loading it)."""
+        return self._embedder
+
+    @property
     def store(self) -> VectorStore:
         """The configured vector store (VECTOR_BACKEND), opened on first use."""
         if self._store is None:
             dim = self.embedder.dim  # outside the lock: loading the model takes it too
+            identity = self.embedder.identity
             with self._embedder_lock:
                 if self._store is None:
-                    self._store = open_store(self.settings, dim)
+                    self._store = open_store(self.settings, dim, identity)
         return self._store
 
     def close(self) -> None:
@@ -149,33 +172,57 @@ class SearchService:
             download_workers=self.settings.download_workers,
         )
 
-    def _publish(self, catalog: Catalog, table: IndexTable) -> None:
+    def _publish(
+        self,
+        catalog: Catalog,
+        table: IndexTable,
+        failed: dict[str, str],
+        problem: str | None = None,
+    ) -> None:
         """Push what changed into the vector store, then swap in the new snapshot."""
         sync_store(self.store, catalog, table)
-        self.snapshot = Snapshot(catalog, [e.id for e in table.entries if e.id in catalog.products])
+        self.snapshot = Snapshot.of(catalog, table.entries, table.meta, failed, problem)
 
     def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
         with edit_lock(self.settings.index_path), self._sync_lock:
             store = self.store  # an unusable database fails now, before any embedding work
-            catalog = load_catalog(self.settings.catalog_path)
+            catalog = self._load_catalog(fetch=True)
             table, report = self._indexer().sync(catalog, progress)
-            self._publish(catalog, table)
+            self._publish(catalog, table, report.failed)
             store.flush()  # only a syncing process writes the store's files (FAISS)
             self._sync_stamp = publish_sync(self.settings.index_path)
             return catalog, report
+
+    def _load_catalog(self, fetch: bool) -> Catalog:
+        """products.csv; for CATALOG_PATH=s3://..., its local copy (fetched again if `fetch`)."""
+        url = self.settings.catalog_url
+        if url is None:
+            return load_catalog(self.settings.catalog_path)
+        if fetch or not self.settings.catalog_path.is_file():
+            try:
+                self.locator.fetch_catalog(url, self.settings.catalog_path)
+            except FetchError as error:
+                raise ConfigError(f"cannot read the catalog {error.message}") from None
+        # Relative image paths are objects next to the catalog, as files are next to a local one.
+        return load_catalog(self.settings.catalog_path, image_base=url.rsplit("/", 1)[0] + "/")
 
     def load_index(self) -> Catalog:
         """Load the catalog and index.csv as they are, embedding nothing.
 
         For server processes whose index another process has just synced: rows of products no
-        longer in the catalog, or of another model, are left out rather than re-embedded.
+        longer in the catalog, or of another model, are left out rather than re-embedded. An
+        index built from another catalog is never loaded: a server keeps what it has, and one
+        that has nothing yet serves nothing and says why (`/readyz`).
         """
         with self._sync_lock:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
-            catalog = load_catalog(self.settings.catalog_path)
+            catalog = self._load_catalog(fetch=False)
             identity = self.embedder.identity
             table = read_index(self.settings.index_path)
+            foreign = self._foreign_catalog(table.meta)
+            if foreign is not None:
+                return self._refuse_foreign_index(catalog, foreign)
             keep = [
                 row
                 for row, entry in enumerate(table.entries)
@@ -184,9 +231,30 @@ class SearchService:
             if len(keep) < len(table) or not keep:
                 # Copied only when rows are left out: at 50k rows a copy is 100 MB more at peak.
                 rows = [(table.entries[row], table.vectors[row]) for row in keep]
-                table = IndexTable.from_rows(rows, self.embedder.dim)
-            self._publish(catalog, table)
+                table = IndexTable.from_rows(rows, self.embedder.dim, table.meta)
+            self._publish(catalog, table, {})
             return catalog
+
+    def _foreign_catalog(self, meta: IndexMeta) -> str | None:
+        """The other catalog index.csv was built from, or None when it is this one's."""
+        recorded = meta.catalog
+        expected = catalog_reference(self.settings.catalog_path, self.settings.index_path)
+        return None if recorded in (None, expected) else recorded
+
+    def _foreign_index_problem(self, foreign: str) -> str:
+        return (
+            f"{self.settings.index_path.name} was built from another catalog ({foreign}); "
+            "run `flask index` with this server's CATALOG_PATH, or give each catalog its own "
+            "INDEX_PATH"
+        )
+
+    def _refuse_foreign_index(self, catalog: Catalog, foreign: str) -> Catalog:
+        problem = self._foreign_index_problem(foreign)
+        log.error("not loading %s: %s", self.settings.index_path, problem)
+        if self.snapshot is not None:
+            return self.snapshot.catalog  # keep answering from what was loaded before
+        self._publish(catalog, IndexTable.from_rows([], self.embedder.dim), {}, problem)
+        return catalog
 
     def reload_if_synced_elsewhere(self) -> bool:
         """Load index.csv again if another process completed a sync since ours (checked every 2 s)."""
@@ -201,17 +269,30 @@ class SearchService:
         self.load_index()
         return True
 
-    def _current(self) -> Snapshot:
+    def current(self) -> Snapshot:
+        """The snapshot searches are answered from (the index is synced on first use)."""
         if self.snapshot is None:
             self.sync()
         return self.snapshot
 
     @property
     def catalog(self) -> Catalog:
-        return self._current().catalog
+        return self.current().catalog
 
     def indexed_count(self) -> int:
-        return len(self._current().products)
+        return len(self.current().products)
+
+    def image_version(self, product_id: str) -> str | None:
+        """The content version of a product's indexed image, for its cache-safe URL."""
+        return self.current().image_version(product_id)
+
+    def is_indexed_image(self, product_id: str, version: str, path: Path) -> bool:
+        """Whether `path` still holds the image of that version (unchanged since indexing)."""
+        snapshot = self.current()
+        entry = snapshot.entries.get(product_id)
+        if entry is None or version != snapshot.image_version(product_id):
+            return False
+        return bool(entry.signature) and file_signature(path) == entry.signature
 
     def options(self, **changes: Any) -> SearchOptions:
         """The served default options (TOP_K, SIMILARITY_THRESHOLD) with `changes`, validated."""
@@ -228,8 +309,30 @@ class SearchService:
         started = time.perf_counter()
         options = self._resolve(options, changes)
         image = decode_image(data, min_size=self.embedder.min_decode_size)
+        return self._search_image(image, options, started)
+
+    def search_image(
+        self,
+        image: Image.Image,
+        options: SearchOptions | None = None,
+        *,
+        decoding_started: float | None = None,
+        **changes: Any,
+    ) -> SearchResult:
+        """Search with an image already decoded by `decode_image` (limits checked).
+
+        `decoding_started` (a `time.perf_counter()` taken before decoding) times the decode stage.
+        """
+        started = time.perf_counter() if decoding_started is None else decoding_started
+        return self._search_image(image, self._resolve(options, changes), started)
+
+    def _search_image(
+        self, image: Image.Image, options: SearchOptions, started: float
+    ) -> SearchResult:
+        decoded = time.perf_counter()
         query = self.embedder.embed([image])[0]  # (D,)
-        return self._rank(query, options, started)
+        stages = {"decode": decoded - started, "embed": time.perf_counter() - decoded}
+        return self._rank(query, options, started, stages=stages)
 
     def search_vector(
         self, query: np.ndarray, options: SearchOptions | None = None, **changes: Any
@@ -246,8 +349,20 @@ class SearchService:
     def search_url(
         self, url: str, options: SearchOptions | None = None, **changes: Any
     ) -> SearchResult:
-        fetched = fetch(url, self.locator.fetch_policy)
-        return self.search_bytes(fetched.content, options, **changes)
+        return self.search_bytes(self.fetch_query_image(url), options, **changes)
+
+    def fetch_query_image(self, url: str) -> bytes:
+        """Download a shopper's image URL within QUERY_FETCH_TIMEOUT, in a free slot or not at all."""
+        if not self._query_fetch_slots.acquire(blocking=False):
+            raise Busy(
+                "the server is busy downloading other image URLs; try again in a few seconds, "
+                "or upload the image instead",
+                retry_after=math.ceil(self.settings.query_fetch_timeout),
+            )
+        try:
+            return fetch(url, self.query_fetch_policy).content
+        finally:
+            self._query_fetch_slots.release()
 
     def search_similar(
         self, product_id: str, options: SearchOptions | None = None, **changes: Any
@@ -255,7 +370,7 @@ class SearchService:
         """ "More like this": the catalog items closest to one product, itself excluded."""
         started = time.perf_counter()
         options = self._resolve(options, changes)
-        self._current()
+        self.current()
         vector = self.store.vector(product_id)
         if vector is None:
             raise NotFound(f"product {product_id!r} is not in the index")
@@ -267,42 +382,63 @@ class SearchService:
         options: SearchOptions,
         started: float,
         exclude_id: str | None = None,
+        stages: dict[str, float] | None = None,
     ) -> SearchResult:
-        self._current()
+        self.current()
         k = options.k
         filters = Filters(options.category, options.min_price, options.max_price)
+        ranking = time.perf_counter()
         # One more when a product is excluded ("more like this"), so k remain without it.
         found = self.store.search(query, k + (exclude_id is not None), filters=filters)
         hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
-        took_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, options, took_ms, query)
+        done = time.perf_counter()
+        seconds = {**(stages or {}), "rank": done - ranking}
+        stages_ms = {stage: value * 1000 for stage, value in seconds.items()}
+        return SearchResult(hits, options, (done - started) * 1000, query, stages_ms)
 
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
     ) -> Product:
-        """Add or replace one product now: products.csv, index.csv, then the vector store."""
-        self._current()
+        """Add or replace one product now: products.csv, index.csv, then the vector store.
+
+        The image is downloaded and embedded before the edit lock is taken, so a slow image
+        URL holds up no other edit; under the lock only the files are written.
+        """
+        self._refuse_edits_of_a_read_only_catalog()
+        self.current()
+        if image is not None:
+            folder = self.settings.catalog_path.parent
+            fields = {**fields, "image_url": save_upload(folder, image)}
+        product = edits.product_from_fields(product_id, fields, self.catalog.get(product_id))
+        embedded = {product.image_url: self._indexer().embed_one(product)}
         with self._editing():
-            if image is not None:
-                folder = self.settings.catalog_path.parent
-                fields = {**fields, "image_url": save_upload(folder, image)}
-            existing = self.snapshot.catalog.get(product_id)
-            product = edits.product_from_fields(product_id, fields, existing)
-            entry, vector = self._indexer().embed_one(product)  # before any file changes
+            # Another edit may have changed the product meanwhile: apply these fields to it.
+            product = edits.product_from_fields(product_id, fields, self.catalog.get(product_id))
+            if product.image_url not in embedded:  # its image changed meanwhile: a local file
+                embedded[product.image_url] = self._indexer().embed_one(product)
+            entry, vector = embedded[product.image_url]
             self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])
-            self._edited(edits.with_product(self.snapshot.catalog, product), added=product.id)
+            self._edited(edits.with_product(self.snapshot.catalog, product), added=entry)
         return product
 
     def delete_product(self, product_id: str) -> None:
         """Remove one product now from products.csv, index.csv and the vector store."""
-        self._current()
+        self._refuse_edits_of_a_read_only_catalog()
+        self.current()
         with self._editing():
             catalog = edits.without_product(self.snapshot.catalog, product_id)
             self._write_edit(product_id, None, None)
             self.store.delete([product_id])
             self._edited(catalog)
+
+    def _refuse_edits_of_a_read_only_catalog(self) -> None:
+        if self.settings.catalog_url is not None:
+            raise CatalogReadOnly(
+                f"the catalog is read from {self.settings.catalog_url}; change products.csv "
+                "there, then re-index (POST /api/admin/reindex or `flask index`)"
+            )
 
     def _write_edit(
         self, product_id: str, product: Product | None, row: tuple[Entry, np.ndarray] | None
@@ -323,17 +459,46 @@ class SearchService:
     def _editing(self) -> Iterator[None]:
         """Edit alone, across processes, on a snapshot that holds the other processes' edits."""
         with edit_lock(self.settings.index_path):
+            foreign = self._foreign_catalog(read_meta(self.settings.index_path))
+            if foreign is not None:  # our row must not go into another catalog's index
+                raise ConfigError(self._foreign_index_problem(foreign))
             if sync_stamp(self.settings.index_path) != self._sync_stamp:
                 self.load_index()  # else our sync mark would hide their edit from us for good
             with self._sync_lock:
                 yield
 
-    def _edited(self, catalog: Catalog, added: str | None = None) -> None:
-        indexed = [pid for pid in self.snapshot.row_of if pid in catalog.products]
-        indexed += [added] if added is not None and added not in self.snapshot.row_of else []
-        self.snapshot = Snapshot(catalog, indexed)
+    def _edited(self, catalog: Catalog, added: Entry | None = None) -> None:
+        old = self.snapshot
+        entries = {pid: entry for pid, entry in old.entries.items() if pid in catalog.products}
+        if added is not None:
+            entries[added.id] = added
+        failed = {pid: why for pid, why in old.failed.items() if pid in catalog.products}
+        failed.pop(added.id if added else "", None)
+        self.snapshot = Snapshot(catalog, entries, failed)
         # Other server processes notice the mark and load the edited files.
         self._sync_stamp = publish_sync(self.settings.index_path)
+
+    def examples(self) -> list[Example]:
+        """The shopper photos to try (examples.csv next to the catalog), or none."""
+        return load_examples(self.settings.catalog_path)
+
+    def example(self, example_id: str) -> tuple[Example, Path]:
+        """One shopper photo and its file (confined to the catalog and static folders)."""
+        example = next((e for e in self.examples() if e.id == example_id), None)
+        if example is None:
+            raise NotFound(f"there is no example photo {example_id!r}")
+        try:
+            return example, self.locator.local_path(example.image_url)
+        except ImageError:
+            raise NotFound(f"the example photo {example_id!r} is not available") from None
+
+    def search_example(
+        self, example_id: str, options: SearchOptions | None = None, **changes: Any
+    ) -> tuple[bytes, SearchResult]:
+        """Search with one of the shopper photos; returns its bytes and the result."""
+        _, path = self.example(example_id)
+        data = read_limited(path, self.settings.max_upload_bytes)
+        return data, self.search_bytes(data, options, **changes)
 
     def image_path(self, product_id: str) -> Path:
         """The local file to serve for a product's image (downloading a remote one once)."""

@@ -4,11 +4,11 @@
                                           [--model resnet18] [--runtime onnx]
 
 Starts the server exactly as the Docker image does (`gunicorn --config gunicorn.conf.py`, bound
-to 127.0.0.1 on a free port; MODEL_WEIGHTS=random for the torchvision backbones), waits for
-/readyz, then sends a 640x480 JPEG N times from 1 and from 4 concurrent clients (one keep-alive
-connection each) and prints p50 / p95 latency and requests per second. It stops the server when
-done, and gives up after --timeout seconds in all. Target (1 client, 2 cores, ONNX Runtime):
-p50 <= 15 ms.
+to 127.0.0.1 on a free port; MODEL_WEIGHTS=random for the torchvision backbones, the real
+weights for efficientnet_lite0), waits for /readyz, then sends a 640x480 JPEG N times from 1 and
+from 4 concurrent clients (one keep-alive connection each) and prints p50 / p95 latency and
+requests per second. It stops the server when done, and gives up after --timeout seconds in
+all. Target (1 client, 2 cores, efficientnet_lite0 on ONNX Runtime): p50 <= 15 ms.
 """
 
 from __future__ import annotations

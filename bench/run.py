@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import indexing, inference, remote, search_latency, startup
+from . import indexing, inference, remote, search_latency, search_log, startup
 from .common import DEFAULT_BENCH_CATALOG, REPO_ROOT, Context, Figure
 from .report import fmt, write_results
 
-SECTIONS = ("search", "model", "startup", "indexing", "remote", "api")
+SECTIONS = ("search", "model", "startup", "indexing", "remote", "api", "searchlog")
 
 DEFINITIONS = """\
 - **Model throughput**: embeddings per second of the served runtime (ONNX Runtime, float32)
@@ -25,9 +25,11 @@ DEFINITIONS = """\
   L2 norm. The torchvision backbones run `MODEL_WEIGHTS=random` (their ImageNet files cannot
   be fetched here; speed does not depend on the weights' values).
 - **Indexing, local**: `SearchService.sync()` on a growing copy of the benchmark catalog (each
-  chunk adds photos; the sync reads, decodes, resizes, embeds and writes index.csv), wall time.
-  The ceiling runs the same embedder on pre-made arrays (same batch size and threads) between
-  the chunks.
+  chunk adds photos; the sync reads, decodes, resizes, embeds and writes index.csv), wall time,
+  resnet18 with `MODEL_WEIGHTS=random` on the whole catalog, then `efficientnet_lite0` (the
+  demo's model) with its real weights on the whole catalog (1,024 photos spread over it with
+  --quick). The ceiling runs the same embedder on pre-made arrays (same batch size and threads)
+  between the chunks.
 - **Indexing, remote**: the same photos served by a local server that waits 100 ms before each
   response; index a catalog of their URLs into an empty cache. One by one = fetch, decode and
   embed each image in turn (the usual script), measured before and after.
@@ -36,16 +38,26 @@ DEFINITIONS = """\
   vector, without importing torch. *Worker*: what a gunicorn worker does before serving:
   create the app, load the model (an already exported one for ONNX Runtime), load the index,
   run one warm-up inference; on ONNX Runtime and, alternately, on torch eager.
-- **Search latency**: median time of one query (k=12) over random unit vectors; the engine is
-  `backend.stores.base.exact_top_k` (every store's exact search; scores on one core), plain numpy is `V @ q` +
-  `argpartition`, the loop is what the usual scripts do: the cosine (dot product over both
-  norms) of the query with each row in turn in a Python loop, then a sort.
+- **Search latency**: median time of one query (k=12) over random unit vectors, at each size
+  twice: on a quiet machine, then with the other core busy (a subprocess pinned to the last
+  core runs ResNet-18's forward pass at 224x224 in a loop with one torch thread, as inference
+  in another worker would). The engine is `backend.stores.base.exact_top_k` (every store's
+  exact search: single-threaded BLAS products shared by the free cores); plain numpy is
+  `V @ q` with numpy's default BLAS threads + `argpartition`; FAISS is `IndexFlatIP`; the loop
+  is what the usual scripts do: the cosine (dot product over both norms) of the query with
+  each row in turn in a Python loop, then a sort.
+- **End-to-end query**: `POST /api/search` through gunicorn over loopback, as the Docker image
+  serves it, on the demo catalog: resnet18 random-init, then `efficientnet_lite0` with its real
+  weights (`bench.api_latency`), each on ONNX Runtime and then on torch eager
+  (`MODEL_RUNTIME=torch`).
 - **Memory**: peak resident memory (VmHWM) of the worker process above after five image
   searches.
 - **Incremental sync**: a second `sync()` of the unchanged catalog; every image read and
   decode is counted.
-- **End-to-end query**: `POST /api/search` through gunicorn over loopback, as the Docker image
-  serves it, on ONNX Runtime and then on torch eager (`MODEL_RUNTIME=torch`)."""
+- **Search log**: the same API requests to two apps over the demo catalog, one logging every
+  search and one not (`SEARCH_LOG_DAYS=0`), interleaved block by block through Flask's request
+  path; the figure is the difference of their medians. The apps use the colour-histogram model,
+  whose few milliseconds let a sub-millisecond difference show (see `bench/search_log.py`)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +105,8 @@ def run_section(section: str, ctx: Context) -> list[Figure]:
         return indexing.run(ctx)
     if section == "remote":
         return remote.run(ctx)
+    if section == "searchlog":
+        return search_log.run(ctx)
     from . import serving
 
     return serving.run(ctx, query_image(ctx))

@@ -2,6 +2,7 @@
 
     python -m bench.scale                      # 1,000,000 vectors, all three backends
     python -m bench.scale --n 100000 --backends faiss,pgvector
+    python -m bench.scale --n 300000 --backends pgvector --hnsw 16,256 --ef-search 40,100,400
 
 The vectors are synthetic but clustered like image embeddings (1,000 clusters, each spread over
 a 32-dimensional subspace, plus a little noise in all 512), so that nearest neighbours mean
@@ -13,7 +14,9 @@ Each backend runs in a process of its own, through the product's store classes a
 pgvector loads with COPY and builds its HNSW index once), the store's resident memory and disk,
 then p50/p95 latency and recall@10 against the exact answer, without and with a category filter
 that keeps ~1% of the rows (each query in a random category, unrelated to where it lies).
-pgvector runs in a private PostgreSQL 16 + pgvector 0.6 from the pgserver wheel.
+pgvector runs in a private PostgreSQL 16 + pgvector 0.6 from the pgserver wheel; `--hnsw M,EFC`
+builds its graph with other parameters than the store's defaults (each in a folder of its own,
+so `--reuse` finds it again).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ CHUNK = 50_000
 BACKENDS = ("memory", "faiss", "pgvector")
 FOLDER = DATA_DIR / "scale"
 # HNSW search breadths tried on each ANN build; the first is the product's default.
-EF_SEARCH = {"faiss": [64, 128, 256, 512, 1024], "pgvector": [100, 200, 400, 1000]}
+EF_SEARCH = {"faiss": [64, 128, 256, 512, 1024], "pgvector": [40, 64, 100, 200, 400, 1000]}
 
 
 def _clustered(
@@ -120,7 +123,7 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def open_backend(name: str, work: Path, reuse: bool):
+def open_backend(name: str, work: Path, reuse: bool, hnsw=None):
     """The product's store for `name`, with the product's defaults: empty, or as the last run left it."""
     from backend.config import load_settings
     from backend.stores import open_store
@@ -130,7 +133,7 @@ def open_backend(name: str, work: Path, reuse: bool):
         from backend.stores.postgres import init_schema
 
         overrides["database_url"] = start_postgres(work)
-        init_schema(overrides["database_url"], DIM, reset=not reuse)
+        init_schema(overrides["database_url"], DIM, reset=not reuse, index=hnsw)
     settings = load_settings(environ={}, overrides=overrides)
     if not reuse:
         shutil.rmtree(settings.faiss_path, ignore_errors=True)
@@ -167,11 +170,25 @@ def store_disk(name: str, store, settings) -> int:
     return 0
 
 
-def measure_backend(name: str, data: Path, queries: int, reuse: bool) -> list[dict]:
+def hnsw_index(text: str | None):
+    """`--hnsw M,EFC` as the pgvector store's HnswIndex (None: the store's defaults)."""
+    from backend.stores.postgres import DEFAULT_INDEX, HnswIndex
+
+    if not text:
+        return DEFAULT_INDEX
+    m, ef_construction = (int(part) for part in text.split(","))
+    return HnswIndex(m, ef_construction)
+
+
+def measure_backend(
+    name: str, data: Path, queries: int, reuse: bool, hnsw: str | None, breadths: list[int]
+) -> list[dict]:
     from backend.catalog import Product
     from backend.stores import Filters
 
-    work = FOLDER / f"work-{name}"
+    index = hnsw_index(hnsw) if name == "pgvector" else None
+    label = f"-m{index.m}-efc{index.ef_construction}" if index else ""
+    work = FOLDER / f"work-{name}{label}"
     work.mkdir(parents=True, exist_ok=True)
     vectors = np.ascontiguousarray(np.load(data / "vectors.npy"))  # (N, D) in memory
     categories, prices = np.load(data / "categories.npy"), np.load(data / "prices.npy")
@@ -179,8 +196,10 @@ def measure_backend(name: str, data: Path, queries: int, reuse: bool) -> list[di
     products = [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
                 for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))]  # fmt: skip
     versions = ["v"] * len(products)
-    store, settings = open_backend(name, work, reuse)
-    row = {"backend": name, "n": len(vectors), "build_s": None, "memory_mb": None}
+    store, settings = open_backend(name, work, reuse, index)
+    row = {"backend": name, "n": len(vectors), "build_s": None, "memory_mb": None,
+           "index": f"m {index.m}, ef_construction {index.ef_construction}" if index else None,
+           "load_before": os.getloadavg()[0]}  # fmt: skip
     if store.count() != len(vectors):  # not reusing a complete store from an earlier run
         before = rss_bytes()
         started = time.perf_counter()
@@ -197,7 +216,8 @@ def measure_backend(name: str, data: Path, queries: int, reuse: bool) -> list[di
         for q, c in zip(truth["queries"], truth["query_categories"], strict=True)
     ]
     rows = []
-    for ef_search in EF_SEARCH.get(name, [None]):
+    row["load_after_build"] = os.getloadavg()[0]
+    for ef_search in breadths or EF_SEARCH.get(name, [None]):
         if ef_search is not None:
             store.ef_search = ef_search  # a search-time setting: one build serves every value
         rows.append(dict(row, ef_search=ef_search))
@@ -236,11 +256,8 @@ def table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        name = (
-            r["backend"]
-            if r["ef_search"] is None
-            else f"{r['backend']} (ef_search {r['ef_search']})"
-        )
+        name = r["backend"] + (f", {r['index']}" if r.get("index") else "")
+        name += "" if r["ef_search"] is None else f" (ef_search {r['ef_search']})"
         build = "?" if r["build_s"] is None else f"{r['build_s']:.0f} s"
         memory = "?" if r["memory_mb"] is None else f"{r['memory_mb'] / 1024:.2f} GB"
         lines.append(
@@ -261,18 +278,24 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse", action="store_true",
         help="search the FAISS files / pgvector table the last run built (build figures kept)",
     )  # fmt: skip
+    parser.add_argument("--hnsw", help="pgvector's graph: M,EF_CONSTRUCTION (default: the store's)")
+    parser.add_argument("--ef-search", help="search breadths to try, e.g. 40,100,400")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this backend here
     args = parser.parse_args(argv)
     started = time.perf_counter()
     data = generate(args.n, args.queries)
+    ef_search = [int(v) for v in args.ef_search.split(",")] if args.ef_search else []
     if args.one:
-        print(json.dumps(measure_backend(args.one, data, args.queries, args.reuse)))
+        rows = measure_backend(args.one, data, args.queries, args.reuse, args.hnsw, ef_search)
+        print(json.dumps(rows))
         return 0
     print(f"data: {data} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     rows = []
     for name in args.backends.split(","):
         command = [sys.executable, "-m", "bench.scale", "--n", str(args.n),
                    "--queries", str(args.queries), "--one", name] + ["--reuse"] * args.reuse  # fmt: skip
+        command += ["--hnsw", args.hnsw] if args.hnsw else []
+        command += ["--ef-search", args.ef_search] if args.ef_search else []
         # One BLAS thread: on a shared 2-core machine a threaded gemv waits on descheduled
         # threads (a 1,000-row product took 8 ms instead of 0.03 ms); FAISS keeps its OpenMP.
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -284,13 +307,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {rows[-1]}", file=sys.stderr)
     results = FOLDER / f"results-n{args.n}.json"
     earlier = json.loads(results.read_text()) if results.is_file() else []
+    same = lambda a, b: (a["backend"], a.get("index")) == (b["backend"], b.get("index"))  # noqa: E731
     for row in rows:  # a reused store keeps the build figures of the run that built it
-        built = next((r for r in earlier if r["backend"] == row["backend"] and r["build_s"]), None)
+        built = next((r for r in earlier if same(r, row) and r["build_s"]), None)
         if row["build_s"] is None and built:
             row.update(build_s=built["build_s"], memory_mb=built["memory_mb"])
-    ran = {row["backend"] for row in rows}
-    rows = [r for r in earlier if r["backend"] not in ran] + rows  # other backends' last rows
-    rows.sort(key=lambda r: BACKENDS.index(r["backend"]))
+    rows = [
+        r for r in earlier if not any(same(r, row) for row in rows)
+    ] + rows  # other builds' rows
+    rows.sort(
+        key=lambda r: (BACKENDS.index(r["backend"]), r.get("index") or "", r["ef_search"] or 0)
+    )
     results.write_text(json.dumps(rows, indent=2))
     print(table(rows))
     return 0

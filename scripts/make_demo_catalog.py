@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""Build the bundled demo catalog from the benchmark catalog.
+"""Build the bundled demo catalog, its shopper photos and the in-store test photos.
 
-Picks, for each of the 51 Grocery Store Dataset products (labels ``grocery/*``),
-its catalogue ("iconic") photo and its in-store photo with the lowest id, so
-every product appears twice and "more like this" has a real match to show.
-Fashion photos are never used (their license is not verified).
+From the 51 Grocery Store Dataset products of the benchmark catalog (labels ``grocery/*``):
+
+- the catalog: each product's catalogue ("iconic") photo, one product per row, as a shop
+  would list it;
+- shopper photos to try on the home page: for a fixed list of products (chosen for
+  variety, not by how well they are found), the in-store phone photo with the lowest id;
+- in-store test photos: the next ``TEST_PHOTOS_PER_PRODUCT`` in-store photos of every
+  product (by id), which the similarity tests search with.
+
+None of the shopper or test photos is in the catalog. Fashion photos are never used (their
+license is not verified).
 
 Writes (relative to the repository root):
-  backend/static/catalog/<id>.jpg  re-encoded photos (sRGB, max 400 px, JPEG q85,
-                                   optimized, baseline, no metadata)
-  backend/data/products.csv        id,name,category,price,image_url
+  backend/static/catalog/<id>.jpg   catalogue photos      (re-encoded: sRGB, max 400 px,
+  backend/static/shoppers/<id>.jpg  shopper photos         JPEG q85, optimized, baseline,
+  tests/data/instore/<id>.jpg       in-store test photos   no metadata)
+  backend/data/products.csv         id,name,category,price,image_url
+  backend/data/examples.csv         id,product_id,image_url (the shopper photos)
+  tests/data/instore.csv            id,product_id,image_url (the test photos)
 
 Prices are illustrative (a fixed table per category), not real shop prices.
 The photos are MIT licensed, Copyright (c) 2019 Marcus Klasson: see NOTICE.
@@ -73,6 +83,19 @@ PRICE_BY_LABEL = {
     "grocery/Beef-Tomato": "1.29",
 }
 
+# Shopper photos shown on the home page: one product of each kind (fruit, vegetable, packs).
+FEATURED = (
+    "grocery/Golden-Delicious",
+    "grocery/Red-Bell-Pepper",
+    "grocery/Avocado",
+    "grocery/Pineapple",
+    "grocery/Oatly-Oat-Milk",
+    "grocery/Tropicana-Apple-Juice",
+    "grocery/Arla-Natural-Yoghurt",
+    "grocery/Brown-Cap-Mushroom",
+)
+TEST_PHOTOS_PER_PRODUCT = 2
+
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
@@ -82,7 +105,7 @@ def read_csv(path):
 
 
 def select(bench):
-    """Return the chosen bench ids: one iconic + lowest-id in-store photo per product."""
+    """Return ({catalogue photo id: label}, {label: [in-store photo ids, lowest first]})."""
     labels = read_csv(bench / "labels.csv")
     meta = read_csv(bench / "meta.csv")
     iconic, in_store = {}, defaultdict(list)
@@ -98,11 +121,11 @@ def select(bench):
             in_store[label].append(pid)
     if set(iconic) != set(in_store):
         raise SystemExit("products without both a catalogue and an in-store photo")
-    chosen = {}
-    for label in sorted(iconic):
-        chosen[iconic[label]] = label
-        chosen[min(in_store[label], key=int)] = label
-    return chosen
+    missing = set(FEATURED) - set(iconic)
+    if missing:
+        raise SystemExit(f"featured products not in the benchmark catalog: {sorted(missing)}")
+    catalog = {iconic[label]: label for label in sorted(iconic)}
+    return catalog, {label: sorted(ids, key=int) for label, ids in in_store.items()}
 
 
 def reencode(src, dst):
@@ -132,41 +155,72 @@ def main(argv=None):
         "--root",
         type=Path,
         default=REPO_ROOT,
-        help="where to write backend/... (default: the repository root)",
+        help="where to write backend/... and tests/... (default: the repository root)",
     )
     args = ap.parse_args(argv)
 
     products = read_csv(args.bench / "products.csv")
-    chosen = select(args.bench)
-
-    img_dir = args.root / "backend" / "static" / "catalog"
-    csv_path = args.root / "backend" / "data" / "products.csv"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-
-    wanted = {f"{pid}.jpg" for pid in chosen}
-    for old in img_dir.glob("*.jpg"):
-        if old.name not in wanted:
-            old.unlink()
+    catalog, in_store = select(args.bench)
+    product_of = {label: pid for pid, label in catalog.items()}
 
     rows = []
-    for pid in sorted(chosen, key=int):
+    for pid in sorted(catalog, key=int):
         p = products[pid]
-        label = chosen[pid]
-        price = PRICE_BY_LABEL.get(label) or PRICE_BY_CATEGORY[p["category"]]
-        reencode(args.bench / p["image_url"], img_dir / f"{pid}.jpg")
+        price = PRICE_BY_LABEL.get(catalog[pid]) or PRICE_BY_CATEGORY[p["category"]]
         rows.append([pid, p["name"], p["category"], price, f"catalog/{pid}.jpg"])
+    shoppers = [(in_store[label][0], product_of[label]) for label in FEATURED]
+    tests = [
+        (photo, product_of[label])
+        for label in sorted(in_store)
+        for photo in [i for i in in_store[label] if (i, product_of[label]) not in shoppers][
+            :TEST_PHOTOS_PER_PRODUCT
+        ]
+    ]
 
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["id", "name", "category", "price", "image_url"])
-        w.writerows(rows)
-
-    size = sum((img_dir / n).stat().st_size for n in wanted)
+    static = args.root / "backend" / "static"
+    total = write_photos(args.bench, products, static / "catalog", [r[0] for r in rows])
+    total += write_photos(args.bench, products, static / "shoppers", [s[0] for s in shoppers])
+    total += write_photos(
+        args.bench, products, args.root / "tests" / "data" / "instore", [t[0] for t in tests]
+    )
+    data = args.root / "backend" / "data"
+    write_csv(data / "products.csv", ["id", "name", "category", "price", "image_url"], rows)
+    write_csv(
+        data / "examples.csv",
+        ["id", "product_id", "image_url"],
+        [[photo, pid, f"shoppers/{photo}.jpg"] for photo, pid in shoppers],
+    )
+    write_csv(
+        args.root / "tests" / "data" / "instore.csv",
+        ["id", "product_id", "image_url"],
+        [[photo, pid, f"instore/{photo}.jpg"] for photo, pid in tests],
+    )
     print(
-        f"{len(rows)} items, {len({r[2] for r in rows})} categories, {size / 1e6:.2f} MB of images",
+        f"{len(rows)} catalog items in {len({r[2] for r in rows})} categories, "
+        f"{len(shoppers)} shopper photos, {len(tests)} in-store test photos, "
+        f"{total / 1e6:.2f} MB of images",
         file=sys.stderr,
     )
+
+
+def write_photos(bench, products, folder, ids):
+    """Re-encode the benchmark photos `ids` into folder/<id>.jpg, removing any other; bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{pid}.jpg" for pid in ids}
+    for old in folder.glob("*.jpg"):
+        if old.name not in wanted:
+            old.unlink()
+    for pid in ids:
+        reencode(bench / products[pid]["image_url"], folder / f"{pid}.jpg")
+    return sum((folder / name).stat().st_size for name in wanted)
+
+
+def write_csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   rm -rf .venv
   "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements")"
-if [ ! -f "$stamp" ]; then
+hash="$(cat requirements*.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$hash-$(basename "$requirements")"
+# requirements-dev.txt installs requirements.txt too: its stamp covers both.
+if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$hash-requirements-dev.txt" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
   touch "$stamp"
 fi

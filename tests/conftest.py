@@ -10,8 +10,9 @@ import pytest
 from backend import create_app
 from tests.support.catalogs import make_app_config, write_catalog
 
-# The PostgreSQL + pgvector fixtures (`pg_server`, `database_url`), for every test that asks.
-pytest_plugins = ["tests.support.postgres"]
+# The PostgreSQL + pgvector fixtures (`pg_server`, `database_url`) and the MariaDB ones
+# (`mariadb_server`, `mysql_url`), and the S3 ones (`s3_server`, `s3`), for every test that asks.
+pytest_plugins = ["tests.support.postgres", "tests.support.mariadb", "tests.support.s3"]
 
 
 @pytest.fixture(scope="session", autouse=True)

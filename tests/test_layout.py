@@ -10,7 +10,7 @@ import pytest
 
 BACKEND = Path(__file__).resolve().parent.parent / "backend"
 # Packages that know nothing of the web: they must not import Flask (nor werkzeug, click).
-NO_FLASK = ("catalog", "images", "model", "index", "stores", "quality")
+NO_FLASK = ("catalog", "images", "model", "index", "stores", "quality", "insights")
 WEB_ONLY = ("flask", "werkzeug", "click", "itsdangerous")
 
 
@@ -61,7 +61,13 @@ def test_domain_packages_do_not_import_flask(package):
 
 
 def test_torch_only_in_the_model_and_fine_tuning():
-    allowed = ("backend.model.backbones", "backend.model.export", "backend.quality.finetune")
+    allowed = (
+        "backend.model.backbones",
+        "backend.model.export",
+        "backend.model.lite0",
+        "backend.model.torch_runtime",
+        "backend.quality.finetune",
+    )
     for name, path in MODULES.items():
         if any(m.split(".")[0] in ("torch", "torchvision") for m in imports_of(path)):
             assert name.startswith(allowed), f"{name} imports torch"

@@ -16,7 +16,9 @@ from typing import Any
 from ..atomic import atomic_writer
 from ..errors import CatalogNotWritable, InvalidInput, NotFound
 from ..options import MAX_TEXT_CHARS, MAX_URL_CHARS, parse_text
-from .products import Catalog, Product, check_image_url, parse_price
+from .csv_format import detect_format
+from .prices import check_price, format_price, parse_price
+from .products import Catalog, Product, check_image_url
 
 EDITABLE = ("name", "category", "price", "image_url")
 
@@ -62,7 +64,7 @@ def _price(raw: Any) -> float | None:
     """A price sent as a number or as text ("" clears it); true/false and lists are not prices."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise InvalidInput("price must be a number, or a string holding one")
-    return parse_price(raw.strip() if isinstance(raw, str) else repr(float(raw)))
+    return parse_price(raw.strip()) if isinstance(raw, str) else check_price(float(raw))
 
 
 @contextlib.contextmanager
@@ -77,9 +79,14 @@ def catalog_writes() -> Iterator[None]:
 
 
 def write_catalog_row(path: Path, product_id: str, product: Product | None) -> None:
-    """Replace one product's row in products.csv (append if new; delete it when product is None)."""
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        rows = list(csv.reader(handle))
+    """Replace one product's row in products.csv (append if new; delete it when product is None).
+
+    The file keeps its encoding, separator and line ending.
+    """
+    csv_format = detect_format(path)
+    with csv_format.open(path) as handle:
+        rows = list(csv.reader(handle, delimiter=csv_format.delimiter))
+    preamble = [rows.pop(0)] if csv_format.separator_line else []
     header = [name.strip().lower() for name in rows[0]]
     id_column = header.index("id")
     body, placed = [], False
@@ -92,22 +99,25 @@ def write_catalog_row(path: Path, product_id: str, product: Product | None) -> N
         body.append(row)
     if product is not None and not placed:
         body.append(_row_for(product, header, [""] * len(header)))
-    with atomic_writer(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        writer = csv.writer(handle, lineterminator=_line_ending(path))
-        writer.writerow(rows[0])
-        writer.writerows(body)
+    with atomic_writer(
+        path, "w", encoding=csv_format.encoding, errors="surrogateescape", newline=""
+    ) as handle:
+        writer = csv.writer(
+            handle, delimiter=csv_format.delimiter, lineterminator=_line_ending(path)
+        )
+        writer.writerows([*preamble, rows[0], *body])
 
 
 def _line_ending(path: Path) -> str:
     """Keep the file's own line ending, so an edit changes only the edited row."""
     with path.open("rb") as handle:
         first = handle.readline()
-    return "\r\n" if first.endswith(b"\r\n") else "\n"
+    return "\r\n" if first.endswith((b"\r\n", b"\r\x00\n", b"\x00\r\x00\n")) else "\n"
 
 
 def _row_for(product: Product, header: list[str], old: list[str]) -> list[str]:
     cells = (old + [""] * len(header))[: len(header)]  # other columns keep their values
-    price = "" if product.price is None else repr(product.price)
+    price = "" if product.price is None else format_price(product.price)
     values = {"id": product.id, "name": product.name, "category": product.category,
               "price": price, "image_url": product.image_url}  # fmt: skip
     for column, name in enumerate(header):

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import functools
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from .csv_format import REQUIRED_COLUMNS, CsvFormat, detect_format, encoding_advice
+from .prices import parse_price
 
-REQUIRED_COLUMNS = ("id", "name", "category", "price", "image_url")
+__all__ = ["REQUIRED_COLUMNS", "Catalog", "Product", "SkippedRow", "load_catalog", "parse_price"]
 MAX_FIELD_CHARS = 4096
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape could not decode
+# NUL, line breaks, escapes: no field holds them, and a NUL in a path stops every file call.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 # http(s) with a plain host name: accepted without urlsplit, which is slow at 50k rows. Anything
 # else (user info, IPv6, odd characters) goes through urlsplit as before.
 _PLAIN_HTTP_URL = re.compile(
@@ -32,7 +35,12 @@ class Product:
 
     @property
     def is_remote(self) -> bool:
-        return self.image_url.lower().startswith(("http://", "https://"))
+        """Downloaded into the cache: an http(s) URL, or an object in the shop's S3 bucket."""
+        return self.image_url.lower().startswith(("http://", "https://", "s3://"))
+
+    @property
+    def is_s3(self) -> bool:
+        return self.image_url[:5].lower() == "s3://"
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class Catalog:
     path: Path
     products: dict[str, Product] = field(default_factory=dict)
     skipped: list[SkippedRow] = field(default_factory=list)
+    csv_format: CsvFormat = field(default_factory=CsvFormat)
 
     def __len__(self) -> int:
         return len(self.products)
@@ -62,20 +71,29 @@ class Catalog:
         # build a new one), so computing it once is safe.
         return sorted({p.category for p in self.products.values() if p.category})
 
+    @functools.cached_property
+    def decoding_advice(self) -> str:
+        """Why rows with undecodable bytes were refused, and the fix (worked out once)."""
+        return encoding_advice(self.path, self.csv_format)
 
-def load_catalog(path: Path) -> Catalog:
-    """Read products.csv strictly; bad rows are skipped and reported, never fatal."""
+
+def load_catalog(path: Path, image_base: str | None = None) -> Catalog:
+    """Read products.csv strictly; bad rows are skipped and reported, never fatal.
+
+    The file may be UTF-8 (with or without a BOM) or UTF-16 with a BOM, separated by commas,
+    semicolons or tabs: the header, whose columns are known, tells which. `image_base` (a
+    catalog read from s3://bucket/folder/) prefixes the relative image paths.
+    """
     if not path.is_file():
         raise ConfigError(f"catalog {path} does not exist; set CATALOG_PATH to your products.csv")
-    catalog = Catalog(path=path)
-    # utf-8-sig strips a BOM when present; newline="" lets csv handle quoted line breaks;
-    # surrogateescape keeps undecodable bytes visible so just their row is refused.
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle, strict=True)
-        header = _read_header(reader, path)
+    csv_format = detect_format(path)
+    catalog = Catalog(path=path, csv_format=csv_format)
+    with csv_format.open(path) as handle:
+        reader = csv.reader(handle, delimiter=csv_format.delimiter, strict=True)
+        header = _read_header(reader, path, csv_format)
         try:
             for cells in reader:
-                _add_row(catalog, header, cells, reader.line_num)
+                _add_row(catalog, header, cells, reader.line_num, image_base)
         except csv.Error as error:
             catalog.skipped.append(
                 SkippedRow(reader.line_num, f"unreadable CSV ({error}); rest of the file ignored")
@@ -83,26 +101,38 @@ def load_catalog(path: Path) -> Catalog:
     return catalog
 
 
-def _read_header(reader: csv.reader, path: Path) -> list[str]:
+def _read_header(reader: csv.reader, path: Path, csv_format: CsvFormat) -> list[str]:
     try:
         header = [name.strip().lower() for name in next(reader)]
+        if csv_format.separator_line:
+            header = [name.strip().lower() for name in next(reader)]
     except (StopIteration, csv.Error):
         raise ConfigError(f"{path.name} has no readable header row") from None
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
-        raise ConfigError(f"{path.name} is missing column(s): {', '.join(missing)}")
+        raise ConfigError(
+            f"{path.name} is missing column(s): {', '.join(missing)} (read as "
+            f"{csv_format.description}; the header row must name {', '.join(REQUIRED_COLUMNS)})"
+        )
     return header
 
 
-def _add_row(catalog: Catalog, header: list[str], cells: list[str], line: int) -> None:
+def _add_row(
+    catalog: Catalog, header: list[str], cells: list[str], line: int, image_base: str | None
+) -> None:
     if not any(cell.strip() for cell in cells):
         return  # blank line
     try:
         product = parse_row(header, cells, catalog.products)
     except ValueError as error:
-        catalog.skipped.append(SkippedRow(line, str(error)))
-    else:
-        catalog.products[product.id] = product
+        reason = str(error)
+        if _UNDECODABLE.search("\n".join(cells)):  # only on the error path: rows are many
+            reason = catalog.decoding_advice
+        catalog.skipped.append(SkippedRow(line, reason))
+        return
+    if image_base is not None and not product.is_remote:
+        product = replace(product, image_url=image_base + product.image_url)
+    catalog.products[product.id] = product
 
 
 def parse_row(header: list[str], cells: list[str], seen: dict[str, Product]) -> Product:
@@ -113,6 +143,8 @@ def parse_row(header: list[str], cells: list[str], seen: dict[str, Product]) -> 
     # One pass over the joined row, not one per field: this runs for every catalog row.
     if _UNDECODABLE.search("\n".join(cells)):
         raise ValueError("is not valid UTF-8 text")
+    if _CONTROL.search("".join(row.values())):
+        raise ValueError("a field contains control characters (such as NUL or a line break)")
     if max(map(len, row.values())) > MAX_FIELD_CHARS:
         raise ValueError(f"a field is longer than {MAX_FIELD_CHARS} characters")
     product_id = row["id"]
@@ -129,18 +161,6 @@ def parse_row(header: list[str], cells: list[str], seen: dict[str, Product]) -> 
     )
 
 
-def parse_price(text: str) -> float | None:
-    if not text:
-        return None
-    try:
-        price = float(text)
-    except ValueError:
-        raise ValueError(f"price {text!r} is not a number") from None
-    if not math.isfinite(price) or price < 0:
-        raise ValueError(f"price {text!r} must be a non-negative number")
-    return price
-
-
 def check_image_url(url: str) -> str:
     """Accept an http(s) URL or a relative path that stays inside its folder (checked again on use)."""
     if not url:
@@ -155,11 +175,17 @@ def check_image_url(url: str) -> str:
         if not parts.hostname:
             raise ValueError(f"image_url {url!r} has no host")
         return url
+    if parts.scheme.lower() == "s3":
+        if not parts.netloc or not parts.path.strip("/") or url.endswith("/"):
+            raise ValueError(f"image_url {url!r} must name an object: s3://bucket/key")
+        return url
     # A one-letter "scheme" is a Windows drive: an absolute path, so it leaves the folder.
     if len(parts.scheme) == 1:
         raise ValueError(f"image_url {url!r} leaves the catalog folder")
     if parts.scheme:
-        raise ValueError(f"image_url {url!r}: scheme '{parts.scheme}' is not allowed (http/https)")
+        raise ValueError(
+            f"image_url {url!r}: scheme '{parts.scheme}' is not allowed (http, https or s3)"
+        )
     return _check_relative(url)
 
 

@@ -36,6 +36,10 @@ def friendly_errors(command: Callable) -> Callable:
             raise SettingsError(error.message) from None
         except SearchAppError as error:
             raise click.ClickException(error.message) from None
+        except OSError as error:  # a disk full, a read-only or missing folder
+            raise click.ClickException(
+                f"{error.strerror or error}: {error.filename or ''}"
+            ) from None
 
     return wrapper
 

@@ -1,4 +1,5 @@
-"""Flask CLI for live catalog edits and the database: `flask product put|delete`, `flask db init`."""
+"""Flask CLI for the catalog and the database: `flask product put|delete`, `flask catalog
+from-s3`, `flask db init`."""
 
 from __future__ import annotations
 
@@ -70,19 +71,56 @@ def db_group() -> None:
 @click.option(
     "--reset", is_flag=True, help="Drop the search tables first (then run `flask index`)."
 )
+@click.option("--hnsw-m", type=int, help="Rebuild the HNSW index with this m (default 16).")
+@click.option(
+    "--hnsw-ef-construction", type=int, help="... and this ef_construction (default 128)."
+)
 @with_appcontext
 @friendly_errors
-def db_init_command(reset: bool) -> None:
+def db_init_command(reset: bool, hnsw_m: int | None, hnsw_ef_construction: int | None) -> None:
     """Create or migrate the search tables and the pgvector extension (safe to run again)."""
-    from ..stores.postgres import describe, init_schema
+    from ..stores.postgres import DEFAULT_INDEX, HnswIndex, describe, init_schema
 
     url = current_app.config["SETTINGS"].database_url
     if not url:
         raise click.ClickException("set DATABASE_URL to the PostgreSQL database first")
+    index = None
+    if hnsw_m is not None or hnsw_ef_construction is not None:
+        index = HnswIndex(hnsw_m or DEFAULT_INDEX.m,
+                          hnsw_ef_construction or DEFAULT_INDEX.ef_construction)  # fmt: skip
     if reset:
         click.confirm(f"drop the search tables in {describe(url)}?", abort=True)
     dim = get_service().embedder.dim  # the vector column's width: the model's (with its head)
-    click.echo(f"{describe(url)}: {init_schema(url, dim, reset=reset)}")
+    click.echo(f"{describe(url)}: {init_schema(url, dim, reset=reset, index=index)}")
 
 
-COMMANDS = (product_group, db_group)
+@click.group("catalog")
+def catalog_group() -> None:
+    """Make a catalog for the photos you already have."""
+
+
+@catalog_group.command("from-s3")
+@click.argument("prefix_url")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@with_appcontext
+@friendly_errors
+def from_s3_command(prefix_url: str, output: Path, overwrite: bool) -> None:
+    """Write OUTPUT (a products.csv) listing every image under PREFIX_URL (s3://bucket/prefix/).
+
+    Ids come from the keys, names from the file names, categories from the first folder under
+    the prefix; prices are left empty. Point CATALOG_PATH at the file (or upload it next to the
+    photos and point CATALOG_PATH at its s3:// URL), then run `flask index`.
+    """
+    from ..catalog.bucket import products_from_keys, write_products_csv
+
+    if output.exists() and not overwrite:
+        raise click.UsageError(f"{output} exists; pass --overwrite to replace it")
+    reader = get_service().locator.s3
+    bucket, _, prefix = prefix_url[len("s3://") :].partition("/")
+    keys = [key for key, _ in reader.list_images(prefix_url)]
+    count = write_products_csv(output, products_from_keys(bucket, prefix, keys))
+    click.echo(f"wrote {count} products to {output} from {prefix_url}")
+
+
+COMMANDS = (product_group, catalog_group, db_group)

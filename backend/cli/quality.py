@@ -54,24 +54,37 @@ ks_option = click.option(
 @click.option(
     "--worst", type=click.IntRange(0, 1000), default=10, help="Labels to list, worst first."
 )
+@click.option(
+    "--top-k", "top_k", type=click.IntRange(1, 100), default=None,
+    help="Results per page for the top-k view of the threshold (default: TOP_K).",
+)  # fmt: skip
 @with_appcontext
 @friendly_errors
 def evaluate_command(
-    labels_path: Path | None, ks: list[int], models: tuple[str, ...], out, worst: int
+    labels_path: Path | None,
+    ks: list[int],
+    models: tuple[str, ...],
+    out,
+    worst: int,
+    top_k: int | None,
 ) -> None:
     """Leave-one-out retrieval quality on the catalog: P@K, R@K, mAP, per label, threshold sweep."""
+    from dataclasses import replace
+
     from ..quality.labels import load_labels, product_labels
     from ..quality.leave_one_out import evaluate_vectors
     from ..quality.report import (
         format_labels,
         format_summary,
         format_sweep,
+        format_top_k,
         write_figure,
         write_json,
     )
     from ..quality.runs import ModelSpec, embeddings_for
 
     settings = current_app.config["SETTINGS"]
+    top_k = top_k or settings.top_k
     labels = load_labels(labels_path) if labels_path else None
     specs = [ModelSpec.parse(name) for name in models] or [ModelSpec.served(settings)]
     results, any_random = [], False
@@ -87,6 +100,7 @@ def evaluate_command(
                     ks,
                     model=embeddings.identity,
                     progress=progress,
+                    top_k=top_k,
                 )  # fmt: skip
             )
     if any_random:
@@ -95,9 +109,18 @@ def evaluate_command(
     click.echo(f"{first.queries} queries ({first.skipped_singletons} alone in their label, "
                f"{first.unlabelled} unlabelled: distractors only), {first.candidates} candidates each")  # fmt: skip
     click.echo(format_summary(results))
-    for result in results:
+    for spec, result in zip(specs, results, strict=True):
+        # The threshold this model is served with: SIMILARITY_THRESHOLD, else its own default.
+        served = replace(settings, model=spec.model).threshold
         click.echo(f"\n{result.model}: worst labels\n{format_labels(result, worst)}")
-        click.echo(f"\n{result.model}: threshold sweep (* best F1)\n{format_sweep(result)}")
+        click.echo(
+            f"\n{result.model}: threshold sweep over all pairs (* best F1, < served default)\n"
+            f"{format_sweep(result, served)}"
+        )
+        click.echo(
+            f"\n{result.model}: what a shopper sees of the top {top_k} (* best F1, < served "
+            f"default)\n{format_top_k(result, served)}"
+        )
     out = out or PROJECT_ROOT / "artifacts"
     context = {"catalog": str(settings.catalog_path), "labels": str(labels_path or "category")}
     write_json(out / "evaluation.json", results, context)
@@ -112,7 +135,10 @@ def evaluate_command(
     "--epochs", type=click.IntRange(1, 10_000), default=None, help="Passes over the data."
 )
 @click.option(
-    "--holdout", type=click.FloatRange(0.05, 0.95), default=0.2, help="Share of labels held out."
+    "--holdout",
+    type=click.FloatRange(0.0, 0.95),
+    default=0.2,
+    help="Share of labels held out (0: train on every label; measure on a separate catalog).",
 )
 @click.option(
     "--seed", type=int, default=0, help="Seed for the split, the initial weights and the batches."
@@ -146,14 +172,24 @@ def finetune_command(labels_path, ks, epochs, holdout, seed, out) -> None:
     if base.random_weights:
         click.secho(RANDOM_QUALITY_NOTICE, fg="yellow", err=True)
     split = run.split
-    click.echo(
-        f"trained on {len(split.train)} products of {len(split.train_labels)} labels; held out "
-        f"{len(split.held_out)} products of {len(split.held_out_labels)} labels "
-        "(P@K among the held-out products only)"
-    )
-    click.echo(format_summary([run.before, run.after]))
+    trained = f"trained on {len(split.train)} products of {len(split.train_labels)} labels"
+    if run.before is None:
+        click.echo(f"{trained}: every label (none held out)")
+    else:
+        click.echo(
+            f"{trained}; held out {len(split.held_out)} products of "
+            f"{len(split.held_out_labels)} labels (P@K among the held-out products only)"
+        )
+        click.echo(format_summary([run.before, run.after]))
     click.echo(f"\nsaved {run.head_path} ({run.identity})")
-    click.echo(f"held-out split: {run.labels_path}")
+    if run.labels_path is not None:
+        click.echo(f"held-out split: {run.labels_path}")
+    else:
+        click.echo(
+            "no label held out: measure the head on a separate catalog, e.g. "
+            f"CATALOG_PATH=test/products.csv flask evaluate --labels test/labels.csv "
+            f"--model {settings.model} --model {run.head_path}"
+        )
     click.echo(f"serve it with MODEL_HEAD={run.head_path}")
 
 

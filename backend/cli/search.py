@@ -26,6 +26,13 @@ def index_command() -> None:
     for product_id, reason in report.failed.items():
         click.echo(f"failed {product_id}: {reason}", err=True)
     click.echo(f"index: {report.summary()} in {report.seconds:.1f} s")
+    if service.indexed_count() == 0 and (catalog.products or catalog.skipped):
+        skipped, failed = len(catalog.skipped), len(report.failed)
+        raise click.ClickException(
+            f"nothing in {catalog.path.name} could be indexed ({skipped} "
+            f"{'row' if skipped == 1 else 'rows'} skipped, {failed} "
+            f"{'image' if failed == 1 else 'images'} failed; the reasons are above)"
+        )
 
 
 @click.command("search")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,17 @@ from ..errors import ImageError
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 MAX_PIXELS = 40_000_000
 MAX_FRAMES = 100
+# Preprocessing scales the shorter side up to the model's input size: a 20000x1 image would become
+# a resize target of a billion pixels. Past 20:1 an image is a banner, not a product photo.
+MAX_ASPECT_RATIO = 20
+# A progressive JPEG is decoded in one pass over every block per scan, so repeated tiny scans cost
+# seconds each on a large image (libjpeg-turbo advises a scan limit for untrusted input). Ordinary
+# encoders write 1 to 10 scans; the second bound keeps scans x megapixels, the actual work, small.
+MAX_JPEG_SCANS = 100
+MAX_SCAN_MEGAPIXELS = 1000
+# Wall time one decode may take; checked between the blocks fed to the decoder.
+DECODE_SECONDS = 5.0
+_DECODE_BLOCK = 16 * 1024
 
 # Image.open wants a sequence; JPEG first because it is by far the most common upload.
 _OPEN_ORDER = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
@@ -34,21 +46,27 @@ def decode_image(
     min_size: int | None = None,
     max_pixels: int = MAX_PIXELS,
     max_frames: int = MAX_FRAMES,
+    seconds: float = DECODE_SECONDS,
 ) -> Image.Image:
     """Decode untrusted bytes into an RGB image: first frame, EXIF orientation applied, no metadata.
 
     `min_size` lets JPEG decoding scale down by a power of two while both sides stay >= min_size.
+    Every bound is checked from the header before any pixel is decoded (size, shape, frames, JPEG
+    scans); the decoding itself stops after `seconds`.
     """
     if not data:
         raise ImageError("file is empty")
     with _pillow_guard(max_pixels):
         im = _open(data)
         _check_pixels(im, max_pixels)
+        _check_shape(im)
         _check_frames(im, max_frames)
+        if data[:2] == b"\xff\xd8":  # JPEG, and MPO (JPEG frames)
+            _check_scans(data, im.size)
         if min_size is not None and min_size > 0:
             # Only the JPEG decoder honours a draft; every other format ignores it.
             im.draft("RGB", (min_size, min_size))
-        im.load()
+        _load_within(im, seconds)
         ImageOps.exif_transpose(im, in_place=True)
         return _to_rgb(im)
 
@@ -128,6 +146,88 @@ def _check_pixels(im: Image.Image, max_pixels: int) -> None:
         raise ImageError(
             f"image is {width}x{height} pixels, over the {_megapixels(max_pixels)} megapixel limit"
         )
+
+
+def _check_shape(im: Image.Image) -> None:
+    """Refuse images so narrow that scaling their shorter side up would allocate gigabytes."""
+    width, height = im.size
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageError(
+            f"image is {width}x{height} pixels: one side is more than {MAX_ASPECT_RATIO} times "
+            "the other; crop it closer to the product"
+        )
+
+
+def _check_scans(data: bytes, size: tuple[int, int]) -> None:
+    """Refuse JPEGs with more scans than an encoder writes, before decoding any of them."""
+    megapixels = size[0] * size[1] / 1_000_000
+    limit = min(MAX_JPEG_SCANS, max(int(MAX_SCAN_MEGAPIXELS / megapixels), 1))
+    if count_jpeg_scans(data, stop_after=limit) > limit:
+        raise ImageError(
+            f"JPEG has more than {limit} scans for its size; save it again as a normal JPEG"
+        )
+
+
+def count_jpeg_scans(data: bytes, stop_after: int) -> int:
+    """Count the start-of-scan markers of a JPEG by walking its segments, stopping past a limit."""
+    scans, position, end = 0, 2, len(data)
+    while position + 4 <= end and scans <= stop_after:
+        if data[position] != 0xFF:
+            break  # not a marker where one must be: the decoder reports the corruption
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        position += 2 + length
+        if marker == 0xDA:
+            scans += 1
+            position = _end_of_entropy_data(data, position)
+    return scans
+
+
+def _end_of_entropy_data(data: bytes, position: int) -> int:
+    """Skip a scan's coded data: it ends at the first 0xFF that is not stuffing or a restart."""
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= len(data):
+            return len(data)
+        following = data[position + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+            position += 2
+        elif following == 0xFF:
+            position += 1
+        else:
+            return position
+
+
+def _load_within(im: ImageFile.ImageFile, seconds: float) -> None:
+    """Decode the pixels, feeding the decoder small blocks and stopping once `seconds` are up."""
+    if getattr(im, "fp", None) is None:
+        im.load()
+        return
+    im.decodermaxblock = _DECODE_BLOCK
+    im.fp = _DeadlineReader(im.fp, time.monotonic() + seconds, seconds)
+    im.load()
+
+
+class _DeadlineReader:
+    """A file whose reads fail once a deadline has passed, so that decoding stops there."""
+
+    def __init__(self, raw: io.BufferedIOBase, deadline: float, seconds: float) -> None:
+        self._raw = raw
+        self._deadline = deadline
+        self._seconds = seconds
+
+    def read(self, size: int = -1) -> bytes:
+        if time.monotonic() > self._deadline:
+            raise ImageError(f"image took longer than {self._seconds:g} s to decode")
+        return self._raw.read(size)
+
+    def __getattr__(self, name: str):
+        return getattr(self._raw, name)
 
 
 def _check_frames(im: ImageFile.ImageFile, max_frames: int) -> None:

@@ -29,23 +29,20 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import create_connection
 
 from ..errors import FetchError
+from .addresses import IPAddress, refused_kind
 
 MAX_URL_LENGTH = 2048
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _MB = 1024 * 1024
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-_SHARED = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 _NETWORK_ERRORS = (
     requests.RequestException,
     urllib3.exceptions.HTTPError,
     http.client.HTTPException,
     OSError,
 )
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class FetchPolicy:
     total_timeout: float = 20.0  # whole fetch incl. redirects; defeats slow-drip servers
     max_redirects: int = 3
     allowed_ports: frozenset[int] = frozenset({80, 443})
-    allow_loopback: bool = False  # TEST ONLY, unsafe: allows 127.0.0.0/8, ::1 and any port
+    allow_loopback: bool = False  # TEST ONLY, unsafe: allows 127.0.0.0/8 and ::1, on any port
     user_agent: str = "image-similarity-search/1.0"
 
 
@@ -120,8 +117,9 @@ def _parse(url: str, policy: FetchPolicy) -> tuple[str, int]:
     if not host:
         raise FetchError("image URL refused: it has no host name")
     port = port if port is not None else (443 if scheme == "https" else 80)
+    # With allow_loopback, other ports are judged once the host is resolved (loopback only).
     if port not in policy.allowed_ports and not policy.allow_loopback:
-        raise FetchError(f"image URL refused: port {port} is not allowed")
+        raise _port_refused(port, policy)
     # Single-label names ("redis", "db") reach internal services on PaaS and office networks.
     if "." not in host.rstrip(".") and not _is_ip_literal(host):
         raise FetchError(f"image URL refused: '{host}' is not a public host name")
@@ -151,25 +149,37 @@ def _resolve(host: str, port: int, policy: FetchPolicy) -> list[str]:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
         raise FetchError(f"image URL refused: host '{host}' has no address")
-    for address in addresses:
-        reason = _refusal(ipaddress.ip_address(address), policy)
+    parsed = [ipaddress.ip_address(address) for address in addresses]
+    for address in parsed:
+        reason = _refusal(address, policy)
         if reason:
             raise FetchError(f"image URL refused: {reason}")
+    if port not in policy.allowed_ports and not all(map(_is_loopback, parsed)):
+        raise _port_refused(port, policy)
     return addresses
+
+
+def _port_refused(port: int, policy: FetchPolicy) -> FetchError:
+    allowed = " and ".join(map(str, sorted(policy.allowed_ports)))
+    return FetchError(f"image URL refused: port {port} is not allowed (only {allowed})")
+
+
+def _is_loopback(address: IPAddress) -> bool:
+    return any(address in network for network in _LOOPBACK)
 
 
 def _refusal(address: IPAddress, policy: FetchPolicy) -> str | None:
     """Say why connecting to address is refused, or return None for a public address."""
-    if policy.allow_loopback and any(address in network for network in _LOOPBACK):
+    if policy.allow_loopback and _is_loopback(address):
         return None
     for inner in _embedded_ipv4(address):
-        kind = _private_kind(inner)
+        kind = refused_kind(inner)
         if kind:
             return f"{address} embeds {inner}, {kind} address"
     # A mapped or NAT64 address is only a way to reach its IPv4, judged above.
     if _translated(address):
         return None
-    kind = _private_kind(address)
+    kind = refused_kind(address)
     return f"{address} is {kind} address" if kind else None
 
 
@@ -189,24 +199,6 @@ def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
 def _translated(address: IPAddress) -> bool:
     """Tell whether packets to address really go to its embedded IPv4 (mapped or NAT64)."""
     return address.version == 6 and (address.ipv4_mapped is not None or address in _NAT64)
-
-
-def _private_kind(address: IPAddress) -> str | None:
-    """Name the non-public range address is in ("a private"), or return None when it is public."""
-    # Explicit checks first: older Pythons call some of these ranges global.
-    checks = (
-        ("an unspecified", address.is_unspecified),
-        ("a loopback", address.is_loopback),
-        ("a link-local", address.is_link_local),
-        ("a multicast", address.is_multicast),
-        ("a shared (carrier-grade NAT)", address in _SHARED),
-        ("a site-local", address.version == 6 and address.is_site_local),
-        ("a local-use NAT64", address in _LOCAL_NAT64),
-        ("a reserved", address.is_reserved),
-        ("a private", address.is_private),
-        ("a non-public", not address.is_global),
-    )
-    return next((kind for kind, matches in checks if matches), None)
 
 
 class _Deadline:

@@ -1,4 +1,8 @@
-"""Where a product's image lives: a confined local file, or a cached copy of a remote URL."""
+"""Where a product's image lives: a confined local file, or a cached copy of a URL or S3 object.
+
+An S3 object's cached copy has its ETag beside it (`<copy>.etag`), so a sync can tell a
+replaced photo from an unchanged one without reading either.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from ..catalog.edits import catalog_writes
 from ..errors import FetchError, ImageError
 from .decode import decode_image, image_format
 from .fetch import FetchPolicy, fetch
+from .s3 import S3Error, S3Reader, is_s3_url
 
+MAX_CATALOG_BYTES = 512 * 1024 * 1024  # products.csv read from S3 (a million rows is ~100 MB)
 UPLOADS = "uploads"  # uploaded product photos, inside the catalog folder
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 
@@ -30,6 +36,7 @@ class ImageLocator:
     cache_dir: Path
     max_bytes: int
     fetch_policy: FetchPolicy
+    s3: S3Reader | None = None  # the shop's s3:// images (none: such images fail)
 
     def path_for(self, product: Product) -> Path:
         """Return the file holding the product's image (for a URL, where its cached copy goes)."""
@@ -63,9 +70,44 @@ class ImageLocator:
 
     def download(self, url: str) -> Path:
         path = self.cache_path(url)
+        if is_s3_url(url):
+            return self._download_s3(url, path)
         fetched = fetch(url, self.fetch_policy)
         atomic_write_bytes(path, fetched.content)
         return path
+
+    def _download_s3(self, url: str, path: Path) -> Path:
+        if self.s3 is None:
+            raise FetchError(f"{url}: s3:// images are not enabled here")
+        try:
+            found = self.s3.get(url)
+        except S3Error as error:
+            if error.gone:  # deleted or no longer readable: no stale copy served either
+                for stale in (path, _etag_path(path)):
+                    stale.unlink(missing_ok=True)
+            raise
+        atomic_write_bytes(path, found.content)
+        atomic_write_bytes(_etag_path(path), found.etag.encode())  # after the copy it describes
+        return path
+
+    def fetch_catalog(self, url: str, path: Path) -> None:
+        """Copy the catalog at s3://... to path, unless the copy there is of the same ETag."""
+        if self.s3 is None:
+            raise FetchError(f"{url}: s3:// catalogs are not enabled here")
+        known = (
+            _etag_path(path).read_text() if path.is_file() and _etag_path(path).is_file() else ""
+        )
+        found = self.s3.get(url, max_bytes=MAX_CATALOG_BYTES, if_none_match=known)
+        if found is not None:
+            atomic_write_bytes(path, found.content)
+            atomic_write_bytes(_etag_path(path), found.etag.encode())
+
+    def cached_etag(self, url: str) -> str | None:
+        """The ETag of an S3 object's cached copy, or None when there is no copy."""
+        try:
+            return _etag_path(self.cache_path(url)).read_text()
+        except OSError:
+            return None
 
     def download_missing(
         self,
@@ -84,8 +126,10 @@ class ImageLocator:
         products: Iterable[Product],
         pool: Executor,
         on_done: Callable[[], None] = lambda: None,
+        etags: dict[str, str] | None = None,
     ) -> dict[str, Future[str | None]]:
-        """Queue the uncached remote images' downloads on pool, in order.
+        """Queue the downloads of uncached remote images, and of S3 objects whose ETag
+        (`etags`: {url: ETag now}) is not their cached copy's, on pool, in order.
 
         Returns {product id: future of None, or of the error message if the download failed}.
         """
@@ -95,12 +139,22 @@ class ImageLocator:
                 self.download(product.image_url)
             except (FetchError, OSError) as error:
                 return str(getattr(error, "message", error))
+            except Exception as error:  # noqa: BLE001 - one download never ends the run
+                return f"unexpected error: {type(error).__name__}: {error}"
             finally:
                 on_done()
             return None
 
-        todo = [p for p in products if p.is_remote and not self.cache_path(p.image_url).is_file()]
+        todo = [p for p in products if p.is_remote and self._stale(p.image_url, etags or {})]
         return {product.id: pool.submit(download_one, product) for product in todo}
+
+    def _stale(self, url: str, etags: dict[str, str]) -> bool:
+        cached = self.cache_path(url).is_file()
+        return not cached or (url in etags and self.cached_etag(url) != etags[url])
+
+
+def _etag_path(path: Path) -> Path:
+    return path.with_name(path.name + ".etag")
 
 
 def _real_root(root: Path) -> str:

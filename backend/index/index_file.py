@@ -4,6 +4,10 @@ One row per product: id, image source, a cheap file signature (size:mtime, so un
 need no read), the SHA-256 of the image content, the model identity, and the embedding as
 base64 of little-endian float16. float16 halves the file (50k rows ~ 70 MB instead of 140 MB)
 and keeps cosine similarity within 1e-5 of float32; vectors are float32 again in memory.
+
+Before the header, one line `#{json}` says which catalog the index was built from and which of
+its images failed and why, so that another catalog's index is never loaded as this one's and a
+server that only loads the file can still tell the owner what failed.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import collections
 import csv
 import functools
 import io
 import itertools
+import json
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,67 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["id", "source", "signature", "fingerprint", "model", "vector"]
 STORED_DTYPE = np.dtype("<f2")
+# Failure reasons kept in the meta line (the first 100, in at most 32 KB); the rest are counted.
+MAX_FAILURES_KEPT = 100
+FAILURES_BUDGET_CHARS = 32 * 1024
+MAX_REASON_CHARS = 300
+MAX_META_BYTES = 2 * FAILURES_BUDGET_CHARS
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What index.csv says about itself: its catalog, and the images that could not be indexed."""
+
+    catalog: str | None = None  # see `catalog_reference`; None in files written before it
+    failed: dict[str, str] = field(default_factory=dict)  # product id -> reason (the first 100)
+    failed_total: int = 0
+
+    @classmethod
+    def of(cls, catalog: str | None, failed: dict[str, str]) -> IndexMeta:
+        kept: dict[str, str] = {}
+        budget = FAILURES_BUDGET_CHARS
+        for product_id, reason in failed.items():
+            reason = reason[:MAX_REASON_CHARS]
+            budget -= len(json.dumps([product_id, reason]))
+            if len(kept) == MAX_FAILURES_KEPT or budget < 0:
+                break
+            kept[product_id] = reason
+        return cls(catalog, kept, len(failed))
+
+    def without_failure(self, product_id: str) -> IndexMeta:
+        if product_id not in self.failed:
+            return self
+        failed = {pid: why for pid, why in self.failed.items() if pid != product_id}
+        return replace(self, failed=failed, failed_total=self.failed_total - 1)
+
+    def line(self) -> str:
+        body = {"catalog": self.catalog, "failed": self.failed, "failed_total": self.failed_total}
+        return "#" + json.dumps(body, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def parse(cls, line: bytes | str) -> IndexMeta:
+        if len(line) > MAX_META_BYTES:
+            raise ValueError("the meta line is too long")
+        body = json.loads(line[1:])
+        catalog, failed, total = (
+            body.get("catalog"),
+            body.get("failed", {}),
+            body.get("failed_total", 0),
+        )
+        if not isinstance(catalog, str | None) or not isinstance(failed, dict):
+            raise ValueError("the meta line is malformed")
+        if not all(isinstance(v, str) for v in failed.values()) or not isinstance(total, int):
+            raise ValueError("the meta line is malformed")
+        return cls(catalog, failed, total)
+
+
+def catalog_reference(catalog_path: Path, index_path: Path) -> str:
+    """Name a catalog as its index records it: relative to the index's folder when inside it
+    (so the two can move together), else absolute; symlinks resolved."""
+    catalog, folder = catalog_path.resolve(), index_path.resolve().parent
+    if catalog.is_relative_to(folder):
+        return catalog.relative_to(folder).as_posix()
+    return os.fspath(catalog)
 
 
 @dataclass(frozen=True, slots=True)  # slots: 50k rows take ~5 MB less
@@ -44,46 +112,65 @@ class IndexTable:
 
     entries: list[Entry] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    meta: IndexMeta = field(default_factory=IndexMeta)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[Entry, np.ndarray]], dim: int) -> IndexTable:
+    def from_rows(
+        cls, rows: list[tuple[Entry, np.ndarray]], dim: int, meta: IndexMeta | None = None
+    ) -> IndexTable:
+        meta = meta or IndexMeta()
         if not rows:
-            return cls(vectors=np.zeros((0, dim), dtype=np.float32))
+            return cls(vectors=np.zeros((0, dim), dtype=np.float32), meta=meta)
         entries, vectors = zip(*rows, strict=True)
-        return cls(list(entries), np.ascontiguousarray(np.stack(vectors), dtype=np.float32))
+        stacked = np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
+        return cls(list(entries), stacked, meta)
 
     def rows(self) -> list[tuple[Entry, np.ndarray]]:
         return list(zip(self.entries, self.vectors, strict=True))
 
 
 def read_index(path: Path) -> IndexTable:
-    """Load index.csv; a missing file is empty, a corrupt or foreign one is ignored with a warning."""
+    """Load index.csv; a missing file is empty, a foreign one is ignored with a warning.
+
+    Damaged rows (a line torn by a crash, a bad vector, a duplicated id) are left out with a
+    warning and the intact ones kept: only the products of the damaged rows are embedded again.
+    """
     if not path.is_file():
         return IndexTable()
     try:
-        return _parse(path)
+        rows = _parse(path)
     except (ValueError, csv.Error, UnicodeDecodeError) as error:
         log.warning("index %s is unreadable (%s); it will be rebuilt", path, error)
         return IndexTable()
+    table, damaged = rows.table()
+    if damaged:
+        log.warning("index %s: %d damaged row(s) left out; they will be rebuilt", path, damaged)
+    return table
 
 
-def _parse(path: Path) -> IndexTable:
-    rows = _Rows(path.stat().st_size)
+def read_meta(path: Path) -> IndexMeta:
+    """Only the meta line of index.csv (its catalog, its failures): no vectors are read."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(MAX_META_BYTES + 1).removeprefix(codecs.BOM_UTF8)
+        return IndexMeta.parse(first) if first.startswith(b"#") else IndexMeta()
+    except (OSError, ValueError):
+        return IndexMeta()
+
+
+def _parse(path: Path) -> _Rows:
+    rows = _Rows()
     with path.open("rb") as handle:
         try:
             _read_plain(handle, rows)
         except _NotPlain:
             handle.seek(0)
-            rows = _Rows(path.stat().st_size)
+            rows = _Rows()
             _read_quoted(handle, rows)
-    if not rows.entries:
-        return IndexTable()
-    if len({entry.id for entry in rows.entries}) != len(rows.entries):
-        raise ValueError("duplicate ids")
-    return IndexTable(rows.entries, rows.unit_vectors())
+    return rows
 
 
 class _NotPlain(Exception):
@@ -91,57 +178,59 @@ class _NotPlain(Exception):
 
 
 class _Rows:
-    """Entries and vectors, gathered a block of rows at a time straight into one float32 array.
+    """Entries' fields and decoded vectors, gathered row by row so no copy of the file is kept."""
 
-    No copy of the file is kept, nor its float16 vectors: at 50k rows the float32 array
-    (100 MB) is the whole peak. It is allocated for as many rows as the file could hold; pages
-    past the rows actually read are never touched, so they take no memory.
-    """
-
-    def __init__(self, file_size: int) -> None:
-        self.file_size = file_size
-        self.entries: list[Entry] = []
-        self.vectors: np.ndarray | None = None  # (capacity, D) float32
+    def __init__(self) -> None:
+        self.heads: list[list[str]] = []
+        self.raw = bytearray()
+        self.widths: list[int] = []
+        self.damaged = 0
+        self.meta = IndexMeta()
         self.models: dict[str, str] = {}  # one string per model identity, not one per row
 
     def header(self, fields: list[str]) -> None:
         if fields != COLUMNS:
             raise ValueError(f"columns {fields} are not {COLUMNS}")
 
-    def add(self, heads: list[list[str]], cells: list[bytes] | list[str]) -> None:
-        """Rows of the five leading fields and their base64 vector cells."""
-        if any(len(fields) != len(COLUMNS) - 1 for fields in heads):
-            raise ValueError(f"a row does not have {len(COLUMNS)} fields")
-        raw = list(map(_b64decode, cells))
-        widths = set(map(len, raw))
-        if len(widths) != 1 or not all(width % STORED_DTYPE.itemsize == 0 for width in widths):
-            raise ValueError("vectors have inconsistent lengths")
-        block = np.frombuffer(b"".join(raw), dtype=STORED_DTYPE).reshape(len(raw), -1)  # (B, D)
-        start = len(self.entries)
-        self._room(block.shape[1], len(cells[0]), start + len(raw))
-        self.vectors[start : start + len(raw)] = block  # float16 -> float32
-        models = self.models
-        for fields in heads:
-            fields[4] = models.setdefault(fields[4], fields[4])
-        self.entries.extend(itertools.starmap(Entry, heads))
+    def add(self, fields: list[str], cell: str | bytes) -> None:
+        if len(fields) != len(COLUMNS) - 1:
+            self.damaged += 1
+            return
+        try:
+            vector = _b64decode(cell)
+        except (binascii.Error, ValueError):
+            self.damaged += 1
+            return
+        fields[4] = self.models.setdefault(fields[4], fields[4])
+        self.heads.append(fields)
+        self.widths.append(len(vector))
+        self.raw += vector
 
-    def _room(self, dim: int, cell_chars: int, rows: int) -> None:
-        if self.vectors is None:
-            if dim == 0:
-                raise ValueError("vectors are empty")
-            # A row is at least its vector cell, five commas and a newline.
-            capacity = max(self.file_size // (cell_chars + 6), rows)
-            self.vectors = np.empty((capacity, dim), dtype=np.float32)
-        if self.vectors.shape[1] != dim:
-            raise ValueError("vectors have inconsistent lengths")
-        if rows > len(self.vectors):  # only if the estimate was wrong: grow by copying
-            grown = np.empty((max(rows, 2 * len(self.vectors)), dim), dtype=np.float32)
-            grown[: len(self.entries)] = self.vectors[: len(self.entries)]
-            self.vectors = grown
-
-    def unit_vectors(self) -> np.ndarray:
-        """(N, D) float32, renormalised (float16 storage rounds the length)."""
-        return _normalised(self.vectors[: len(self.entries)])
+    def table(self) -> tuple[IndexTable, int]:
+        """The intact rows as a table, and how many rows were left out as damaged."""
+        heads, raw, damaged = self.heads, self.raw, self.damaged
+        if not heads:
+            return IndexTable(meta=self.meta), damaged
+        width = max(set(self.widths), key=self.widths.count)  # that of most rows
+        if self.widths.count(width) != len(heads):  # a torn vector: keep the full ones
+            keep = [row for row, w in enumerate(self.widths) if w == width]
+            offsets = list(itertools.accumulate(self.widths, initial=0))
+            raw = b"".join(raw[offsets[row] : offsets[row + 1]] for row in keep)
+            damaged += len(heads) - len(keep)
+            heads = [heads[row] for row in keep]
+        try:
+            vectors, unit = _unit_vectors(raw, len(heads))
+        except ValueError:
+            return IndexTable(meta=self.meta), damaged + len(heads)
+        ids = [head[0] for head in heads]
+        repeated = {pid for pid, count in collections.Counter(ids).items() if count > 1}
+        if repeated:  # which of two rows is right cannot be told: embed that product again
+            unit &= np.array([pid not in repeated for pid in ids])
+        if not unit.all():
+            damaged += int((~unit).sum())
+            heads = [head for head, ok in zip(heads, unit, strict=True) if ok]
+            vectors = np.ascontiguousarray(vectors[unit])
+        return IndexTable([Entry(*head) for head in heads], vectors, self.meta), damaged
 
 
 def _read_plain(handle, rows: _Rows) -> None:
@@ -152,8 +241,11 @@ def _read_plain(handle, rows: _Rows) -> None:
     to text. The file is read in 4 MB chunks, each checked at once for quotes and for carriage
     returns outside CRLF line ends (csv.reader's territory: they raise _NotPlain).
     """
-    first = next((line for line in handle if line.strip(b"\r\n")), b"")  # blank lines skipped
-    first = first.removeprefix(codecs.BOM_UTF8)  # a BOM from a spreadsheet program
+    lines = (line for line in handle if line.strip(b"\r\n"))  # blank lines skipped
+    first = next(lines, b"").removeprefix(codecs.BOM_UTF8)  # a BOM from a spreadsheet program
+    if first.startswith(b"#"):
+        rows.meta = IndexMeta.parse(first)
+        first = next(lines, b"")
     if b'"' in first:
         raise _NotPlain
     rows.header(first.rstrip(b"\r\n").decode("utf-8").split(","))
@@ -167,29 +259,36 @@ def _read_plain(handle, rows: _Rows) -> None:
 
 
 def _plain_lines(text: bytes, rows: _Rows) -> None:
-    """One chunk of whole lines: the vector is after the last comma, five fields before it."""
-    if b'"' in text:
+    if b'"' in text or text.count(b"\r") != text.count(b"\r\n"):
         raise _NotPlain
-    if b"\r" in text:  # CRLF line ends are fine; any other carriage return is csv.reader's
-        if text.count(b"\r") != text.count(b"\r\n"):
-            raise _NotPlain
-        text = text.replace(b"\r\n", b"\n")
-    lines = [line for line in text.split(b"\n") if line]
-    if not lines:
-        return
-    parts = [line.rpartition(b",") for line in lines]  # (head, ",", cell) per line
-    if not all(comma for _, comma, _ in parts):
-        raise ValueError(f"a row does not have {len(COLUMNS)} fields")  # a line without a comma
-    heads = b"\n".join([head for head, _, _ in parts]).decode("utf-8").split("\n")
-    rows.add([head.split(",") for head in heads], [cell for _, _, cell in parts])
+    add = rows.add
+    for line in text.split(b"\n"):
+        head, comma, cell = line.rstrip(b"\r").rpartition(b",")
+        if comma:
+            try:
+                fields = head.decode("utf-8").split(",")
+            except UnicodeDecodeError:  # a line torn inside a character
+                fields = []
+            add(fields, cell)
+        elif cell:
+            add([], cell)  # a line without a comma: refused for its field count
 
 
 def _read_quoted(handle, rows: _Rows) -> None:
     with io.TextIOWrapper(handle, encoding="utf-8-sig", newline="") as text:
-        records = (record for record in csv.reader(text, strict=True) if record)
+        first = text.readline()
+        if first.startswith("#"):
+            rows.meta = IndexMeta.parse(first)
+        else:
+            text.seek(0)
+        reader = csv.reader(text, strict=True)
+        records = (record for record in reader if record)
         rows.header(next(records, []))
-        for block in iter(lambda: list(itertools.islice(records, 4096)), []):
-            rows.add([record[:-1] for record in block], [record[-1] for record in block])
+        try:
+            for record in records:
+                rows.add(record[:-1], record[-1])
+        except (csv.Error, UnicodeDecodeError):
+            rows.damaged += 1  # the rest of the file cannot be split into rows: rebuilt
 
 
 # What base64.b64decode(validate=True) calls, without its per-call wrapper (50k calls at start-up).
@@ -201,23 +300,29 @@ def decode_vectors(cells: list[str]) -> np.ndarray:
     raw = list(map(_b64decode, cells))
     if any(len(r) != len(raw[0]) for r in raw):
         raise ValueError("vectors have inconsistent lengths")
-    width = len(raw[0]) if raw else 0
-    if width == 0 or width % STORED_DTYPE.itemsize:
+    vectors, unit = _unit_vectors(b"".join(raw), len(raw))
+    if not unit.all():
+        raise ValueError("vectors are not finite and of unit length")
+    return vectors
+
+
+def _unit_vectors(raw: bytes | bytearray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n equal-width float16 rows -> (N, D) float32 renormalised (float16 rounds the length),
+    and which rows were finite and of unit length (N,) bool."""
+    width = len(raw) // n
+    if width == 0 or width % STORED_DTYPE.itemsize or width * n != len(raw):
         raise ValueError("vectors have inconsistent lengths")
-    vectors = np.frombuffer(b"".join(raw), dtype=STORED_DTYPE).astype(np.float32)
-    return _normalised(vectors.reshape(len(raw), width // STORED_DTYPE.itemsize))  # (N, D)
-
-
-def _normalised(vectors: np.ndarray) -> np.ndarray:
-    """Rescale (N, D) float32 rows to unit length in place, refusing rows that were not unit."""
+    vectors = np.frombuffer(raw, dtype=STORED_DTYPE).astype(np.float32)
+    vectors = vectors.reshape(n, width // STORED_DTYPE.itemsize)  # (N, D)
     # A non-finite component makes its row's squared norm non-finite too: one check covers both.
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # (N, 1)
-    if not np.isfinite(norms).all():
-        raise ValueError("vectors contain non-finite values")
-    if not np.all(np.abs(norms - 1.0) < 0.01):
-        raise ValueError("vectors are not unit length")
-    vectors /= norms
-    return vectors
+    with np.errstate(invalid="ignore"):
+        unit = np.isfinite(norms[:, 0]) & (np.abs(norms[:, 0] - 1.0) < 0.01)  # (N,)
+    if unit.all():
+        vectors /= norms
+    else:
+        vectors[unit] /= norms[unit]
+    return vectors, unit
 
 
 def encode_vector(vector: np.ndarray) -> str:
@@ -227,6 +332,8 @@ def encode_vector(vector: np.ndarray) -> str:
 def write_index(path: Path, table: IndexTable) -> None:
     """Replace index.csv atomically (a crash leaves the previous complete file)."""
     with atomic_writer(path, "w", encoding="utf-8", newline="") as handle:
+        if table.meta != IndexMeta():
+            handle.write(table.meta.line())
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for entry, vector in zip(table.entries, table.vectors, strict=True):
@@ -251,4 +358,4 @@ def write_index_row(
     if row is not None:
         rows.append(row)
     dim = row[1].shape[0] if row is not None else table.vectors.shape[1]
-    write_index(index_path, IndexTable.from_rows(rows, dim))
+    write_index(index_path, IndexTable.from_rows(rows, dim, table.meta.without_failure(product_id)))

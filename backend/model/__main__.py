@@ -1,7 +1,8 @@
-"""`python -m backend.model`: export the configured model into MODEL_DIR (the Docker build runs it).
+"""`python -m backend.model [MODEL ...]`: export models into MODEL_DIR (the Docker build runs it).
 
-Reads the same settings as the server (MODEL, MODEL_WEIGHTS, MODEL_RUNTIME, MODEL_DIR); a
-model that is already exported is only checked. Exits 1 with the reason when it cannot.
+Exports the models named (default: the configured MODEL) with the same settings as the server
+(MODEL_WEIGHTS, MODEL_RUNTIME, MODEL_DIR); a model that is already exported is only checked.
+Exits 1 with the reason when it cannot.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from ..errors import ConfigError
 from . import load_embedder
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        embedder = load_embedder(
-            settings.model, settings.model_weights, None, settings.model_runtime, settings.model_export_dir, settings.model_threads,
-        )  # fmt: skip
+        for model in dict.fromkeys(argv or [settings.model]):  # each once, in order
+            embedder = load_embedder(
+                model, settings.model_weights, None, settings.model_runtime,
+                settings.model_export_dir, settings.model_threads,
+            )  # fmt: skip
+            print(f"{embedder.identity}: {getattr(embedder, 'path', 'nothing to export')}")
     except ConfigError as error:
         logging.getLogger("backend.model").error("cannot export: %s", error.message)
         return 1
-    print(f"{embedder.identity}: {getattr(embedder, 'path', 'nothing to export')}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
-from .backbones import BackboneEmbedder, load_backbone
+from .backbones import load_backbone
 from .specs import (
     ONNX_IDENTITY_KEY,
     ONNX_INPUT,
@@ -31,6 +31,7 @@ from .specs import (
     SPECS,
     identity,
 )
+from .torch_runtime import TorchEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def export_model(model_name: str, weights: str | None, path: Path) -> None:
     log.info("exported %s (%.1f MB)", path, len(data) / 1e6)
 
 
-def onnx_bytes(embedder: BackboneEmbedder, model_identity: str) -> bytes:
+def onnx_bytes(embedder: TorchEmbedder, model_identity: str) -> bytes:
     """The embedder's whole graph (uint8 images -> unit vectors) as an ONNX model, batch size free."""
     sample = torch.from_numpy(check_images(embedder.crop_size, count=2))  # (2, H, W, 3) uint8
     buffer = io.BytesIO()
@@ -75,7 +76,7 @@ def onnx_bytes(embedder: BackboneEmbedder, model_identity: str) -> bytes:
     return model.SerializeToString()
 
 
-def check_agreement(embedder: BackboneEmbedder, data: bytes, model_identity: str) -> float:
+def check_agreement(embedder: TorchEmbedder, data: bytes, model_identity: str) -> float:
     """Refuse an export whose embeddings stray from torch's (cosine under 0.999 on any image)."""
     images = check_images(embedder.crop_size, count=8)
     expected = embedder.embed_arrays(list(images))  # (8, dim)

@@ -114,11 +114,21 @@ def load_head(path: Path) -> LoadedHead:
 
 def check_base(loaded: LoadedHead, path: Path, identity: str) -> None:
     """Refuse a head trained on another backbone: its projection would be meaningless."""
-    if loaded.head.base_identity != identity:
+    trained_on = loaded.head.base_identity
+    if trained_on == identity:
+        return
+    model, runtime = identity.rsplit("/", 1)
+    trained_model, trained_runtime = trained_on.rsplit("/", 1)
+    if model == trained_model:
         raise ConfigError(
-            f"MODEL_HEAD {path} was trained on {loaded.head.base_identity}, but the model is "
-            f"{identity}; fine-tune again (flask finetune) or unset MODEL_HEAD"
+            f"MODEL_HEAD {path} was trained on {trained_runtime} embeddings, but this server "
+            f"computes {runtime} ones (MODEL_RUNTIME); fine-tune again here "
+            "(flask finetune) or unset MODEL_HEAD"
         )
+    raise ConfigError(
+        f"MODEL_HEAD {path} was trained on {trained_on}, but the model is "
+        f"{identity}; fine-tune again (flask finetune) or unset MODEL_HEAD"
+    )
 
 
 class HeadEmbedder:
@@ -131,6 +141,7 @@ class HeadEmbedder:
         self.name = base.name
         self.dim = loaded.head.dim
         self.random_weights = base.random_weights
+        self.runtime = base.runtime
         self.crop_size = base.crop_size
         self.min_decode_size = base.min_decode_size
         self.preprocess = base.preprocess

@@ -28,10 +28,11 @@ class ColorHistogramEmbedder:
     weights_id = "none"
     crop_size = SIZE
     min_decode_size = SIZE
+    runtime = "numpy-fp32"
 
     @property
     def identity(self) -> str:
-        return f"{NAME}/none/{VERSION}"
+        return f"{NAME}/none/{VERSION}/{self.runtime}"
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """Resize the whole image (no crop: the border's colours count too); (64, 64, 3) HSV uint8."""

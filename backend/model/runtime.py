@@ -43,6 +43,8 @@ RUN_BATCH = 8
 class OnnxEmbedder:
     """Images in, L2-normalised float32 embeddings out, computed by ONNX Runtime."""
 
+    runtime = ORT_FP32
+
     def __init__(self, spec: BackboneSpec, weights: str | None, path: Path, threads: int) -> None:
         self.spec = spec
         self.path = path

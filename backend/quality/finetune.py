@@ -3,7 +3,8 @@
 Supervised contrastive loss (Khosla et al., 2020) over label-balanced batches: each step draws
 `batch_labels` labels and `per_label` items of each, so rare labels weigh as much as common ones.
 A share of the LABELS (not of the rows) is held out, so the reported before/after scores are on
-products of kinds the head has never seen, which is what a growing catalog looks like.
+products of kinds the head has never seen, which is what a growing catalog looks like. With
+holdout 0 every label trains the head (best when a separate test catalog measures it).
 """
 
 from __future__ import annotations
@@ -46,15 +47,21 @@ class LabelSplit:
 
 
 def split_labels(labels: Sequence[str | None], holdout: float, seed: int) -> LabelSplit:
-    """Hold out a seeded share of the labels that have at least two items; all their rows go with them."""
-    if not 0.0 < holdout < 1.0:
-        raise InvalidInput(f"holdout={holdout} must be between 0 and 1")
+    """Hold out a seeded share of the labels that have at least two items; all their rows go with them.
+
+    holdout 0 holds nothing out: every such label trains.
+    """
+    if not 0.0 <= holdout < 1.0:
+        raise InvalidInput(f"holdout={holdout} must be at least 0 and below 1")
     rows_of: dict[str, list[int]] = {}
     for row, label in enumerate(labels):
         if label:
             rows_of.setdefault(label, []).append(row)
     usable = sorted(label for label, rows in rows_of.items() if len(rows) >= 2)
     n_held = round(holdout * len(usable))
+    if holdout == 0 and len(usable) >= 2:
+        rows = [row for label in usable for row in rows_of[label]]
+        return LabelSplit(np.array(sorted(rows)), np.zeros(0, dtype=np.int64), usable, [])
     if len(usable) < 4 or n_held < 2 or len(usable) - n_held < 2:
         raise InvalidInput(
             f"fine-tuning needs at least 2 training and 2 held-out labels with 2+ items each; "
@@ -142,6 +149,7 @@ def train_head(
 def _balanced_batch(
     rng: np.random.Generator, rows_by_label: list[np.ndarray], options
 ) -> np.ndarray:
+    """`batch_labels` labels, `per_label` rows of each (all of a smaller label); no row twice."""
     chosen = rng.choice(
         len(rows_by_label), size=min(options.batch_labels, len(rows_by_label)), replace=False
     )
@@ -149,8 +157,8 @@ def _balanced_batch(
         [
             rng.choice(
                 rows_by_label[code],
-                size=options.per_label,
-                replace=len(rows_by_label[code]) < options.per_label,
+                size=min(options.per_label, len(rows_by_label[code])),
+                replace=False,
             )
             for code in chosen
         ]
@@ -169,10 +177,10 @@ def _export(model: Head, centre, scale, base_identity: str, options) -> Projecti
 @dataclass(frozen=True)
 class FinetuneRun:
     head_path: Path
-    labels_path: Path  # the held-out split as id,label: `flask evaluate --labels` it
+    labels_path: Path | None  # the held-out split as id,label (None when nothing is held out)
     identity: str  # served identity with the head
-    before: Evaluation  # the backbone alone, on the held-out labels
-    after: Evaluation  # with the head, on the same products
+    before: Evaluation | None  # the backbone alone, on the held-out labels (None: none held out)
+    after: Evaluation | None  # with the head, on the same products
     split: LabelSplit
 
 
@@ -186,8 +194,6 @@ def finetune_catalog(
 ) -> FinetuneRun:
     """Train a head on a backbone's catalog embeddings; score it on held-out labels; save it."""
     split = split_labels(labels, options.holdout, options.seed)
-    held_labels = [labels[row] for row in split.held_out]
-    before = evaluate_vectors(base.vectors[split.held_out], held_labels, ks, model="before")
     head = train_head(
         base.vectors[split.train],
         [labels[row] for row in split.train],
@@ -195,6 +201,11 @@ def finetune_catalog(
         options,
         progress,
     )
+    if not len(split.held_out):
+        saved = save_head(head_path, head)
+        return FinetuneRun(head_path, None, saved.identity(), None, None, split)
+    held_labels = [labels[row] for row in split.held_out]
+    before = evaluate_vectors(base.vectors[split.held_out], held_labels, ks, model="before")
     after = evaluate_vectors(
         head.apply(base.vectors[split.held_out]), held_labels, ks, model="after"
     )

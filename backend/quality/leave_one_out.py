@@ -12,6 +12,7 @@ from . import metrics
 # The app's threshold range, in steps of 0.001 (untrained models crowd into a narrow band).
 THRESHOLDS = np.round(np.linspace(0.0, 1.0, 1001), 3)
 CHUNK_ROWS = 256  # queries per similarity block: (256, N) float32 stays small for any catalog
+TOP_K = 12  # results a page shows by default (TOP_K): the top-k view of the threshold
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class Evaluation:
     per_label: list[LabelScore] = field(default_factory=list)  # worst first
     sweep: list[metrics.SweepPoint] = field(default_factory=list)
     best: metrics.SweepPoint | None = None
+    top_k: int = TOP_K
+    # At each threshold, of the top_k results a shopper would get: how many are shown, the
+    # share of them that is relevant, and the share of queries left with none.
+    top_k_sweep: list[metrics.TopKPoint] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +59,13 @@ class _Accumulator:
         default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64)
     )
     total_relevant: int = 0
+    shown: np.ndarray = field(default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64))
+    relevant_shown: np.ndarray = field(
+        default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64)
+    )
+    queries_with_any: np.ndarray = field(
+        default_factory=lambda: np.zeros(len(THRESHOLDS), dtype=np.int64)
+    )
 
     def add(self, name: str, values: np.ndarray) -> None:
         self.per_query.setdefault(name, []).append(values)
@@ -68,6 +80,7 @@ def evaluate_vectors(
     ks: Sequence[int],
     model: str = "",
     progress: Callable[[int, int], None] | None = None,
+    top_k: int = TOP_K,
 ) -> Evaluation:
     """Score every labelled row against all other rows; unlabelled rows are distractors only."""
     ks = sorted(set(ks))
@@ -78,10 +91,11 @@ def evaluate_vectors(
     result = Evaluation(
         model, ks, len(queries), max(len(vectors) - 1, 0),
         skipped_singletons=len(labelled) - len(queries), unlabelled=len(codes) - len(labelled),
+        top_k=top_k,
     )  # fmt: skip
     acc = _Accumulator(ks)
     for start in range(0, len(queries), CHUNK_ROWS):
-        _score_chunk(vectors, codes, sizes, queries[start : start + CHUNK_ROWS], acc)
+        _score_chunk(vectors, codes, sizes, queries[start : start + CHUNK_ROWS], acc, top_k)
         if progress:
             progress(min(start + CHUNK_ROWS, len(queries)), len(queries))
     _summarise(result, acc, codes[queries], names)
@@ -97,7 +111,7 @@ def _encode(labels: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
     ), names
 
 
-def _score_chunk(vectors, codes, sizes, rows: np.ndarray, acc: _Accumulator) -> None:
+def _score_chunk(vectors, codes, sizes, rows: np.ndarray, acc: _Accumulator, top_k: int) -> None:
     scores = vectors[rows] @ vectors.T  # (C, N)
     relevant = codes[None, :] == codes[rows][:, None]  # (C, N)
     own = (np.arange(len(rows)), rows)
@@ -113,6 +127,20 @@ def _score_chunk(vectors, codes, sizes, rows: np.ndarray, acc: _Accumulator) -> 
     acc.above += above
     acc.relevant_above += relevant_above
     acc.total_relevant += int(n_relevant.sum())
+    _count_top_k(scores, relevant, top_k, acc)
+
+
+def _count_top_k(scores: np.ndarray, relevant: np.ndarray, k: int, acc: _Accumulator) -> None:
+    """Add the chunk's top-k results at or above each threshold (the query itself is -inf)."""
+    best_scores, best_relevant = metrics.top_k(scores, relevant, k)  # (C, k)
+    best_relevant &= np.isfinite(best_scores)
+    shown, relevant_shown = metrics.counts_at_or_above(best_scores, best_relevant, THRESHOLDS)
+    acc.shown += shown
+    acc.relevant_shown += relevant_shown
+    if best_scores.shape[1]:
+        first = best_scores[:, 0]
+        acc.queries_with_any += metrics.counts_at_or_above(first, np.ones(len(first), bool),
+                                                           THRESHOLDS)[0]  # fmt: skip
 
 
 def _summarise(
@@ -140,3 +168,6 @@ def _summarise(
         THRESHOLDS, acc.above, acc.relevant_above, acc.total_relevant, result.queries
     )
     result.best = metrics.best_f1(result.sweep)
+    result.top_k_sweep = metrics.top_k_sweep(
+        THRESHOLDS, acc.shown, acc.relevant_shown, acc.queries_with_any, result.queries
+    )

@@ -1,4 +1,5 @@
-"""Pure retrieval metrics over ranked relevance flags: P@K, R@K, AP@K, threshold counts.
+"""Pure retrieval metrics over ranked relevance flags: P@K, R@K, AP@K, threshold counts, and
+what a shopper sees of the top k at each threshold.
 
 Conventions, fixed here once:
 - `ranked` is a (Q, N) boolean array: row q holds query q's candidates in rank order, True where
@@ -110,6 +111,53 @@ def threshold_sweep(
     return [
         SweepPoint(float(t), float(p), float(r), float(f), float(s))
         for t, p, r, f, s in zip(thresholds, precision, recall, f1, shown, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class TopKPoint:
+    """What a shopper sees at one threshold when the page shows at most k results."""
+
+    threshold: float
+    shown: float  # mean results shown per query (0 to k)
+    relevant_share: float  # of the results shown, the share that is relevant (0.0: none shown)
+    none_share: float  # share of the queries left with no result at all
+
+
+def top_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k best scores and their relevance flags, best first; (Q, min(k, N))."""
+    scores = np.atleast_2d(scores)
+    relevant = np.atleast_2d(relevant).astype(bool)
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.zeros((len(scores), 0)), np.zeros((len(scores), 0), dtype=bool)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (Q, k), unordered
+    order = np.lexsort((relevant[np.arange(len(scores))[:, None], part],
+                        -np.take_along_axis(scores, part, 1)), axis=-1)  # fmt: skip
+    chosen = np.take_along_axis(part, order, 1)
+    return np.take_along_axis(scores, chosen, 1), np.take_along_axis(relevant, chosen, 1)
+
+
+def top_k_sweep(
+    thresholds: np.ndarray,
+    shown: np.ndarray,
+    relevant_shown: np.ndarray,
+    queries_with_any: np.ndarray,
+    n_queries: int,
+) -> list[TopKPoint]:
+    """Per threshold: mean shown per query, the relevant share of them, queries with none.
+
+    `shown` and `relevant_shown` count, over all queries, the top-k results at or above each
+    threshold; `queries_with_any` counts the queries whose best result is at or above it.
+    """
+    per_query = _divide(shown, np.full(len(shown), n_queries))
+    share = _divide(relevant_shown, shown)
+    none = 1.0 - _divide(queries_with_any, np.full(len(shown), n_queries))
+    if n_queries == 0:
+        none = np.zeros(len(shown))
+    return [
+        TopKPoint(float(t), float(s), float(r), float(n))
+        for t, s, r, n in zip(thresholds, per_query, share, none, strict=True)
     ]
 
 

@@ -1,7 +1,8 @@
-"""Vector stores: one interface, three backends chosen by VECTOR_BACKEND.
+"""Vector stores: one interface, four backends chosen by VECTOR_BACKEND.
 
 `memory` (default) is exact numpy search; `faiss` an HNSW graph on one machine; `pgvector`
-PostgreSQL shared by several app processes. index.csv stays the embedding cache of record:
+PostgreSQL shared by several app processes; `mysql` MySQL / MariaDB shared by several app
+processes, each searching its own in-memory copy exactly. index.csv stays the embedding cache of record:
 `sync_store` pushes into the chosen backend only what changed since it last saw it.
 """
 
@@ -30,8 +31,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings, dim: int) -> VectorStore:
-    """Open the configured backend; its heavy imports (faiss, psycopg) happen only here."""
+def open_store(settings: Settings, dim: int, model: str = "") -> VectorStore:
+    """Open the configured backend; its heavy imports (faiss, psycopg, pymysql) happen only here.
+
+    `model` is the embedder's identity, recorded with each row by the backends that keep one.
+    """
     if settings.vector_backend == "faiss":
         from .faiss_hnsw import FaissStore
 
@@ -44,6 +48,12 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
             dim,
             pool_size=settings.database_pool_size,
             ef_search=settings.pgvector_ef_search,
+        )
+    if settings.vector_backend == "mysql":
+        from .mysql import MySQLStore
+
+        return MySQLStore(
+            settings.database_url, dim, model=model, pool_size=settings.database_pool_size
         )
     from .memory import MemoryStore
 

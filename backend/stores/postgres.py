@@ -4,18 +4,24 @@ Several app processes can serve from one database: every search is one query on 
 connection, and upserts are idempotent. The schema is created and migrated by
 `flask --app backend db init` (see `init_schema`), never implicitly by the app.
 
+The graph is built with `HnswIndex`'s parameters (chosen by the sweep in docs/scaling.md),
+recorded in the meta table; `db init` rebuilds it when asked for others.
+
 Filters run in SQL. pgvector applies a WHERE clause after the HNSW walk, so a selective filter
 could leave fewer than k rows: a filter the planner expects to keep at most `exact_limit` rows is
-answered by an exact scan of just those rows (the index scan is switched off for that query), a
-broader one widens `hnsw.ef_search` in proportion, and any answer still short of k is redone
-exactly.
+answered by an exact scan of just those rows (the index scan is switched off for that query); a
+broader one walks the graph with an iterative index scan (pgvector 0.8 or later: the walk goes
+on until k rows pass the filter) or, on older versions, with `hnsw.ef_search` widened in
+proportion; any answer still short of k is redone exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
@@ -25,18 +31,59 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..catalog import Product
+from ..errors import InvalidInput
 from .base import NO_FILTERS, Filters, StoreError, StoreHit, VectorStore, cut, prepare_batch
 
 log = logging.getLogger(__name__)
 
 TABLE = "search_products"
 META = "search_meta"
-SCHEMA_VERSION = 1
+INDEX = f"{TABLE}_embedding"
+SCHEMA_VERSION = 2
 INIT_HINT = "run `flask --app backend db init`"
 BULK_ROWS = 10_000  # an initial load at least this big builds the HNSW index once, afterwards
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_HNSW_DIM = 2000  # pgvector's upper bound for an HNSW index on the vector type
+ITERATIVE_SCAN_SINCE = (0, 8, 0)  # the first pgvector with iterative index scans
 COLUMNS = "id, name, category, price, image_url"
+
+
+@dataclass(frozen=True)
+class HnswIndex:
+    """How the HNSW graph is built; the defaults come from the sweep in docs/scaling.md."""
+
+    m: int = 16
+    ef_construction: int = 128
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.m <= 100:
+            raise InvalidInput(f"HNSW m={self.m} must be 2-100 (pgvector's range)")
+        if not max(4, 2 * self.m) <= self.ef_construction <= 1000:
+            raise InvalidInput(
+                f"HNSW ef_construction={self.ef_construction} must be 2 x m ({2 * self.m}) to 1000"
+            )
+
+    def describe(self) -> str:
+        return f"HNSW index (m {self.m}, ef_construction {self.ef_construction})"
+
+    def create(self, name: str = INDEX) -> str:
+        """The CREATE INDEX statement of this graph."""
+        return (
+            f"CREATE INDEX {name} ON {TABLE} USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = {self.m}, ef_construction = {self.ef_construction})"
+        )
+
+    def meta(self) -> dict[str, str]:
+        return {"hnsw_m": str(self.m), "hnsw_ef_construction": str(self.ef_construction)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, str]) -> HnswIndex:
+        if "hnsw_m" not in meta:  # schema v1 built the graph with pgvector's defaults
+            return cls(16, 64)
+        return cls(int(meta["hnsw_m"]), int(meta["hnsw_ef_construction"]))
+
+
+DEFAULT_INDEX = HnswIndex()
 
 
 def describe(url: str) -> str:
@@ -79,16 +126,29 @@ def _migrations(dim: int) -> dict[int, list[str]]:
                 embedding vector({dim}) NOT NULL
             )""",
             f"ALTER TABLE {TABLE} ALTER COLUMN embedding SET STORAGE {storage}",
-            f"CREATE INDEX {TABLE}_embedding ON {TABLE} USING hnsw (embedding vector_cosine_ops)",
             f"CREATE INDEX {TABLE}_category ON {TABLE} (category)",
             f"CREATE INDEX {TABLE}_price ON {TABLE} (price)",
             f"INSERT INTO {META} (key, value) VALUES ('dim', '{dim}')",
         ],
+        # v2 records how the HNSW graph is built; `_ensure_index` (re)builds it to match.
+        2: [],
     }
 
 
-def init_schema(url: str, dim: int, *, reset: bool = False, extension: str = "vector") -> str:
-    """Create or migrate the schema (idempotent, safe to run from several processes); say what it did."""
+def init_schema(
+    url: str,
+    dim: int,
+    *,
+    reset: bool = False,
+    extension: str = "vector",
+    index: HnswIndex | None = None,
+) -> str:
+    """Create or migrate the schema and its HNSW index; say what it did.
+
+    Idempotent and safe to run from several processes. `index` rebuilds the graph with other
+    parameters; without it a new or migrated database gets `DEFAULT_INDEX` and an up-to-date one
+    keeps its graph.
+    """
     if dim > MAX_HNSW_DIM:
         raise StoreError(
             f"the model makes {dim}-dimensional vectors but pgvector's HNSW index takes at most "
@@ -100,22 +160,56 @@ def init_schema(url: str, dim: int, *, reset: bool = False, extension: str = "ve
         if reset:
             conn.execute(f"DROP TABLE IF EXISTS {TABLE}, {META}")
         current = _schema_version(conn)
+        recorded = HnswIndex.from_meta(_meta(conn)) if current else None
+        wanted = index or (recorded if current >= 2 else DEFAULT_INDEX)
         for version, statements in sorted(_migrations(dim).items()):
             if version > current:
                 for statement in statements:
                     conn.execute(statement)
-        conn.execute(
-            f"INSERT INTO {META} (key, value) VALUES ('schema_version', %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            [str(SCHEMA_VERSION)],
-        )
+        built = _ensure_index(conn, wanted, recorded)
+        for key, value in {"schema_version": str(SCHEMA_VERSION), **wanted.meta()}.items():
+            conn.execute(
+                f"INSERT INTO {META} (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                [key, value],
+            )
     if current == SCHEMA_VERSION:
-        return f"schema v{SCHEMA_VERSION} is up to date"
-    return (
-        f"schema v{SCHEMA_VERSION} created"
-        if current == 0
-        else f"schema migrated v{current} -> v{SCHEMA_VERSION}"
-    )
+        done = f"schema v{SCHEMA_VERSION} is up to date"
+    elif current == 0:
+        done = f"schema v{SCHEMA_VERSION} created"
+    else:
+        done = f"schema migrated v{current} -> v{SCHEMA_VERSION}"
+    return f"{done}; {'built' if built else 'kept'} the {wanted.describe()}"
+
+
+def _ensure_index(conn: psycopg.Connection, wanted: HnswIndex, recorded: HnswIndex | None) -> bool:
+    """Build the HNSW graph unless it exists as wanted (on a full table this takes minutes).
+
+    A rebuild makes the new graph next to the old one, then swaps them: searches go on with the
+    old graph meanwhile (writes wait), and a failed build leaves the old one in place.
+    """
+    exists = conn.execute("SELECT to_regclass(%s)", [INDEX]).fetchone()[0] is not None
+    if not exists:
+        conn.execute(wanted.create())
+        return True
+    if recorded == wanted:
+        return False
+    conn.execute(wanted.create(f"{INDEX}_next"))
+    conn.execute(f"DROP INDEX {INDEX}")
+    conn.execute(f"ALTER INDEX {INDEX}_next RENAME TO {INDEX}")
+    return True
+
+
+def server_version(conn: psycopg.Connection) -> tuple[int, ...]:
+    """The installed pgvector version, e.g. (0, 8, 0); (0,) when the extension is missing."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if row is None:
+        return (0,)
+    return tuple(int(part) for part in re.findall(r"\d+", row[0])[:3])
+
+
+def _meta(conn: psycopg.Connection) -> dict[str, str]:
+    return dict(conn.execute(f"SELECT key, value FROM {META}").fetchall())
 
 
 def ensure_extension(conn: psycopg.Connection, url: str, extension: str = "vector") -> None:
@@ -144,10 +238,15 @@ def _schema_version(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def check_schema(url: str, dim: int) -> None:
-    """Refuse to serve from a database without the extension, the schema, or with other vectors."""
+def check_schema(url: str, dim: int) -> tuple[HnswIndex, tuple[int, ...]]:
+    """Refuse to serve from a database without the extension, the schema, or with other vectors.
+
+    Return how its graph is built and the pgvector version. A v1 schema (an older app's) still
+    serves, with its graph built with pgvector's defaults, until `db init` migrates it.
+    """
     with connect(url) as conn:
-        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
+        pgvector = server_version(conn)
+        if pgvector == (0,):
             available = conn.execute(
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
             ).fetchone()
@@ -161,18 +260,25 @@ def check_schema(url: str, dim: int) -> None:
         version = _schema_version(conn)
         if version == 0:
             raise StoreError(f"the database {describe(url)} has no search tables yet; {INIT_HINT}")
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise StoreError(
-                f"the database schema is v{version}, this app needs v{SCHEMA_VERSION}; "
-                + (INIT_HINT + " to migrate it" if version < SCHEMA_VERSION else "upgrade the app")
+                f"the database schema is v{version}, this app knows up to v{SCHEMA_VERSION}; "
+                "upgrade the app"
             )
-        stored = int(conn.execute(f"SELECT value FROM {META} WHERE key = 'dim'").fetchone()[0])
+        if version < SCHEMA_VERSION:
+            log.warning(
+                "the database schema is v%d (an HNSW graph with pgvector's default parameters); %s to migrate it to v%d",
+                version, INIT_HINT, SCHEMA_VERSION,
+            )  # fmt: skip
+        meta = _meta(conn)
+        stored = int(meta["dim"])
         if stored != dim:
             raise StoreError(
                 f"the database holds {stored}-dimensional vectors but the model makes {dim}-dimensional "
                 "ones; run `flask --app backend db init --reset` to recreate the table (the next "
                 "index sync fills it again)"
             )
+        return HnswIndex.from_meta(meta), pgvector
 
 
 def _configure(conn: psycopg.Connection) -> None:
@@ -194,7 +300,8 @@ class PgVectorStore(VectorStore):
         oversample: int = 2,
         timeout: float = 10,
     ) -> None:
-        check_schema(url, dim)
+        self.index, pgvector = check_schema(url, dim)
+        self.iterative_scans = pgvector >= ITERATIVE_SCAN_SINCE
         self.url = url
         self.dim = dim
         self.ef_search = ef_search
@@ -231,8 +338,9 @@ class PgVectorStore(VectorStore):
             return
         with self._connection() as conn:
             bulk = len(products) >= BULK_ROWS and not self._has_rows(conn)
-            if bulk:  # building the graph once over all rows is far faster than row by row
-                conn.execute(f"DROP INDEX IF EXISTS {TABLE}_embedding")
+            graph = _index_definition(conn) if bulk else None
+            if graph:  # building the graph once over all rows is far faster than row by row
+                conn.execute(f"DROP INDEX {INDEX}")
             conn.execute(f"CREATE TEMP TABLE stage (LIKE {TABLE}) ON COMMIT DROP")
             with conn.cursor().copy(
                 f"COPY stage ({COLUMNS}, version, embedding) FROM STDIN WITH (FORMAT BINARY)"
@@ -256,10 +364,9 @@ class PgVectorStore(VectorStore):
                 "image_url = EXCLUDED.image_url, version = EXCLUDED.version, "
                 "embedding = EXCLUDED.embedding"
             )
+            if graph:
+                conn.execute(graph)  # the same definition, parameters included
             if bulk:
-                conn.execute(
-                    f"CREATE INDEX {TABLE}_embedding ON {TABLE} USING hnsw (embedding vector_cosine_ops)"
-                )
                 conn.execute(f"ANALYZE {TABLE}")
 
     @staticmethod
@@ -303,16 +410,18 @@ class PgVectorStore(VectorStore):
         query = np.asarray(query, dtype=np.float32)
         where, params = _where(filters)
         with self._connection() as conn:
-            if filters.active:
-                matching = _estimate(conn, where, params)
-                if matching <= self.exact_limit:
-                    rows = self._exact(conn, query, k, where, params)
-                else:
-                    total = max(_estimate(conn, "", {}), 1)
-                    widen = total / max(matching, 1)
-                    rows = self._walk(conn, query, k, where, params, int(self.ef_search * widen))
-            else:
+            matching = _estimate(conn, where, params) if filters.active else 0
+            if not filters.active:
                 rows = self._walk(conn, query, k, where, params, self.ef_search)
+            elif matching <= self.exact_limit:
+                rows = self._exact(conn, query, k, where, params)
+            elif self.iterative_scans:
+                # The walk goes on past ef_search until enough rows pass the filter.
+                conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+                rows = self._walk(conn, query, k, where, params, self.ef_search)
+            else:
+                widen = max(_estimate(conn, "", {}), 1) / max(matching, 1)
+                rows = self._walk(conn, query, k, where, params, int(self.ef_search * widen))
             if len(rows) < k:  # the graph walk came back short: only an exact scan is sure
                 rows = self._exact(conn, query, k, where, params)
         hits = [StoreHit(Product(*row[:5]), 1.0 - float(row[5])) for row in rows]
@@ -361,3 +470,9 @@ def _estimate(conn: psycopg.Connection, where: str, params: dict) -> float:
         0
     ]
     return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def _index_definition(conn: psycopg.Connection) -> str | None:
+    """The CREATE INDEX statement of the HNSW graph as it stands, or None when there is none."""
+    row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [INDEX]).fetchone()
+    return None if row is None else row[0]

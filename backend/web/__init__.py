@@ -1,4 +1,4 @@
-"""The web layer: pages, the JSON API and the admin API, over one SearchService."""
+"""The web layer: pages, the JSON API, the admin API and the owner's insights, over one SearchService."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from ..config import Settings
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Register the blueprints, the error rendering and the security headers."""
-    from . import admin, api, errors, pages, security
+    from . import admin, api, errors, insights, pages, security, telemetry
 
     security.init_app(app, settings)
     errors.init_app(app)
+    telemetry.init_app(app, settings)  # the search log and /metrics
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(insights.bp)

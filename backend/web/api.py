@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 
 from ..catalog import Product
 from ..errors import InvalidInput, NotFound
 from ..extensions import get_service
 from ..options import parse_category
 from ..search import SearchResult
+from .exports import results_csv, wants_csv
 from .openapi import openapi_document
+from .pages import image_src
 from .params import paginate, parse_search_options, read_query_image, request_values
+from .security import public_url
+from .telemetry import describe_query, record_search
 
 bp = Blueprint("api", __name__)
 
+MAX_LISTED = 20  # skipped rows and failed images listed by /readyz; the rest are counted
 NO_IMAGE = "send an image: a multipart field `file`, or `image_url` (JSON or form field)"
 
 
@@ -24,10 +30,13 @@ def search():
     service = get_service()
     values = request_values(request)
     options = parse_search_options(values, service, percent=False)
+    as_csv = wants_csv(values)
     data = read_query_image(request, values, service)
     if data is None:
         raise InvalidInput(NO_IMAGE)
-    return jsonify(result_json(service.search_bytes(data, options)))
+    result = service.search_bytes(data, options)
+    record_search(result, "api", *describe_query(request, values))
+    return results_csv(result) if as_csv else jsonify(result_json(result))
 
 
 @bp.get("/api/products/<path:product_id>/similar")
@@ -36,14 +45,18 @@ def similar(product_id: str):
     if service.catalog.get(product_id) is None:
         raise NotFound(f"there is no product {product_id!r} in the catalog")
     options = parse_search_options(request.args, service, percent=False)
-    return jsonify(result_json(service.search_similar(product_id, options)))
+    as_csv = wants_csv(request.args)
+    result = service.search_similar(product_id, options)
+    record_search(result, "api", "similar", product_id)
+    return results_csv(result) if as_csv else jsonify(result_json(result))
 
 
 @bp.get("/api/products")
 def products():
-    catalog = get_service().catalog
-    category = parse_category(request.args.get("category"), catalog.categories)
-    page = paginate(catalog, category, request.args)
+    """The searchable products, as the catalog pages show them."""
+    snapshot = get_service().current()
+    category = parse_category(request.args.get("category"), snapshot.catalog.categories)
+    page = paginate(snapshot.searchable, category, request.args)
     return jsonify(
         products=[product_json(product) for product in page.products],
         page=page.number,
@@ -51,7 +64,7 @@ def products():
         pages=page.pages,
         total=page.total,
         category=category,
-        categories=catalog.categories,
+        categories=snapshot.categories,
     )
 
 
@@ -68,7 +81,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the index is loaded; with counts and the model identity."""
+    """Readiness: the index is loaded and something is searchable; counts and what failed, why."""
     service = get_service()
     settings = service.settings
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
@@ -78,15 +91,24 @@ def readyz():
     }
     if snapshot is None:
         return jsonify(body | {"status": "loading"}), 503
+    catalog = snapshot.catalog
+    failed = snapshot.unsearchable
+    # A catalog with rows of which none can be searched is a broken deployment, not a ready one.
+    empty = not snapshot.products and bool(catalog.products or catalog.skipped)
     body.update(
-        status="ready",
+        ready=not empty,
+        status="nothing_searchable" if empty else "ready",
         model=service.embedder.identity,
-        catalog_size=len(snapshot.catalog),
+        catalog_size=len(catalog),
         indexed=len(snapshot.products),
-        skipped_rows=len(snapshot.catalog.skipped),
-        failed_images=len(snapshot.catalog) - len(snapshot.products),
+        skipped_rows=len(catalog.skipped),
+        failed_images=len(failed),
+        skipped=[{"row": s.row, "reason": s.reason} for s in catalog.skipped[:MAX_LISTED]],
+        failed=[{"id": pid, "reason": why} for pid, why in islice(failed.items(), MAX_LISTED)],
     )
-    return jsonify(body)
+    if snapshot.problem:
+        body["problem"] = snapshot.problem
+    return jsonify(body), 503 if empty else 200
 
 
 def product_json(product: Product) -> dict[str, Any]:
@@ -95,7 +117,7 @@ def product_json(product: Product) -> dict[str, Any]:
         "name": product.name,
         "category": product.category,
         "price": product.price,
-        "image_url": url_for("pages.product_image", product_id=product.id, _external=True),
+        "image_url": public_url(image_src(product)),
     }
 
 

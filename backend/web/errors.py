@@ -12,8 +12,9 @@ from ..errors import SearchAppError
 log = logging.getLogger(__name__)
 
 # Paths that always answer JSON, whatever the client accepts.
-JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 GENERIC_500 = "something went wrong on our side; please try again"
+RETRY_AFTER_SECONDS = 5  # a 503 (vector store away) is worth retrying soon
 
 
 def init_app(app: Flask) -> None:
@@ -42,8 +43,19 @@ def _domain_error(error: SearchAppError) -> Response:
     if error.status >= 500:
         # Server-side details (paths, settings) are for the operator's log, not the visitor.
         log.error("%s: %s", error.code, error.message)
-        return error_response(error.status, error.code, GENERIC_500)
-    return error_response(error.status, error.code, error.message)
+        response = error_response(error.status, error.code, error.public_message or GENERIC_500)
+        if error.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return with_retry_after(error_response(error.status, error.code, error.message), error)
+
+
+def with_retry_after(response: Response, error: SearchAppError) -> Response:
+    """Tell a client turned away for load when to come back (RFC 9110 Retry-After)."""
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -24,6 +24,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "Missing or wrong admin token",
         403: "The admin API is disabled (no ADMIN_TOKEN on the server)",
         413: "The upload is too large",
+        429: "Too many image URLs are being downloaded; retry after `Retry-After` seconds",
     }
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
 
@@ -91,7 +92,12 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "category": {"type": "string"},
             "price": {"type": ["number", "null"]},
-            "image_url": {"type": "string", "format": "uri", "description": "Served by this app."},
+            "image_url": {
+                "type": "string",
+                "format": "uri-reference",
+                "description": "Served by this app: on PUBLIC_BASE_URL when it is set, else a "
+                "path relative to the API's address; `v` is the image's content version.",
+            },
         },
     },
     "Hit": {
@@ -179,13 +185,33 @@ SCHEMAS: dict[str, Any] = {
         "required": ["ready", "status", "random_weights"],
         "properties": {
             "ready": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["ready", "loading"]},
+            "status": {"type": "string", "enum": ["ready", "loading", "nothing_searchable"]},
             "random_weights": {"type": "boolean"},
             "model": {"type": "string"},
             "catalog_size": {"type": "integer"},
             "indexed": {"type": "integer"},
             "skipped_rows": {"type": "integer"},
             "failed_images": {"type": "integer"},
+            "skipped": {
+                "type": "array",
+                "description": "The first 20 rows of products.csv that were skipped, and why.",
+                "items": {
+                    "type": "object",
+                    "properties": {"row": {"type": "integer"}, "reason": {"type": "string"}},
+                },
+            },
+            "failed": {
+                "type": "array",
+                "description": "The first 20 products whose image could not be indexed, and why.",
+                "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+            "problem": {
+                "type": "string",
+                "description": "Why nothing could be loaded (an index of another catalog).",
+            },
         },
     },
 }
@@ -210,6 +236,17 @@ def _product_edit_body() -> dict[str, Any]:
 
 
 _PRODUCT_ID = {"name": "product_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_FORMAT = {
+    "name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+    "description": "csv: the results shown as a CSV download (formula cells neutralised).",
+}  # fmt: skip
+
+
+def _matches() -> dict[str, Any]:
+    """A search's answer: JSON, or CSV with format=csv."""
+    answer = _json(_ref("SearchResponse"), "Matches, best first")
+    answer["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return answer
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -223,15 +260,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     paths = {
         "/api/search": {"post": {
             "summary": "Find the catalog products that look most like an image",
+            "parameters": [_FORMAT],
             "requestBody": _search_body(settings),
-            "responses": {"200": _json(_ref("SearchResponse"), "Matches, best first")}
-            | _errors(400, 413),
+            "responses": {"200": _matches()} | _errors(400, 413, 429),
         }},
         "/api/products/{product_id}/similar": {"get": {
             "summary": "More like this: the products closest to a catalog product",
-            "parameters": [_PRODUCT_ID, *_options(settings)],
-            "responses": {"200": _json(_ref("SearchResponse"), "Matches, best first")}
-            | _errors(400, 404),
+            "parameters": [_PRODUCT_ID, *_options(settings), _FORMAT],
+            "responses": {"200": _matches()} | _errors(400, 404),
         }},
         "/api/products": {"get": {
             "summary": "Browse the catalog, a page at a time",
@@ -278,9 +314,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "responses": {"200": _json({"type": "object"}, "Alive")},
         }},
         "/readyz": {"get": {
-            "summary": "Readiness: the index is loaded, with counts and the model identity",
+            "summary": "Readiness: the index is loaded and something is searchable; counts, failures",
             "responses": {"200": _json(_ref("Ready"), "Ready"),
-                          "503": _json(_ref("Ready"), "Still loading")},
+                          "503": _json(_ref("Ready"), "Still loading, or nothing searchable")},
         }},
     }  # fmt: skip
     return {

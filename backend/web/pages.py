@@ -2,37 +2,110 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
+from ..catalog import Product
 from ..errors import FetchError, ImageError, InvalidInput, NotFound, SearchAppError
 from ..extensions import get_service
-from ..images.decode import image_format
-from ..options import K_CHOICES, MAX_K, MIN_K, SearchOptions, parse_category, parse_text
+from ..images.decode import decode_image, image_format
+from ..model import display_name, threshold_meaning
+from ..options import (
+    K_CHOICES,
+    MAX_K,
+    MIN_K,
+    OPTION_FIELDS,
+    SearchOptions,
+    match_percent,
+    parse_category,
+    parse_text,
+)
 from ..search import SearchResult, SearchService
+from .errors import with_retry_after
+from .exports import results_csv, wants_csv
 from .params import paginate, parse_search_options, read_query_image, request_values
-from .refine import Query, decode_query, encode_query, thumbnail_data_url
+from .refine import THUMBNAIL_SIZE, Query, decode_query, encode_query, thumbnail_data_url
+from .telemetry import describe_query, record_search
 
 bp = Blueprint("pages", __name__)
 
-IMAGE_MAX_AGE = 24 * 3600
+# Request parameters, spelled in messages as clients send them.
+PARAMETER_NAMES = {field.name for field in OPTION_FIELDS} | {"image_url", "file", "query"}
+
+# An image URL carries its content's hash (?v=...): a new photo gets a new URL, so the old one
+# may be cached for good. Without it, or with an outdated one, browsers revalidate each time.
+IMMUTABLE_MAX_AGE = 365 * 24 * 3600
+EXAMPLE_MAX_AGE = 24 * 3600  # the home page's shopper photos change only with a new release
 MAX_TOKEN_CHARS = 64 * 1024
-NO_IMAGE = "choose an image: pick a file, drop or paste one, or give an image URL"
+NO_IMAGE = "choose an image: pick a file or give an image URL"
 
 
 @bp.app_context_processor
 def site_context() -> dict[str, Any]:
-    return {"random_weights": current_app.config["SETTINGS"].random_weights}
+    settings = current_app.config["SETTINGS"]
+    embedder = get_service().loaded_embedder
+    return {
+        "random_weights": settings.random_weights,
+        "model_name": display_name(embedder.name if embedder else settings.model),
+        "model_identity": embedder.identity if embedder else settings.model,
+        "model_head": bool(settings.model_head),
+        # Measured for the model alone: a head spreads the similarities differently.
+        "threshold_meaning": None if settings.model_head else threshold_meaning(settings.model),
+        "currency": settings.currency,
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_upload_mb": settings.max_upload_mb,
+    }
+
+
+bp.add_app_template_filter(match_percent, "match_percent")
+
+
+@bp.app_template_global()
+def image_src(product: Product, **url_args: Any) -> str:
+    """The URL of a product's image, with its content version when it is indexed."""
+    version = get_service().image_version(product.id)
+    args = {"v": version} if version else {}
+    return url_for("pages.product_image", product_id=product.id, **args, **url_args)
+
+
+@bp.app_template_filter("money")
+def money(value: float | None) -> str:
+    """A price as the pages show it: "2.50", "€2.50" or "2.50 CHF" (CURRENCY), or a dash."""
+    if value is None:
+        return "—"
+    amount = f"{value:.2f}"
+    currency = current_app.config["SETTINGS"].currency
+    if not currency:
+        return amount
+    return f"{amount}\u00a0{currency}" if currency[0].isalpha() else f"{currency}{amount}"
 
 
 @bp.app_template_filter("sentence")
 def sentence(text: str) -> str:
-    """Turn an error message ("image is empty") into a sentence ("Image is empty.")."""
+    """Turn an error message ("image is empty") into a sentence ("Image is empty.").
+
+    A message that starts with a parameter ("k=0 must be...") keeps its spelling, as the API's.
+    """
     text = text.strip()
     if not text:
         return text
-    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+    end = "" if text.endswith((".", "!", "?")) else "."
+    first = re.match(r"[a-z_]+", text)
+    if first and first.group() in PARAMETER_NAMES:
+        return text + end
+    return text[0].upper() + text[1:] + end
 
 
 @bp.app_template_filter("price_field")
@@ -59,13 +132,47 @@ def search():
     try:
         values = request_values(request)
         options = parse_search_options(values, service, percent=True)
+        as_csv = wants_csv(values)
         query, result = run_query(service, values, options)
     except SearchAppError as error:
         if error.status >= 500:
             raise
-        return render_form(values, error.message, error.status)
+        return with_retry_after(
+            make_response(render_form(values, error.message, error.status)), error
+        )
+    record_search(result, "page", *describe_query(request, values))
+    if as_csv:
+        return results_csv(result)
     token = encode_query(query, service.embedder.identity, current_app.secret_key)
     return render_results(result, options, query_image=query.thumbnail, token=token)
+
+
+@bp.get("/examples/<example_id>")
+def example_search(example_id: str):
+    """Search with one of the shopper photos on the home page (a link: works without JS)."""
+    service = get_service()
+    example, _ = service.example(example_id)
+    options = parse_search_options(request.args, service, percent=True)
+    data, result = service.search_example(example_id, options)
+    record_search(result, "page", "example", example_id)
+    query = Query(result.query, thumbnail_data_url(decode_image(data, min_size=THUMBNAIL_SIZE)))
+    token = encode_query(query, service.embedder.identity, current_app.secret_key)
+    return render_results(
+        result,
+        options,
+        query_image=url_for("pages.example_image", example_id=example_id),
+        token=token,
+        example=example,
+        example_product=service.catalog.get(example.product_id or ""),
+    )
+
+
+@bp.get("/examples/<example_id>/image")
+def example_image(example_id: str):
+    _, path = get_service().example(example_id)
+    response = _send_image(path, f"example photo {example_id!r}")
+    response.cache_control.max_age = EXAMPLE_MAX_AGE
+    return response
 
 
 @bp.get("/products/<path:product_id>/similar")
@@ -75,34 +182,56 @@ def similar(product_id: str):
     if product is None:
         raise NotFound(f"there is no product {product_id!r} in the catalog")
     options = parse_search_options(request.args, service, percent=True)
+    as_csv = wants_csv(request.args)
     result = service.search_similar(product_id, options)
+    record_search(result, "page", "similar", product_id)
+    if as_csv:
+        return results_csv(result)
     return render_results(result, options, source=product)
 
 
 @bp.get("/products")
 def products():
-    catalog = get_service().catalog
-    category = parse_category(request.args.get("category"), catalog.categories)
-    page = paginate(catalog, category, request.args)
+    """The searchable products (those whose image could not be indexed are left out)."""
+    service = get_service()
+    snapshot = service.current()
+    category = parse_category(request.args.get("category"), snapshot.catalog.categories)
+    page = paginate(snapshot.searchable, category, request.args)
     return render_template(
-        "products.html", page=page, category=category, categories=catalog.categories
+        "products.html", page=page, category=category, categories=snapshot.categories
     )
 
 
 @bp.get("/images/<path:product_id>")
 def product_image(product_id: str):
     """Serve a catalog image from disk (a remote one from its cached copy), never hot-linked."""
+    service = get_service()
     try:
-        path = get_service().image_path(product_id)
-        with path.open("rb") as handle:
-            kind = image_format(handle.read(16))
+        path = service.image_path(product_id)
     except (FetchError, ImageError, OSError):
         raise NotFound(f"the image of product {product_id!r} is not available") from None
+    response = _send_image(path, f"the image of product {product_id!r}")
+    version = request.args.get("v")
+    if version and service.is_indexed_image(product_id, version, path):
+        response.cache_control.max_age = IMMUTABLE_MAX_AGE
+        response.cache_control.public = True
+        response.cache_control.immutable = True
+        response.expires = None
+    else:
+        response.cache_control.no_cache = True
+    return response
+
+
+def _send_image(path, subject: str):
+    """Serve an image file with its own type; anything else is a 404 naming `subject`."""
+    try:
+        with path.open("rb") as handle:
+            kind = image_format(handle.read(16))
+    except OSError:
+        raise NotFound(f"{subject} is not available") from None
     if kind is None:
-        raise NotFound(f"the image of product {product_id!r} is not in an image format we serve")
-    return send_file(
-        path, mimetype=f"image/{kind.lower()}", max_age=IMAGE_MAX_AGE, conditional=True
-    )
+        raise NotFound(f"{subject} is not in an image format we serve")
+    return send_file(path, mimetype=f"image/{kind.lower()}", max_age=0, conditional=True)
 
 
 def run_query(
@@ -111,8 +240,11 @@ def run_query(
     """Search with the new image if one came, else refine the signed earlier query."""
     data = read_query_image(request, values, service)
     if data is not None:
-        result = service.search_bytes(data, options)
-        return Query(result.query, thumbnail_data_url(data)), result
+        # Decoded once, for the search and the thumbnail alike: decoding is the costly part.
+        started = time.perf_counter()
+        image = decode_image(data, min_size=max(service.embedder.min_decode_size, THUMBNAIL_SIZE))
+        result = service.search_image(image, options, decoding_started=started)
+        return Query(result.query, thumbnail_data_url(image)), result
     token = values.get("query")
     if not token:
         raise InvalidInput(NO_IMAGE)
@@ -130,19 +262,23 @@ def render_form(values: dict[str, Any], error: str | None = None, status: int = 
     """The search form, with the visitor's inputs kept when it comes back with an error."""
     settings = current_app.config["SETTINGS"]
     form = {
-        "threshold": _field(values, "threshold", str(round(settings.similarity_threshold * 100))),
+        "threshold": _field(values, "threshold", str(settings.search_defaults.percent)),
         "k": _field(values, "k", str(settings.top_k)),
         "category": _field(values, "category", ""),
         "min_price": _field(values, "min_price", ""),
         "max_price": _field(values, "max_price", ""),
         "image_url": _field(values, "image_url", ""),
     }
+    service = get_service()
+    catalog = service.catalog
+    examples = [(e, catalog.get(e.product_id or "")) for e in service.examples()]
     page = render_template(
         "index.html",
         form=form,
         error=error,
-        categories=get_service().catalog.categories,
+        categories=get_service().current().categories,
         k_choices=k_choices(form["k"]),
+        examples=examples,
     )
     return page, status
 
@@ -152,7 +288,7 @@ def render_results(result: SearchResult, options: SearchOptions, **context: Any)
         "results.html",
         result=result,
         options=options,
-        categories=get_service().catalog.categories,
+        categories=get_service().current().categories,
         k_choices=k_choices(str(options.k)),
         **context,
     )

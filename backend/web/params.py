@@ -10,9 +10,8 @@ from typing import Any
 from flask import Request, current_app
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from ..catalog import Catalog, Product
+from ..catalog import Product
 from ..errors import InvalidInput, PayloadTooLarge
-from ..images.fetch import fetch
 from ..options import MAX_URL_CHARS, SearchOptions, blank, parse_options, parse_text
 from ..search import SearchService
 
@@ -33,11 +32,17 @@ def request_body(request: Request) -> dict[str, Any]:
             if not isinstance(body, dict):
                 raise InvalidInput("the JSON body must be an object")
             return body
-        return dict(request.form.items())
+        form = request.form
+        if None in form or None in request.files:
+            raise InvalidInput("a part of the multipart body has no name; name every field")
+        return dict(form.items())
     except RequestEntityTooLarge:
         raise upload_too_large() from None
     except BadRequest as error:
         raise InvalidInput(f"the request body could not be read: {error.description}") from None
+    except RecursionError:
+        # The JSON parser recurses per level: a body of 100,000 "[" exhausts the stack.
+        raise InvalidInput("the JSON body is nested too deeply") from None
 
 
 def parse_search_options(
@@ -56,7 +61,10 @@ def parse_image_url(values: Mapping[str, Any]) -> str | None:
         return None
     url = parse_text(raw, "image_url", MAX_URL_CHARS)
     if not url.lower().startswith(("http://", "https://")):
-        raise InvalidInput("image_url must be an http:// or https:// address")
+        # s3:// is the shop's own storage, read with the server's credentials: never for a query.
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        detail = f"; {scheme}:// addresses are not fetched" if scheme.isalnum() else ""
+        raise InvalidInput(f"image_url must be an http:// or https:// address{detail}")
     return url
 
 
@@ -70,7 +78,7 @@ def read_query_image(
     url = parse_image_url(values)
     if url is None:
         return None
-    return fetch(url, service.locator.fetch_policy).content
+    return service.fetch_query_image(url)
 
 
 def read_upload(request: Request, max_bytes: int) -> bytes | None:
@@ -100,9 +108,9 @@ class Page:
     total: int
 
 
-def paginate(catalog: Catalog, category: str | None, values: Mapping[str, Any]) -> Page:
+def paginate(products: list[Product], category: str | None, values: Mapping[str, Any]) -> Page:
     """The page of products asked for by `page` and `per_page`, optionally in one category."""
-    products = [p for p in catalog.products.values() if category is None or p.category == category]
+    products = [p for p in products if category is None or p.category == category]
     per_page = min(max(_int_or(values.get("per_page"), PER_PAGE), 1), MAX_PER_PAGE)
     pages = max(math.ceil(len(products) / per_page), 1)
     number = min(max(_int_or(values.get("page"), 1), 1), pages)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from PIL import Image
 
 from ..errors import InvalidInput
-from ..images.decode import decode_image
 from ..index.index_file import decode_vectors, encode_vector
 
 THUMBNAIL_SIZE = 320  # pixels, longest side: sharp at the 160 CSS pixels the page uses
@@ -30,9 +30,9 @@ class Query:
     thumbnail: str  # a data: URL of a small JPEG
 
 
-def thumbnail_data_url(data: bytes) -> str:
-    """Decode the upload again and return a small JPEG of it as a data: URL (never the raw bytes)."""
-    image = decode_image(data, min_size=THUMBNAIL_SIZE)
+def thumbnail_data_url(image: Image.Image) -> str:
+    """A small JPEG of the decoded upload as a data: URL (never the raw bytes)."""
+    image = image.copy()
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)

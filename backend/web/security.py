@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from urllib.parse import urlsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, request
 
 from ..config import Settings
 
@@ -40,9 +41,17 @@ SECURITY_HEADERS = {
 }
 
 
+# Always answered, so that the container's own health check (127.0.0.1) passes.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def init_app(app: Flask, settings: Settings) -> None:
-    """Set the request limits and the secret key, and add the headers to every response."""
+    """Set the request limits, trusted hosts and secret key; add the headers to every response."""
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    if settings.trusted_hosts:
+        # Flask refuses any other Host with a 400 before routing (TRUSTED_HOSTS).
+        names = [name.strip() for name in settings.trusted_hosts.split(",") if name.strip()]
+        app.config["TRUSTED_HOSTS"] = [*names, *LOOPBACK_HOSTS]
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_MEMORY_SIZE
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     if not app.config.get("SECRET_KEY"):
@@ -52,6 +61,7 @@ def init_app(app: Flask, settings: Settings) -> None:
             # Said when the server answers its first request, not by every CLI command.
             app.before_request(_warn_once_about_secret_key)
     app.after_request(add_security_headers)
+    app.after_request(keep_host_out_of_location)
 
 
 _warned = False
@@ -65,6 +75,26 @@ def _warn_once_about_secret_key() -> None:
             "SECRET_KEY is not set: using a random key for this process, so refining a search "
             "fails after a restart or on another server process; set SECRET_KEY to fix this"
         )
+
+
+def public_url(path: str) -> str:
+    """An app path ("/images/p1") as handed to clients: on PUBLIC_BASE_URL, else relative.
+
+    Never built from the request's Host header, which a client chooses (cache poisoning).
+    """
+    base = current_app.config["SETTINGS"].public_base_url
+    return f"{base}{path}" if base else path
+
+
+def keep_host_out_of_location(response: Response) -> Response:
+    """Rewrite a redirect built on the request's Host (the router's, for "//products")."""
+    location = response.headers.get("Location")
+    if location:
+        target = urlsplit(location)
+        if target.netloc and target.netloc == request.host:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            response.headers["Location"] = public_url(path)
+    return response
 
 
 def add_security_headers(response: Response) -> Response:

@@ -17,7 +17,7 @@ from backend.extensions import get_service
 from backend.index.index_file import read_index
 from tests.support.catalogs import draw_image, image_bytes
 
-BACKENDS = ["memory", "faiss", "pgvector"]
+BACKENDS = ["memory", "faiss", "pgvector", "mysql"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,6 +28,8 @@ def backend_config(request, app_config) -> dict:
 
         config["database_url"] = request.getfixturevalue("database_url")
         init_schema(config["database_url"], 512)
+    elif request.param == "mysql":
+        config["database_url"] = request.getfixturevalue("mysql_url")
     return config
 
 
@@ -304,11 +306,21 @@ def test_db_init_needs_a_database_url(runner):
 
 def test_db_init_creates_then_keeps_then_resets_the_schema(app_config, database_url):
     runner = create_app(app_config | {"database_url": database_url}).test_cli_runner()
-    assert "schema v1 created" in runner.invoke(args=["db", "init"]).output
-    assert "schema v1 is up to date" in runner.invoke(args=["db", "init"]).output
+    created = runner.invoke(args=["db", "init"]).output
+    assert "schema v2 created; built the HNSW index (m 16, ef_construction 128)" in created
+    kept = runner.invoke(args=["db", "init"]).output
+    assert "schema v2 is up to date; kept the HNSW index (m 16, ef_construction 128)" in kept
+    rebuilt = runner.invoke(args=["db", "init", "--hnsw-ef-construction", "200"]).output
+    assert "built the HNSW index (m 16, ef_construction 200)" in rebuilt
+    assert (
+        "kept the HNSW index (m 16, ef_construction 200)"
+        in runner.invoke(args=["db", "init"]).output
+    )
+    bad = runner.invoke(args=["db", "init", "--hnsw-m", "40", "--hnsw-ef-construction", "64"])
+    assert bad.exit_code != 0 and "ef_construction=64 must be 2 x m (80) to 1000" in bad.output
     assert runner.invoke(args=["db", "init", "--reset"], input="n\n").exit_code == 1  # aborted
     reset = runner.invoke(args=["db", "init", "--reset"], input="y\n")
-    assert reset.exit_code == 0 and "schema v1 created" in reset.output
+    assert reset.exit_code == 0 and "schema v2 created; built" in reset.output
 
 
 def test_cli_search_filters_by_price(runner):
@@ -442,3 +454,31 @@ def test_edits_from_two_processes_at_once_both_survive(open_service, backend_con
     assert {"n1", "n2"} <= {entry.id for entry in read_index(backend_config["index_path"]).entries}
     assert sorted(counts) == [8, 9]  # the later edit loaded the earlier one first
     assert open_service().indexed_count() == 9
+
+
+def test_a_slow_image_url_does_not_hold_up_other_edits(app_config):
+    import threading
+
+    from tests.support.http_servers import ImageServer, serve
+
+    arrived, released = threading.Event(), threading.Event()
+
+    def slow_png(handler) -> None:
+        arrived.set()
+        released.wait(10)  # a slow image host: it answers once the other edit is done
+        handler.reply(200, "image/png", image_bytes(draw_image("green", "square")))
+
+    service = get_service(create_app(app_config | {"fetch_allow_loopback": True}))
+    service.sync()
+    for server in serve(ImageServer({"/slow.png": slow_png})):
+        fields = {"name": "Slow", "image_url": server.url("/slow.png")}
+        slow = threading.Thread(target=service.put_product, args=("remote", fields))
+        slow.start()
+        assert arrived.wait(10)
+        service.put_product("quick", {"name": "Quick"}, image=image_bytes(draw_image("blue")))
+        quick_first = slow.is_alive()  # behind the edit lock, it would have waited 10 s
+        released.set()
+        slow.join(30)
+    assert quick_first
+    assert {"remote", "quick"} <= set(catalog_rows(app_config))
+    assert service.indexed_count() == 9

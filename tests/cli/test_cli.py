@@ -28,6 +28,34 @@ def test_index_reports_skipped_rows_and_failures(tmp_path, app_config):
     assert result.exit_code == 0
     assert "skipped products.csv row 9: price 'abc' is not a number" in result.output
     assert "failed miss: image file 'images/none.png' not found" in result.output
+    # The summary line itself counts and names them.
+    summary = next(line for line in result.output.splitlines() if line.startswith("index: "))
+    assert "7 added, 0 updated, 0 removed, 0 unchanged, 1 failed (miss), 1 row skipped (row 9)" in (
+        summary
+    )
+
+
+def test_index_fails_when_the_catalog_has_rows_but_none_could_be_indexed(tmp_path, app_config):
+    from backend import create_app
+
+    for image in (app_config["catalog_path"].parent / "images").iterdir():
+        image.unlink()
+    with app_config["catalog_path"].open("a", encoding="utf-8") as handle:
+        handle.write("bad,Bad,toys,abc,images/p1.png\n")
+    result = create_app(app_config).test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 1
+    assert "0 added, 0 updated, 0 removed, 0 unchanged, 7 failed" in result.output
+    assert "nothing in products.csv could be indexed (1 row skipped, 7 images failed" in (
+        result.output
+    )
+
+
+def test_index_of_an_empty_catalog_is_not_a_failure(tmp_path, app_config):
+    from backend import create_app
+
+    app_config["catalog_path"].write_text("id,name,category,price,image_url\n")
+    result = create_app(app_config).test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 0, result.output
 
 
 def test_search_prints_ranked_results(runner, tmp_path):
@@ -77,6 +105,29 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_status_2():
     assert done.stderr.strip() == "Error: SIMILARITY_THRESHOLD=2.0 must be between 0 and 1"
 
 
+def test_a_folder_at_index_path_is_one_line_naming_it(tmp_path):
+    folder = tmp_path / "index.csv"
+    folder.mkdir()
+    done = flask_command("index", INDEX_PATH=str(folder))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"Error: INDEX_PATH={str(folder)!r} is a folder; give the path of a file in it"
+    )
+
+
+def test_an_unwritable_index_folder_is_one_line(tmp_path, app_config):
+    from backend import create_app
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the index folder should be")
+    app = create_app(app_config | {"index_path": blocker / "index.csv"})
+    result = app.test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "not-a-folder" in last
+
+
 def test_commands_do_not_print_the_web_servers_secret_key_warning(tmp_path):
     done = flask_command("routes", CATALOG_PATH=str(tmp_path / "none.csv"))
     assert done.returncode == 0, done.stderr
@@ -87,6 +138,6 @@ def test_search_with_a_price_range_and_an_unknown_category(runner, tmp_path):
     query = tmp_path / "query.png"
     draw_image("yellow", "triangle").save(query)
     ranged = runner.invoke(args=["search", str(query), "--threshold", "0", "--max-price", "10"])
-    assert ranged.exit_code == 0 and "p1" in ranged.output and "p2" not in ranged.output
+    assert ranged.exit_code == 0 and "  p1  " in ranged.output and "  p2  " not in ranged.output
     unknown = runner.invoke(args=["search", str(query), "--category", "boats"])
     assert unknown.exit_code == 2 and "category 'boats' is not in the catalog" in unknown.output

@@ -7,6 +7,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from PIL import Image
 from backend.errors import ImageError
 from backend.images.decode import (
     ALLOWED_FORMATS,
+    MAX_ASPECT_RATIO,
     MAX_FRAMES,
+    MAX_JPEG_SCANS,
     MAX_PIXELS,
+    count_jpeg_scans,
     decode_image,
     image_format,
 )
@@ -238,3 +242,82 @@ def test_image_format_works_before_pillow_loads_its_plugins() -> None:
     run = [sys.executable, "-c", code]
     result = subprocess.run(run, cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "WEBP"
+
+
+# ---------------------------------------------------------------- derived-size and CPU bombs
+def narrow(width: int, height: int, fmt: str = "PNG") -> bytes:
+    """A tiny file of extreme aspect ratio: preprocessing would scale its shorter side up."""
+    return encode(Image.new("RGB", (width, height), RED), fmt)
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment of a JPEG, a scan's coded data included."""
+    segments, position = [], 2
+    while data[position + 1] != 0xD9:
+        marker, start = data[position + 1], position
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:
+            while data[position] != 0xFF or data[position + 1] in (0x00, *range(0xD0, 0xD8)):
+                position += 1
+        segments.append((marker, start, position))
+    return segments
+
+
+def scan_bomb(size: tuple[int, int], scans: int) -> bytes:
+    """A progressive JPEG whose last refinement scan is repeated: each copy is a whole pass."""
+    data = encode(Image.new("RGB", size, (128, 128, 128)), "JPEG", progressive=True)
+    _, start, end = [s for s in jpeg_segments(data) if s[0] == 0xDA][-1]
+    normal = sum(1 for s in jpeg_segments(data) if s[0] == 0xDA)
+    return data[:end] + data[start:end] * (scans - normal) + data[end:]
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt"),
+    [((20_000, 1), "PNG"), ((16_383, 2), "PNG"), ((1, 20_000), "GIF"), ((2_100, 100), "JPEG")],
+    ids=["20000x1-png", "16383x2-png", "1x20000-gif", "21-to-1-jpeg"],
+)
+def test_extreme_aspect_ratios_are_refused_from_the_header(size, fmt):
+    data = narrow(*size, fmt)
+    assert len(data) < 20_000  # tiny files: the bomb is in what preprocessing would allocate
+    with pytest.raises(ImageError, match=f"image is {size[0]}x{size[1]} pixels: one side is more "
+                       f"than {MAX_ASPECT_RATIO} times the other"):  # fmt: skip
+        decode_image(data, min_size=256)
+
+
+def test_an_aspect_ratio_of_20_to_1_is_accepted():
+    assert decode_image(narrow(2000, 100)).size == (2000, 100)
+    assert decode_image(narrow(1, 20)).size == (1, 20)
+
+
+def test_scans_are_counted_without_decoding():
+    progressive = encode(photo((300, 200)), "JPEG", progressive=True)
+    assert count_jpeg_scans(progressive, stop_after=1000) == 10  # libjpeg's standard script
+    assert count_jpeg_scans(encode(photo(), "JPEG"), stop_after=1000) == 1
+    assert count_jpeg_scans(scan_bomb((64, 64), 500), stop_after=1000) == 500
+    assert count_jpeg_scans(scan_bomb((64, 64), 500), stop_after=30) == 31  # stops early
+
+
+@pytest.mark.parametrize(
+    ("size", "scans", "limit"),
+    [((64, 64), MAX_JPEG_SCANS + 1, MAX_JPEG_SCANS), ((6000, 6000), 40, 27)],
+    ids=["over-100-scans", "over-1000-scan-megapixels"],
+)
+def test_progressive_scan_bombs_are_refused_before_decoding(size, scans, limit):
+    data = scan_bomb(size, scans)
+    started = time.process_time()
+    with pytest.raises(ImageError, match=f"JPEG has more than {limit} scans for its size"):
+        decode_image(data, min_size=256)
+    assert time.process_time() - started < 0.5  # decoding the 40 scans alone takes seconds
+
+
+def test_an_ordinary_progressive_jpeg_decodes():
+    data = encode(photo((640, 480)), "JPEG", progressive=True, optimize=True)
+    assert decode_image(data).size == (640, 480)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF"])
+def test_decoding_stops_at_its_time_budget(fmt):
+    data = encode(photo((1200, 900)), fmt)
+    with pytest.raises(ImageError, match="image took longer than 0 s to decode"):
+        decode_image(data, seconds=0)
+    assert decode_image(data).size == (1200, 900)

@@ -113,7 +113,11 @@ def refused(url: str, policy: FetchPolicy | None = None) -> FetchError:
         pytest.param("http://127.0.0.1:5000\\@evil.com/", "backslashes", id="backslash-at"),
         pytest.param("http://images.example/cat\n.png", "control characters", id="newline"),
         pytest.param("http://images.example/cat .png", "spaces", id="space"),
-        pytest.param("http://images.example:8080/", "port 8080 is not allowed", id="port-8080"),
+        pytest.param(
+            "http://images.example:8080/",
+            "port 8080 is not allowed (only 80 and 443)",
+            id="port-8080",
+        ),
         pytest.param("https://images.example:22/", "port 22 is not allowed", id="port-22"),
         pytest.param("http://images.example:0/", "port 0 is not allowed", id="port-0"),
         pytest.param("http://images.example:99999/", "not a valid URL", id="port-out-of-range"),
@@ -152,6 +156,14 @@ def test_allow_loopback_allows_any_port() -> None:
     validate_url("http://127.0.0.1:5000/cat.png", LOCAL)
 
 
+def test_allow_loopback_keeps_the_port_rule_for_other_hosts(dns: FakeDNS) -> None:
+    dns.set("images.example", ["8.8.8.8"])
+    dns.unreachable.add("8.8.8.8")  # were the rule lifted, the connection would fail instead
+    error = refused("http://images.example:8080/cat.png", LOCAL)
+    assert error.message == "image URL refused: port 8080 is not allowed (only 80 and 443)"
+    assert dns.asked == ["images.example"]  # refused once resolved, before any connection
+
+
 @pytest.mark.parametrize(
     ("address", "message"),
     [
@@ -168,7 +180,9 @@ def test_allow_loopback_allows_any_port() -> None:
         ),
         pytest.param("224.0.0.1", "224.0.0.1 is a multicast address", id="multicast"),
         pytest.param("240.0.0.1", "240.0.0.1 is a reserved address", id="reserved"),
-        pytest.param("255.255.255.255", "255.255.255.255 is a reserved address", id="broadcast"),
+        pytest.param(
+            "255.255.255.255", "255.255.255.255 is a limited broadcast address", id="broadcast"
+        ),
         pytest.param("0.0.0.0", "0.0.0.0 is an unspecified address", id="unspecified"),
         pytest.param("::", ":: is an unspecified address", id="unspecified-v6"),
         pytest.param("::1", "::1 is a loopback address", id="loopback-v6"),
@@ -204,14 +218,23 @@ def test_allow_loopback_allows_any_port() -> None:
             "embeds 127.0.0.1, a loopback address",
             id="teredo",
         ),
-        pytest.param("2001:db8::1", "2001:db8::1 is a private address", id="documentation-v6"),
+        pytest.param(
+            "2001:db8::1", "2001:db8::1 is a documentation address", id="documentation-v6"
+        ),
         pytest.param("::7f00:1", "::7f00:1 is a reserved address", id="ipv4-compatible"),
+        pytest.param("192.0.0.8", "192.0.0.8 is an IPv4 dummy address", id="ipv4-dummy"),
+        pytest.param(
+            "192.88.99.7", "is a deprecated 6to4 relay anycast address", id="6to4-relay-anycast"
+        ),
+        pytest.param("5f00::1", "5f00::1 is a segment routing (SRv6) SID address", id="srv6"),
+        pytest.param("3fff::1", "3fff::1 is a documentation address", id="documentation-3fff"),
     ],
 )
 def test_refuses_names_resolving_to_non_public_addresses(
     dns: FakeDNS, address: str, message: str
 ) -> None:
     dns.set("evil.example", [address])
+    dns.unreachable.add(address)  # were it not refused, no packet may leave the machine
     error = refused("http://evil.example/cat.png")
     assert error.message.startswith("image URL refused: ")
     assert message in error.message

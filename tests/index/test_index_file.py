@@ -121,3 +121,78 @@ def test_replaced_files_keep_their_mode_and_new_ones_follow_the_umask(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old_umask)
+
+
+def test_the_meta_line_round_trips_and_stays_small(tmp_path):
+    from backend.index.index_file import MAX_META_BYTES, IndexMeta, read_meta
+
+    failed = {f'id,"{i}"': "x" * 1000 for i in range(500)}  # commas, quotes, long reasons
+    table = random_table(3)
+    table.meta = IndexMeta.of('shop, "quoted"/products.csv', failed)
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    first = path.read_bytes().split(b"\n", 1)[0]
+    assert first.startswith(b"#") and len(first) < MAX_META_BYTES
+    loaded = read_index(path)
+    assert loaded.entries == table.entries and loaded.meta == table.meta
+    assert loaded.meta.failed_total == 500 and 0 < len(loaded.meta.failed) <= 100
+    assert read_meta(path) == table.meta
+    assert read_meta(tmp_path / "none.csv") == IndexMeta()
+
+
+def test_a_malformed_meta_line_makes_the_index_rebuilt(tmp_path, caplog):
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(2))
+    path.write_bytes(b'#{"catalog": 3}\n' + path.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert len(read_index(path)) == 0
+    assert "unreadable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "tear",
+    [
+        lambda lines: lines[:-1] + [lines[-1][: len(lines[-1]) // 2]],
+        lambda lines: lines[:2] + [lines[2][:700]] + lines[3:],
+        lambda lines: lines[:2] + [lines[2][:9]] + lines[3:],
+        lambda lines: lines[:2] + [lines[2].replace(b",m/w/p1,", b",m/w/p1,\xe2\x82")] + lines[3:],
+    ],
+    ids=["last-line-cut", "vector-cut", "fields-cut", "bad-utf8-and-base64"],
+)
+def test_a_torn_line_loses_only_its_own_row(tmp_path, caplog, tear):
+    table = random_table(6)
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    lines = path.read_bytes().split(b"\r\n")[:-1]  # header + 6 rows
+    torn = tear(lines)
+    path.write_bytes(b"\r\n".join(torn) + b"\r\n")
+    with caplog.at_level(logging.WARNING):
+        loaded = read_index(path)
+    kept = {entry.id for entry in loaded.entries}
+    assert len(kept) >= 4 and kept <= {entry.id for entry in table.entries}
+    assert "damaged row(s) left out; they will be rebuilt" in caplog.text
+    for entry, vector in zip(loaded.entries, loaded.vectors, strict=True):
+        row = table.entries.index(entry)
+        assert float(vector @ table.vectors[row]) > 0.9999
+
+
+def test_rows_of_a_duplicated_id_are_left_out_and_the_rest_kept(tmp_path, caplog):
+    table = random_table(3)
+    path = tmp_path / "index.csv"
+    write_index(path, table)
+    lines = path.read_bytes().split(b"\r\n")
+    path.write_bytes(b"\r\n".join([*lines[:-1], lines[1], b""]))
+    with caplog.at_level(logging.WARNING):
+        assert [e.id for e in read_index(path).entries] == ["id1", "id2"]
+    assert "2 damaged row(s)" in caplog.text
+
+
+def test_an_open_quote_keeps_the_rows_before_it(tmp_path, caplog):
+    # A CSV quote swallows the rest of the file: the rows before it survive, the rest is rebuilt.
+    path = tmp_path / "index.csv"
+    write_index(path, random_table(4))
+    lines = path.read_bytes().split(b"\r\n")
+    path.write_bytes(b"\r\n".join([*lines[:3], b'"torn, quoted', *lines[3:]]))
+    with caplog.at_level(logging.WARNING):
+        assert [e.id for e in read_index(path).entries] == ["id0", "id1"]
+    assert "will be rebuilt" in caplog.text

@@ -74,12 +74,16 @@ def test_out_of_range_options_are_refused(service, options):
 
 def test_sync_writes_index_and_resync_embeds_nothing(service, app_config, embed_calls):
     _, report = service.sync()
-    assert report.summary() == "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
+    assert (
+        report.summary() == "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
+    )
     assert sum(embed_calls) == 7
     index_path: Path = app_config["index_path"]
     written = index_path.stat().st_mtime_ns
     _, report = service.sync()
-    assert report.summary() == "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed"
+    assert (
+        report.summary() == "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed, 0 rows skipped"
+    )
     assert sum(embed_calls) == 7
     assert index_path.stat().st_mtime_ns == written  # untouched
 
@@ -120,6 +124,33 @@ def test_a_corrupt_index_is_rebuilt(service, app_config):
     _, report = service.sync()
     assert len(report.added) == 7
     assert len(read_index(app_config["index_path"])) == 7
+
+
+def test_a_torn_line_re_embeds_only_its_product(service, app_config, embed_calls):
+    service.sync()
+    path = app_config["index_path"]
+    text = path.read_bytes()
+    path.write_bytes(text[: len(text) - 300])  # a crash cut the last line in half
+    embed_calls.clear()
+    _, report = service.sync()
+    assert (len(report.added), report.unchanged, sum(embed_calls)) == (1, 6, 1)
+    assert len(read_index(path)) == 7
+
+
+def test_an_unexpected_error_in_one_product_is_a_reported_failure(service, app_config):
+    from backend.catalog import Product, load_catalog
+    from backend.index.indexer import Indexer
+
+    catalog = load_catalog(app_config["catalog_path"])
+    # A NUL in a path makes every file call raise ValueError; products.csv refuses such rows,
+    # but whatever a product holds, its failure is reported and the others are indexed.
+    bad = Product("bad", "Bad", "toys", None, "images/p1.png\x00.png")
+    catalog.products["bad"] = bad
+    indexer = Indexer(service.locator, service.embedder, app_config["index_path"])
+    table, report = indexer.sync(catalog)
+    assert len(table) == 7 and report.failed == {
+        "bad": "unexpected error: ValueError: embedded null byte"
+    }
 
 
 def test_failing_images_are_reported_and_the_rest_indexed(tmp_path, app_config):

@@ -14,7 +14,7 @@ from backend.model import MODEL_NAMES, load_embedder
 from backend.model.backbones import BACKBONES
 from backend.model.histogram import ColorHistogramEmbedder
 from backend.model.specs import SPECS
-from tests.support.catalogs import draw_image
+from tests.support.catalogs import HISTOGRAM, RANDOM_RESNET18, draw_image
 
 
 @pytest.mark.parametrize(
@@ -33,14 +33,15 @@ def test_each_backbone_embeds_to_unit_vectors_with_its_own_transforms(
     assert (embedder.name, embedder.dim, embedder.identity) == (
         name,
         dim,
-        f"{name}/random-seed0/p1/torch-fp32",
+        f"{name}/random-seed0/p2-r{resize}c224-{interpolation}-imagenet/torch-fp32",
     )
     # The torch-free spec that serving relies on is what the weights' own transforms() say.
     spec, preset = SPECS[name], BACKBONES[name].weights.transforms()
     assert (spec.preprocessing.resize, spec.preprocessing.crop) == (resize, 224)
     assert (resize, 224) == (preset.resize_size[0], preset.crop_size[0])
     assert spec.preprocessing.interpolation == interpolation == preset.interpolation.value
-    assert (list(spec.mean), list(spec.std)) == (preset.mean, preset.std)
+    assert list(spec.preprocessing.mean) == preset.mean
+    assert list(spec.preprocessing.std) == preset.std
     assert spec.default_weights == BACKBONES[name].weights.name
     vectors = embedder.embed([draw_image("red"), draw_image("blue", "square", (90, 300))])
     assert vectors.shape == (2, dim) and vectors.dtype == np.float32
@@ -73,7 +74,9 @@ def test_the_hub_cache_is_used_before_any_download(tmp_path, monkeypatch):
     torch.save(torchvision.models.efficientnet_b0(weights=None).state_dict(), cached)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
     embedder = load_embedder.__wrapped__("efficientnet_b0", None, runtime="torch")
-    assert embedder.identity == "efficientnet_b0/IMAGENET1K_V1/p1/torch-fp32"
+    assert (
+        embedder.identity == "efficientnet_b0/IMAGENET1K_V1/p2-r256c224-bicubic-imagenet/torch-fp32"
+    )
 
 
 def _no_network(url, **kwargs):
@@ -89,18 +92,20 @@ def test_missing_weights_say_how_to_provide_them(name, tmp_path, monkeypatch):
     message = caught.value.message
     assert BACKBONES[name].weights.url in message and "network unreachable" in message
     assert "MODEL_WEIGHTS=random" in message and "MODEL_WEIGHTS=/path" in message
+    assert "MODEL=efficientnet_lite0" in message  # the fully offline choice
 
 
 def test_unknown_models_are_refused_with_the_choices():
     with pytest.raises(
         ConfigError,
-        match="choose one of resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, color_histogram",
+        match="choose one of resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, "
+        "efficientnet_lite0, color_histogram",
     ):
         load_embedder("vgg11", "random")
 
 
 def test_the_model_names_known_without_torch_are_the_backbones_built_with_it():
-    assert (*BACKBONES, "color_histogram") == MODEL_NAMES
+    assert (*BACKBONES, "efficientnet_lite0", "color_histogram") == MODEL_NAMES
 
 
 # ---- colour histogram --------------------------------------------------------------------------
@@ -112,7 +117,7 @@ def test_color_histogram_ranks_by_colour():
         [draw_image("red", "circle"), draw_image("red", "square"), draw_image("blue", "circle")]
     )
     assert red @ red_square > red @ blue
-    assert embedder.identity == "color_histogram/none/h1" and not embedder.random_weights
+    assert embedder.identity == HISTOGRAM and not embedder.random_weights
     assert embedder.dim == 256 and np.linalg.norm(red) == pytest.approx(1.0)
 
 
@@ -142,7 +147,7 @@ def test_color_histogram_takes_no_weights_file(tmp_path):
     weights.write_bytes(b"x")
     with pytest.raises(ConfigError, match="has no weights"):
         load_embedder("color_histogram", str(weights))
-    assert load_embedder("color_histogram", "random").identity == "color_histogram/none/h1"
+    assert load_embedder("color_histogram", "random").identity == HISTOGRAM
 
 
 # ---- switching models ------------------------------------------------------------------------------
@@ -152,13 +157,14 @@ def test_switching_models_re_embeds_every_row(app_config):
     first = get_service(create_app(app_config))
     first.sync()
     index_path = app_config["index_path"]
-    served = "resnet18/random-seed0/p1/ort-fp32"
-    assert {entry.model for entry in read_index(index_path).entries} == {served}
+    assert {entry.model for entry in read_index(index_path).entries} == {RANDOM_RESNET18}
     second = get_service(create_app({**app_config, "model": "color_histogram"}))
     _, report = second.sync()
-    assert report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed"
+    assert (
+        report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
+    )
     table = read_index(index_path)
-    assert {entry.model for entry in table.entries} == {"color_histogram/none/h1"}
+    assert {entry.model for entry in table.entries} == {HISTOGRAM}
     assert table.vectors.shape == (7, 256)
     result = second.search_similar("p1", k=1, threshold=0.0)
     assert result.hits[0].product.id == "p2"  # the other red item

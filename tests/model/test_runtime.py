@@ -21,8 +21,8 @@ from backend.extensions import get_service
 from backend.index.index_file import read_index
 from backend.model import BACKBONE_NAMES, load_embedder
 from backend.model.runtime import machine_key, model_path, optimized_path
-from backend.model.specs import SPECS
-from tests.support.catalogs import draw_image, image_bytes
+from backend.model.specs import LITE0, SPECS
+from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PHOTOS = sorted((ROOT / "backend" / "static" / "catalog").glob("*.jpg"))
@@ -48,7 +48,8 @@ def calibrated_weights(name: str, folder: Path, photos: list) -> Path:
     networks' activations fade to float noise (EfficientNet-B0's features end near 1e-13):
     nothing to compare. Measured statistics keep them at their natural scale, as real weights do.
     """
-    from backend.model.backbones import BACKBONES, ImagesToEmbeddings
+    from backend.model.backbones import BACKBONES
+    from backend.model.torch_runtime import ImagesToEmbeddings
 
     backbone = BACKBONES[name]
     with torch.random.fork_rng(devices=[]):
@@ -75,11 +76,13 @@ def calibrated_weights(name: str, folder: Path, photos: list) -> Path:
 def test_onnx_runtime_agrees_with_torch_on_real_photos(name, tmp_path):
     photos = real_photos(40)
     assert len(photos) >= 32
-    weights = str(calibrated_weights(name, tmp_path, photos[1::2]))
+    # EfficientNet-Lite0 has its real ImageNet weights here; the others are calibrated.
+    weights = None if name == LITE0 else str(calibrated_weights(name, tmp_path, photos[1::2]))
     served = load_embedder.__wrapped__(name, weights, model_dir=tmp_path)
     reference = load_embedder.__wrapped__(name, weights, runtime="torch")
-    assert served.identity == reference.identity.replace("torch-fp32", "ort-fp32")
-    assert served.identity.endswith("/p1/ort-fp32")
+    assert served.identity == reference.identity.replace("/torch-fp32", "/ort-fp32")
+    assert served.identity.endswith(f"/{SPECS[name].preprocessing.tag}/ort-fp32")
+    assert served.runtime == "ort-fp32" and reference.runtime == "torch-fp32"
     queries = photos[::2]  # not the calibration photos
     expected = reference.embed(queries)
     assert cosines(expected, np.roll(expected, 1, axis=0)).min() < 0.99  # distinct embeddings
@@ -93,14 +96,15 @@ def test_onnx_runtime_agrees_with_torch_on_the_benchmark_photos(model_dir):
 
     paths = sorted(BENCH_IMAGES.glob("*.jpg"))[::100]  # 64 photos, fashion and grocery
     photos = [Image.open(path).convert("RGB") for path in paths]
-    served = load_embedder("resnet18", "random", model_dir=model_dir)
-    reference = load_embedder("resnet18", "random", runtime="torch")
-    assert cosines(served.embed(photos), reference.embed(photos)).min() >= 0.999
+    for name, weights in (("resnet18", "random"), (LITE0, None)):
+        served = load_embedder(name, weights, model_dir=model_dir)
+        reference = load_embedder(name, weights, runtime="torch")
+        assert cosines(served.embed(photos), reference.embed(photos)).min() >= 0.999, name
 
 
 def test_the_export_is_named_by_its_identity_written_once_and_reused(tmp_path):
     first = load_embedder.__wrapped__("resnet18", "random", model_dir=tmp_path)
-    path = tmp_path / "resnet18__random-seed0__p1__ort-fp32.onnx"
+    path = tmp_path / f"{RANDOM_RESNET18.replace('/', '__')}.onnx"
     assert first.path == path == model_path(tmp_path, first.identity)
     written = path.stat()
     again = load_embedder.__wrapped__("resnet18", "random", model_dir=tmp_path)
@@ -176,11 +180,13 @@ def test_switching_runtimes_re_embeds_every_row(app_config):
     torch_app = create_app({**app_config, "model_runtime": "torch"})
     get_service(torch_app).sync()
     models = {entry.model for entry in read_index(app_config["index_path"]).entries}
-    assert models == {"resnet18/random-seed0/p1/torch-fp32"}
+    assert models == {RANDOM_RESNET18.replace("/ort-fp32", "/torch-fp32")}
     _, report = get_service(create_app(app_config)).sync()
-    assert report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed"
+    assert (
+        report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
+    )
     models = {entry.model for entry in read_index(app_config["index_path"]).entries}
-    assert models == {"resnet18/random-seed0/p1/ort-fp32"}
+    assert models == {RANDOM_RESNET18}
 
 
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -230,8 +236,10 @@ def test_serving_and_an_unchanged_reindex_never_import_torch(app_config, model_d
     done = run_python(SERVE_AND_RESYNC.format(query=query), env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["model"] == "resnet18/random-seed0/p1/ort-fp32"
-    assert result["resync"] == "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed"
+    assert result["model"] == RANDOM_RESNET18
+    assert (
+        result["resync"] == "0 added, 0 updated, 0 removed, 7 unchanged, 0 failed, 0 rows skipped"
+    )
     assert result["hits"][0] == "p1"
     assert result["after_sync"] is False and result["torch"] is False
 
@@ -264,6 +272,6 @@ def test_the_export_command_of_the_docker_build(tmp_path):
     env = {"MODEL_DIR": str(tmp_path / "models"), "MODEL_WEIGHTS": "random"}
     done = run_module(["-m", "backend.model"], env)
     assert done.returncode == 0, done.stderr
-    path = tmp_path / "models" / "resnet18__random-seed0__p1__ort-fp32.onnx"
-    assert done.stdout.strip() == f"resnet18/random-seed0/p1/ort-fp32: {path}"
+    path = tmp_path / "models" / f"{RANDOM_RESNET18.replace('/', '__')}.onnx"
+    assert done.stdout.strip() == f"{RANDOM_RESNET18}: {path}"
     assert path.is_file() and SPECS["resnet18"].dim == 512

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from backend.quality import leave_one_out as quality
 from backend.quality import metrics as m
 from backend.quality.labels import load_labels, product_labels
 from backend.quality.leave_one_out import evaluate_vectors
+from tests.support.catalogs import HISTOGRAM, RANDOM_RESNET18
 
 # ---- pure metrics -------------------------------------------------------------------------
 
@@ -141,6 +143,40 @@ def test_best_f1_prefers_the_lower_threshold_among_equals_and_none_for_nothing()
     assert m.best_f1([]) is None
 
 
+def test_top_k_keeps_each_querys_best_scores_in_order():
+    scores = np.array([[0.2, 0.9, 0.5, 0.7], [0.1, 0.3, 0.3, -np.inf]])
+    relevant = np.array([[1, 0, 1, 0], [1, 1, 0, 1]], dtype=bool)
+    best, flags = m.top_k(scores, relevant, 2)
+    assert best.tolist() == [[0.9, 0.7], [0.3, 0.3]]
+    assert flags.tolist() == [[False, False], [False, True]]  # a tie: the non-relevant first
+    assert m.top_k(scores, relevant, 10)[0].shape == (2, 4)  # k above the candidates: all
+
+
+def test_top_k_sweep_by_hand():
+    # 2 queries, k = 2. Query 1 keeps 0.9 (relevant) and 0.6; query 2 keeps 0.4 and 0.3 (relevant).
+    scores = np.array([[0.9, 0.6, 0.1], [0.4, 0.3, 0.2]])
+    relevant = np.array([[1, 0, 0], [0, 1, 0]], dtype=bool)
+    thresholds = np.array([0.0, 0.5, 0.95])
+    best, flags = m.top_k(scores, relevant, 2)
+    shown, relevant_shown = m.counts_at_or_above(best, flags, thresholds)
+    with_any = m.counts_at_or_above(best[:, 0], np.ones(2, bool), thresholds)[0]
+    low, mid, high = m.top_k_sweep(thresholds, shown, relevant_shown, with_any, 2)
+    assert (low.shown, low.relevant_share, low.none_share) == (2.0, 0.5, 0.0)
+    assert (mid.shown, mid.relevant_share, mid.none_share) == (1.0, 0.5, 0.5)
+    assert (high.shown, high.relevant_share, high.none_share) == (0.0, 0.0, 1.0)
+    assert m.top_k_sweep(thresholds, shown * 0, shown * 0, with_any * 0, 0)[0].none_share == 0.0
+
+
+def test_the_top_k_view_of_leave_one_out_by_hand():
+    # a1 and a2 alike, b1 and b2 alike, the pairs far apart: with k = 1 each query shows its twin.
+    vectors = unit([1, 0], [0.96, 0.28], [0, 1], [0.28, 0.96])
+    result = evaluate_vectors(vectors, ["a", "a", "b", "b"], [1], top_k=1)
+    at = {round(p.threshold, 3): p for p in result.top_k_sweep}
+    assert result.top_k == 1
+    assert (at[0.5].shown, at[0.5].relevant_share, at[0.5].none_share) == (1.0, 1.0, 0.0)
+    assert (at[0.99].shown, at[0.99].none_share) == (0.0, 1.0)
+
+
 # ---- leave-one-out over vectors ---------------------------------------------------------------
 
 
@@ -232,9 +268,27 @@ def test_evaluate_command_prints_tables_and_writes_json_and_figure(runner, tmp_p
     assert "random-init weights" in result.output
     document = json.loads((out / "evaluation.json").read_text())
     (model,) = document["models"]
-    assert model["model"] == "resnet18/random-seed0/p1/ort-fp32"
+    assert model["model"] == RANDOM_RESNET18
     assert set(model["precision"]) == {"1", "3"} and len(model["sweep"]) == len(quality.THRESHOLDS)
     assert (out / "evaluation.png").read_bytes().startswith(b"\x89PNG")
+    # The top-k view, with the served default (SIMILARITY_THRESHOLD 0.5 here) marked.
+    assert "what a shopper sees of the top 12" in result.output
+    assert model["top_k"] == 12 and len(model["top_k_sweep"]) == len(quality.THRESHOLDS)
+    assert re.search(r"^0\.500 <\s+\d+\.\d\s+\d+\.\d%\s+\d+\.\d%$", result.output, re.M)
+    smaller = runner.invoke(args=["evaluate", "--top-k", "3", "--out", str(out)])
+    assert "what a shopper sees of the top 3" in smaller.output
+
+
+def test_the_figure_zooms_to_where_the_scores_are():
+    from backend.quality.report import score_range
+
+    rng = np.random.default_rng(0)
+    # An untrained-like model: every cosine between 0.97 and 1.
+    vectors = unit(*(np.ones((30, 16)) + 0.05 * rng.normal(size=(30, 16))))
+    result = evaluate_vectors(vectors, [f"l{i % 3}" for i in range(30)], [1])
+    low, high = score_range([result])
+    assert 0.9 <= low < high <= 1.0
+    assert score_range([]) == (0.0, 1.0)
 
 
 def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path):
@@ -249,11 +303,10 @@ def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path)
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "4 queries (0 alone in their label, 3 unlabelled" in result.output
-    assert "color_histogram/none/h1" in result.output
-    assert "resnet18/random-seed0/p1/ort-fp32" in result.output
+    assert HISTOGRAM in result.output and RANDOM_RESNET18 in result.output
     assert served.stat().st_mtime_ns == written  # the served index was not re-embedded
     sibling = read_index(served.with_name("index-color_histogram.csv"))
-    assert {entry.model for entry in sibling.entries} == {"color_histogram/none/h1"}
+    assert {entry.model for entry in sibling.entries} == {HISTOGRAM}
 
 
 def test_evaluate_bad_input_exits_with_a_message(runner, tmp_path):

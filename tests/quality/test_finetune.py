@@ -24,7 +24,13 @@ from backend.quality.finetune import (
     train_head,
 )
 from backend.quality.leave_one_out import evaluate_vectors
-from tests.support.catalogs import COLOURS, make_app_config, write_catalog
+from tests.support.catalogs import (
+    COLOURS,
+    HISTOGRAM,
+    RANDOM_RESNET18,
+    make_app_config,
+    write_catalog,
+)
 
 FAST = FinetuneOptions(epochs=4, hidden=32, batch_labels=8, per_label=4, learning_rate=1e-2)
 
@@ -48,6 +54,23 @@ def test_split_holds_out_whole_labels_deterministically():
 def test_split_refuses_too_few_labels(labels, holdout):
     with pytest.raises(InvalidInput):
         split_labels(labels, holdout, seed=0)
+
+
+def test_holdout_zero_trains_on_every_label():
+    labels = [f"l{i % 4}" for i in range(12)] + ["alone", None]
+    split = split_labels(labels, 0.0, seed=0)
+    assert split.train_labels == ["l0", "l1", "l2", "l3"] and split.held_out_labels == []
+    assert len(split.train) == 12 and len(split.held_out) == 0
+
+
+def test_a_training_batch_never_holds_the_same_row_twice():
+    from backend.quality.finetune import _balanced_batch
+
+    rows_by_label = [np.arange(0, 2), np.arange(2, 12), np.arange(12, 15)]  # 2, 10 and 3 rows
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        batch = _balanced_batch(rng, rows_by_label, replace(FAST, batch_labels=3, per_label=4))
+        assert len(batch) == len(set(batch.tolist())) == 2 + 4 + 3
 
 
 def test_supervised_contrastive_loss_by_hand():
@@ -102,7 +125,7 @@ def test_head_file_round_trip_and_refusals(tmp_path):
         np.ones(len(vectors)), abs=1e-5
     )
     with pytest.raises(ConfigError, match="was trained on toy/none/v1, but the model is resnet18"):
-        check_base(loaded, path, "resnet18/random-seed0/p1/ort-fp32")
+        check_base(loaded, path, RANDOM_RESNET18)
     (tmp_path / "junk.npz").write_bytes(b"not a head")
     with pytest.raises(ConfigError, match="is not a readable projection head"):
         load_head(tmp_path / "junk.npz")
@@ -135,7 +158,7 @@ def test_finetune_command_trains_saves_and_serves(colour_shop, tmp_path):
     )
     head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
     identity = re.search(
-        r"\((resnet18/random-seed0/p1/ort-fp32\+head-[0-9a-f]{12})\)", result.output
+        rf"\(({re.escape(RANDOM_RESNET18)}\+head-[0-9a-f]{{12}})\)", result.output
     ).group(1)
     assert f"MODEL_HEAD={head_path}" in result.output
     held_out = head_path.with_suffix(".heldout.csv").read_text().splitlines()
@@ -152,6 +175,16 @@ def test_finetune_command_trains_saves_and_serves(colour_shop, tmp_path):
     assert len(result.hits) == 3 and "red-circle" not in [hit.product.id for hit in result.hits]
 
 
+def test_finetune_with_holdout_zero_trains_on_every_label(colour_shop):
+    runner = create_app(colour_shop).test_cli_runner()
+    result = runner.invoke(args=["finetune", "--epochs", "2", "--holdout", "0"])
+    assert result.exit_code == 0, result.output
+    assert "trained on 18 products of 6 labels: every label (none held out)" in result.output
+    assert "measure the head on a separate catalog" in result.output
+    head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
+    assert head_path.is_file() and not head_path.with_suffix(".heldout.csv").exists()
+
+
 def test_evaluate_a_head_file_on_its_backbone_index(colour_shop, tmp_path):
     runner = create_app(colour_shop).test_cli_runner()
     assert runner.invoke(args=["finetune", "--epochs", "2", "--holdout", "0.34"]).exit_code == 0
@@ -164,14 +197,24 @@ def test_evaluate_a_head_file_on_its_backbone_index(colour_shop, tmp_path):
     assert result.exit_code == 0, result.output
     assert "6 queries (0 alone in their label, 12 unlabelled" in result.output
     assert re.search(
-        r"^resnet18/random-seed0/p1/ort-fp32\+head-[0-9a-f]{12}\s+\d", result.output, re.M
+        rf"^{re.escape(RANDOM_RESNET18)}\+head-[0-9a-f]{{12}}\s+\d", result.output, re.M
     )
 
 
 def test_a_head_for_another_model_is_refused_at_startup(colour_shop):
     vectors, labels = synthetic(8, 4, seed=6)
     path = colour_shop["index_path"].with_name("toy.npz")
-    save_head(path, train_head(vectors, labels, "color_histogram/none/h1", FAST))
+    save_head(path, train_head(vectors, labels, HISTOGRAM, FAST))
     service = get_service(create_app({**colour_shop, "model_head": str(path)}))
-    with pytest.raises(ConfigError, match="was trained on color_histogram/none/h1"):
+    with pytest.raises(ConfigError, match=f"was trained on {HISTOGRAM}"):
         service.embedder  # noqa: B018
+
+
+def test_a_head_trained_on_another_runtimes_embeddings_is_refused(tmp_path):
+    vectors, labels = synthetic(8, 4, seed=7)
+    path = tmp_path / "head.npz"
+    torch_eager = RANDOM_RESNET18.replace("/ort-fp32", "/torch-fp32")
+    save_head(path, train_head(vectors, labels, torch_eager, FAST))
+    with pytest.raises(ConfigError, match="trained on torch-fp32 embeddings, but this server "
+                       r"computes ort-fp32 ones \(MODEL_RUNTIME\)"):  # fmt: skip
+        check_base(load_head(path), path, RANDOM_RESNET18)

@@ -1,7 +1,8 @@
-"""One behavioural suite for every vector store: memory, FAISS and PostgreSQL + pgvector.
+"""One behavioural suite for every vector store: memory, FAISS, PostgreSQL + pgvector, MySQL.
 
-Each test runs against all three backends (pgvector on a real server started by the tests)
-and checks them against a brute-force numpy reference written here, independently of the code.
+Each test runs against all four backends (pgvector and mysql on real servers started by the
+tests: PostgreSQL from the pgserver wheel, MariaDB from Debian's mariadb-server) and checks them
+against a brute-force numpy reference written here, independently of the code.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from backend.stores.faiss_hnsw import FaissStore
 from backend.stores.memory import MemoryStore
 
 DIM = 24
-BACKENDS = ["memory", "faiss", "pgvector"]
-PERSISTENT = ["faiss", "pgvector"]
+BACKENDS = ["memory", "faiss", "pgvector", "mysql"]
+PERSISTENT = ["faiss", "pgvector", "mysql"]
+EXACT = ["memory", "mysql"]  # exact search by design: no graph whose walk could come back short
 RARE = "rare"
 
 
@@ -74,12 +76,18 @@ def open_store(backend, tmp_path, request):
 
         url = request.getfixturevalue("database_url")
         init_schema(url, DIM)
+    elif backend == "mysql":
+        url = request.getfixturevalue("mysql_url")
 
     def factory(**options):
         if backend == "memory":
             store = MemoryStore(DIM)
         elif backend == "faiss":
             store = FaissStore(tmp_path / "faiss", DIM, **options)
+        elif backend == "mysql":
+            from backend.stores.mysql import MySQLStore
+
+            store = MySQLStore(url, DIM, pool_size=2, **options)
         else:
             from backend.stores.postgres import PgVectorStore
 
@@ -149,7 +157,7 @@ def test_filters_rank_only_matching_products(filled, filters):
 def test_rare_category_still_yields_its_k_matches(open_store, backend):
     # exact_limit=0 makes the ANN backends walk their graph even for a rare category; they
     # must still come back with k results (wider walk, exact fallback).
-    options = {} if backend == "memory" else {"exact_limit": 0}
+    options = {} if backend in EXACT else {"exact_limit": 0}
     store = open_store(**options)
     store.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
     rare = Filters(category=RARE)
@@ -378,7 +386,7 @@ def test_pgvector_bulk_load_builds_the_index_afterwards(database_url, monkeypatc
     from backend.stores import postgres
 
     monkeypatch.setattr(postgres, "BULK_ROWS", 100)  # the bulk path, at test size
-    postgres.init_schema(database_url, DIM)
+    postgres.init_schema(database_url, DIM, index=postgres.HnswIndex(8, 40))
     store = postgres.PgVectorStore(database_url, DIM)
     try:
         store.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
@@ -386,7 +394,9 @@ def test_pgvector_bulk_load_builds_the_index_afterwards(database_url, monkeypatc
             indexes = conn.execute(
                 "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [postgres.TABLE]
             )
-            assert any("USING hnsw" in row[0] for row in indexes.fetchall())
+            graphs = [row[0] for row in indexes.fetchall() if "USING hnsw" in row[0]]
+        # Rebuilt after the load with the parameters it was created with.
+        assert len(graphs) == 1 and "m='8'" in graphs[0] and "ef_construction='40'" in graphs[0]
         assert ids(store.search(VECTORS[50], 10)) == reference(VECTORS[50], 10)
     finally:
         store.close()
@@ -402,3 +412,55 @@ def test_an_unusable_database_answers_503_without_details(app_config, database_u
     assert response.status_code == 503
     assert response.get_json()["error"] == "store_unavailable"
     assert "db init" not in response.get_json()["message"]  # the operator's log has the details
+
+
+# The schema an older version of the app created (v1): the graph with pgvector's defaults.
+V1_SCHEMA = [
+    "CREATE EXTENSION IF NOT EXISTS vector",
+    "CREATE TABLE search_meta (key text PRIMARY KEY, value text NOT NULL)",
+    f"""CREATE TABLE search_products (id text PRIMARY KEY, name text NOT NULL,
+        category text NOT NULL, price double precision, image_url text NOT NULL,
+        version text NOT NULL, embedding vector({DIM}) NOT NULL)""",
+    "CREATE INDEX search_products_embedding ON search_products "
+    "USING hnsw (embedding vector_cosine_ops)",
+    "CREATE INDEX search_products_category ON search_products (category)",
+    "CREATE INDEX search_products_price ON search_products (price)",
+    f"INSERT INTO search_meta VALUES ('dim', '{DIM}'), ('schema_version', '1')",
+]
+
+
+def test_pgvector_serves_a_v1_database_until_db_init_migrates_it(database_url, caplog):
+    import psycopg
+
+    from backend.stores.postgres import TABLE, HnswIndex, PgVectorStore, init_schema
+
+    with psycopg.connect(database_url) as conn:
+        for statement in V1_SCHEMA:
+            conn.execute(statement)
+    old = PgVectorStore(database_url, DIM)
+    try:
+        assert old.index == HnswIndex(16, 64)
+        assert "schema is v1" in caplog.text and "db init` to migrate it to v2" in caplog.text
+        old.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
+        assert ids(old.search(VECTORS[5], 10)) == reference(VECTORS[5], 10)
+    finally:
+        old.close()
+    done = init_schema(database_url, DIM)
+    assert done == "schema migrated v1 -> v2; built the HNSW index (m 16, ef_construction 128)"
+    with psycopg.connect(database_url) as conn:
+        (graph,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"{TABLE}_embedding"]
+        ).fetchone()
+    assert "m='16'" in graph and "ef_construction='128'" in graph
+    new = PgVectorStore(database_url, DIM)
+    try:
+        assert new.index == HnswIndex(16, 128) and new.count() == len(PRODUCTS)
+        assert ids(new.search(VECTORS[5], 10)) == reference(VECTORS[5], 10)
+        assert ids(new.search(VECTORS[5], 10, filters=Filters(category="c1"))) == reference(
+            VECTORS[5], 10, Filters(category="c1")
+        )
+    finally:
+        new.close()
+    assert init_schema(database_url, DIM).endswith(
+        "kept the HNSW index (m 16, ef_construction 128)"
+    )

@@ -45,6 +45,11 @@ def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+# The identities of the test models: name / weights / preprocessing / runtime. The test app
+# serves through ONNX Runtime, the default runtime.
+RANDOM_RESNET18 = "resnet18/random-seed0/p2-r256c224-bilinear-imagenet/ort-fp32"
+HISTOGRAM = "color_histogram/none/h1/numpy-fp32"
+
 # id, name, category, colour, shape
 DEFAULT_ITEMS = [
     ("p1", "Red ball", "toys", "red", "circle"),

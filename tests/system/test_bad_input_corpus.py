@@ -24,7 +24,7 @@ from werkzeug.serving import make_server
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.images.test_decode import animation, encode, photo, png_header
+from tests.images.test_decode import animation, encode, narrow, photo, png_header, scan_bomb
 from tests.support.catalogs import draw_image, image_bytes, make_app_config, write_catalog
 from tests.support.http_servers import ImageServer, serve
 
@@ -113,6 +113,13 @@ UPLOADS = {
         refused_image("unsupported image format: EPS"),
     ),
     "pdf-renamed-jpg": ("doc.jpg", b"%PDF-1.4\n1 0 obj << >> endobj\n", refused_image("unsupported image format: PDF")),
+    # Derived-size bombs: tiny files that preprocessing would scale up to gigabytes.
+    "aspect-20000x1": ("line.png", narrow(20_000, 1), refused_image("image is 20000x1 pixels: one side is more than 20 times the other")),
+    "aspect-16383x2": ("line.png", narrow(16_383, 2), refused_image("image is 16383x2 pixels: one side is more than 20 times the other")),
+    "aspect-1x30000-gif": ("pole.gif", narrow(1, 30_000, "GIF"), refused_image("image is 1x30000 pixels")),
+    # CPU bombs: progressive JPEGs of repeated scans, each a pass over the whole image.
+    "jpeg-500-scans": ("scans.jpg", scan_bomb((1000, 1000), 500), refused_image("JPEG has more than 100 scans for its size")),
+    "jpeg-36mp-40-scans": ("scans.jpg", scan_bomb((6000, 6000), 40), refused_image("JPEG has more than 27 scans for its size")),
 }  # fmt: skip
 
 # Raw multipart filenames, sent byte for byte (a client library would escape them). The name is
@@ -146,7 +153,7 @@ ADDRESSES = {
     "cgnat": ("http://100.64.0.1/x.png", "100.64.0.1 is a shared (carrier-grade NAT) address"),
     "multicast": ("http://224.0.0.1/x.png", "224.0.0.1 is a multicast address"),
     "reserved": ("http://240.0.0.1/x.png", "240.0.0.1 is a reserved address"),
-    "broadcast": ("http://255.255.255.255/x.png", "255.255.255.255 is a reserved address"),
+    "broadcast": ("http://255.255.255.255/x.png", "255.255.255.255 is a limited broadcast address"),
     "unspecified": ("http://0.0.0.0/x.png", "0.0.0.0 is an unspecified address"),
     "unspecified-v6": ("http://[::]/x.png", ":: is an unspecified address"),
     "ula-v6": ("http://[fd12:3456::1]/x.png", "fd12:3456::1 is a private address"),
@@ -169,7 +176,17 @@ ADDRESSES = {
     "port-out-of-range": ("http://images.example:99999/x.png", "it is not a valid URL"),
     "single-label-host": ("http://redis/x.png", "'redis' is not a public host name"),
     "localhost": ("http://localhost/x.png", "'localhost' is not a public host name"),
-}
+    # IANA special-purpose blocks that some Python versions call global.
+    "ipv4-dummy": ("http://192.0.0.8/x.png", "192.0.0.8 is an IPv4 dummy address"),
+    "ietf-protocol-assignments": ("http://192.0.0.77/x.png", "192.0.0.77 is an IETF protocol assignments address"),
+    "6to4-relay-anycast": ("http://192.88.99.1/x.png", "192.88.99.1 is a deprecated 6to4 relay anycast address"),
+    "benchmarking": ("http://198.18.0.1/x.png", "198.18.0.1 is a benchmarking address"),
+    "documentation-v4": ("http://203.0.113.9/x.png", "203.0.113.9 is a documentation (TEST-NET-3) address"),
+    "srv6-sid": ("http://[5f00::1]/x.png", "5f00::1 is a segment routing (SRv6) SID address"),
+    "documentation-3fff": ("http://[3fff::1]/x.png", "3fff::1 is a documentation address"),
+    "dummy-v6": ("http://[100:0:0:1::1]/x.png", "100:0:0:1::1 is a dummy address"),
+    "6to4-of-public": ("http://[2002:808:808::1]/x.png", "2002:808:808::1 is a 6to4 address"),
+}  # fmt: skip
 SCHEMES = {
     "file": "file:///etc/passwd",
     "gopher": "gopher://images.example/_x",
@@ -203,12 +220,16 @@ SERVED = {
     "404-with-image-body": ("/missing", "image URL answered HTTP 404"),
     "svg-as-image": ("/svg", "unsupported image format: SVG"),
     "png-bomb-as-image": ("/png-bomb", "over the 40 megapixel limit"),
-}
+    "redirect-to-ipv4-dummy": ("/to-dummy", "image URL refused: 192.0.0.8 is an IPv4 dummy address"),
+    "redirect-to-srv6": ("/to-srv6", "image URL refused: 5f00::1 is a segment routing (SRv6) SID address"),
+}  # fmt: skip
 HOSTILE_ROUTES = {
     "/gzip-bomb": lambda h: h.reply(200, "image/png", _gzip_bomb(), Content_Encoding="gzip"),
     "/svg": lambda h: h.reply(200, "image/svg+xml", UPLOADS["svg-with-script"][1]),
     "/png-bomb": lambda h: h.reply(200, "image/png", png_header(50_000, 50_000)),
     "/tent.png": lambda h: h.reply(200, "image/png", TENT),
+    "/to-dummy": lambda h: h.redirect("http://192.0.0.8/x.png"),
+    "/to-srv6": lambda h: h.redirect("http://[5f00::1]/x.png"),
 }
 
 
@@ -222,7 +243,11 @@ def _gzip_bomb() -> bytes:
 def shop(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("corpus")
     config = make_app_config(root, write_catalog(root / "shop"))
-    return config | {"max_upload_mb": MAX_UPLOAD_MB, "fetch_timeout": FETCH_TIMEOUT}
+    return config | {
+        "max_upload_mb": MAX_UPLOAD_MB,
+        "fetch_timeout": FETCH_TIMEOUT,
+        "query_fetch_timeout": FETCH_TIMEOUT,
+    }
 
 
 def run(app) -> Iterator[str]:
@@ -354,6 +379,29 @@ def test_url_of_a_closed_port(index_before, loopback, endpoint):
     )
 
 
+# ---------------------------------------------------------------- JSON the API must refuse
+HOSTILE_JSON = {
+    "k-beyond-float": ('{"k": 1' + "0" * 400 + "}", "k=10000000000000000000 is not a number"),
+    "threshold-infinite": ('{"threshold": 1e999}', "threshold must be a finite number"),
+    "max-price-beyond-float": ('{"max_price": 1' + "0" * 400 + "}", "max_price=10000000000000000000 is not a number"),
+    "nested-100000-deep": ("[" * 100_000 + "]" * 100_000, "the JSON body is nested too deeply"),
+    "nested-field": ('{"image_url": ' + "{\"a\": " * 50_000 + "1" + "}" * 50_001, "the JSON body is nested too deeply"),
+    "lone-surrogate": ('{"image_url": "http://a.example/\\ud800.png"}', "image_url contains an invalid character (a lone UTF-16 surrogate)"),
+    "not-an-object": ("[1, 2]", "the JSON body must be an object"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
+def test_hostile_json(index_before, strict, text, message):
+    response = requests.post(
+        strict + "/api/search",
+        data=text.encode("utf-8", "surrogatepass"),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    Outcome(400, "invalid_input", message).check("api", response)
+
+
 # ---------------------------------------------------------------- catalog rows via `flask index`
 HEADER = "id,name,category,price,image_url\n"
 GOOD = "p1,Red ball,toys,1.50,images/p1.png\n"
@@ -367,15 +415,20 @@ CATALOG_ROWS = {
     "field-over-4096-chars": (HEADER + GOOD + f"p2,{'x' * 5000},toys,1,images/p1.png\n", 0, "1 added", "row 3: a field is longer than 4096 characters"),
     "field-over-csv-limit": (HEADER + GOOD + f"p2,{'x' * 200_000},toys,1,images/p1.png\n", 0, "1 added", "unreadable CSV (field larger than field limit (131072)); rest of the file ignored"),
     "empty-id": (HEADER + GOOD + ",No id,toys,1,images/p1.png\n", 0, "1 added", "row 3: empty id"),
-    "bad-price": (HEADER + GOOD + "p2,Nan,toys,nan,images/p1.png\n", 0, "1 added", "row 3: price 'nan' must be a non-negative number"),
+    "bad-price": (HEADER + GOOD + "p2,Nan,toys,nan,images/p1.png\n", 0, "1 added", "row 3: price 'nan' is not a number"),
     "not-utf8": (HEADER + GOOD + "p2,R\udcff\udcfe,toys,1,images/p1.png\n", 0, "1 added", "row 3: is not valid UTF-8 text"),
     "traversal": (HEADER + GOOD + "p2,Up,toys,1,../../etc/passwd\n", 0, "1 added", "row 3: image_url '../../etc/passwd' leaves the catalog folder"),
     "absolute-path": (HEADER + GOOD + "p2,Abs,toys,1,/etc/passwd\n", 0, "1 added", "row 3: image_url '/etc/passwd' leaves the catalog folder"),
     "backslash-traversal": (HEADER + GOOD + "p2,Up,toys,1,..\\..\\secret.png\n", 0, "1 added", "leaves the catalog folder"),
-    "file-url": (HEADER + GOOD + "p2,File,toys,1,file:///etc/passwd\n", 0, "1 added", "row 3: image_url 'file:///etc/passwd': scheme 'file' is not allowed (http/https)"),
+    "file-url": (HEADER + GOOD + "p2,File,toys,1,file:///etc/passwd\n", 0, "1 added", "row 3: image_url 'file:///etc/passwd': scheme 'file' is not allowed (http, https or s3)"),
     "metadata-url": (HEADER + GOOD + "p2,Meta,toys,1,http://169.254.169.254/latest/meta-data/\n", 0, "1 added", "failed p2: image URL refused: 169.254.169.254 is a link-local address"),
     "loopback-url": (HEADER + GOOD + "p2,Local,toys,1,http://127.0.0.1/admin.png\n", 0, "1 added", "failed p2: image URL refused: 127.0.0.1 is a loopback address"),
     "symlink-out-of-the-folder": (HEADER + GOOD + "p2,Link,toys,1,images/link.png\n", 0, "1 added", "failed p2: image_url 'images/link.png' leaves the catalog folder"),
+    "nul-in-image-url": (HEADER + GOOD + "p2,Nul,toys,1,images/p1.png\x00.png\n", 0, "1 added", "row 3: a field contains control characters (such as NUL or a line break)"),
+    "nul-in-name": (HEADER + GOOD + "p2,N\x00ul,toys,1,images/p1.png\n", 0, "1 added", "row 3: a field contains control characters"),
+    "line-break-in-quoted-name": (HEADER + GOOD + 'p2,"Two\nlines",toys,1,images/p1.png\n', 0, "1 added", "row 4: a field contains control characters"),
+    "escape-sequence-in-category": (HEADER + GOOD + "p2,Esc,\x1b[31mred,1,images/p1.png\n", 0, "1 added", "row 3: a field contains control characters"),
+    "special-purpose-url": (HEADER + GOOD + "p2,Dummy,toys,1,http://192.0.0.8/x.png\n", 0, "1 added", "failed p2: image URL refused: 192.0.0.8 is an IPv4 dummy address"),
 }  # fmt: skip
 
 
@@ -398,7 +451,7 @@ def test_catalog_rows(tmp_path, text, exit_code, summary, reported):
     if reported:
         assert reported in result.output
     elif exit_code == 0:
-        assert "skipped" not in result.output and "failed p" not in result.output
+        assert "skipped products.csv" not in result.output and "failed p" not in result.output
 
 
 # ---------------------------------------------------------------- afterwards
@@ -414,3 +467,36 @@ def test_after_the_corpus_the_servers_answer_and_the_index_is_unchanged(
         == hashlib.sha256(index_before).digest()
     )
     assert list(shop["index_path"].parent.glob(".*.tmp")) == []
+
+
+# ---------------------------------------------------------------- slow clients, slow image hosts
+@pytest.mark.slow
+def test_slow_clients_and_dripping_image_urls_leave_the_real_server_answering(tmp_path):
+    """The image's command behind its nginx front: 25 connections trickling headers, 25
+    trickling bodies and 4 clients pasting URLs that drip a byte a second, all at once."""
+    import shutil
+    import time
+
+    from bench.slow_clients import DripImages, Trickle
+    from tests.system.test_deploy import free_port, gunicorn, server_env, wait_ready
+
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx is not installed (scripts/test.sh installs it)")
+    port = free_port()
+    # UNSAFE outside tests: lets the app fetch the dripping image host on 127.0.0.1.
+    env = server_env(tmp_path, port, FRONT="nginx", THREADS="4", FETCH_ALLOW_LOOPBACK="true")
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(env, log) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, process, log)
+        attacks = [Trickle.headers(port, 25), Trickle.bodies(port, 25), DripImages(port, 4)]
+        try:
+            time.sleep(3)
+            assert requests.get(base + "/healthz", timeout=5).json() == {"status": "ok"}
+            FOUND.check("api", post(base, "api", files={"file": ("tent.png", TENT, "image/png")}))
+            FOUND.check("form", post(base, "form", files={"file": ("tent.png", TENT, "image/png")}))
+            busy = post_url(base, "api", "http://127.0.0.1:9/x.png")  # both URL slots are held
+            assert busy.status_code == 429 and busy.headers["Retry-After"] == "8"
+        finally:
+            for attack in attacks:
+                attack.close()

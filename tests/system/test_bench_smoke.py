@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from bench import indexing, remote, report, search_latency, startup
+from bench import indexing, remote, report, search_latency, search_log, startup
 from bench.common import Context, Figure
 from bench.slow_server import SlowImageServer
 from tests.support.catalogs import draw_image, write_catalog
@@ -27,10 +29,26 @@ def test_every_search_method_returns_the_same_top_k():
 
 def test_search_measure_reports_a_median_per_method():
     pytest.importorskip("faiss")
-    result = search_latency.measure(500, rounds=1, block=2)
+    result = search_latency.measure(500, rounds=1, busy=False, block=2)
     assert result["agree"]
     assert set(result["ms"]) == {"engine", "faiss_flat_ip", "numpy_plain", "naive_loop"}
     assert all(ms > 0 for ms in result["ms"].values())
+    figure = search_latency.figure({**result, "n": search_latency.CHECKED_N})
+    assert figure.key == "search_50k" and figure.met is not None
+    assert figure.ratio == pytest.approx(result["ms"]["numpy_plain"] / result["ms"]["engine"])
+
+
+@pytest.mark.slow
+def test_busy_core_runs_an_inference_loop_on_one_core_until_the_block_ends():
+    with search_latency.busy_core() as loop:
+        stat = Path(f"/proc/{loop.pid}/stat")
+        cpu = lambda: sum(int(v) for v in stat.read_text().rsplit(")", 1)[1].split()[11:13])  # noqa: E731
+        before = cpu()
+        time.sleep(1.0)
+        # Clock ticks (1/100 s): it computes, however loaded the machine is.
+        assert cpu() - before >= 5
+        assert os.sched_getaffinity(loop.pid) == {max(os.sched_getaffinity(0))}
+    assert loop.poll() is not None  # stopped with the block
 
 
 def test_slow_server_adds_latency_and_serves_only_images(tmp_path):
@@ -69,10 +87,13 @@ def test_index_probe_starts_a_process_on_a_synthetic_warm_index(tmp_path):
 def test_local_indexing_and_unchanged_resync_on_a_tiny_catalog(tmp_path):
     ctx = Context(quick=True, bench_catalog=tmp_path / "shop", data_dir=tmp_path / "data")
     write_catalog(ctx.bench_catalog)
-    local, resync = indexing.run(ctx)
+    local, lite0, resync = indexing.run(ctx)
     assert local.detail["images"] == 7
     assert local.value > 0 and local.baseline_value > 0
     assert local.ratio == pytest.approx(local.value / local.baseline_value)
+    # The demo's model, with its real weights, on the same photos.
+    assert lite0.key == "indexing_local_efficientnet_lite0" and lite0.detail["images"] == 7
+    assert lite0.value > 0 and "ImageNet weights" in lite0.what
     assert resync.detail == {"images_read": 0, "images_decoded": 0}
     assert resync.met is None  # 7 items: the 6,308-item target is not checked
 
@@ -106,3 +127,16 @@ def test_report_writes_markdown_json_and_a_chart(tmp_path):
     assert "- **ready_index_50k**: imports 0.2 s" in text
     assert json.loads((tmp_path / "results.json").read_text())["figures"][1]["met"] is False
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_search_log_overhead_is_measured_side_by_side(tmp_path):
+    result = search_log.measure(1, 1, tmp_path, write_catalog(tmp_path / "shop"))
+    assert result["samples"] == {"similar_off": 4, "similar_on": 4, "upload_off": 1, "upload_on": 1}
+    assert result["logged"] == 4 + 1 + 6 and result["lost"] == 0  # warm-up searches included
+    assert result["record_us"] > 0 and result["cpu_us"] > 0
+    figures = search_log.figures(result)
+    assert [f.key for f in figures] == [
+        "search_log_overhead_similar", "search_log_overhead_upload", "search_log_record_us",
+        "search_log_cpu_us",
+    ]  # fmt: skip

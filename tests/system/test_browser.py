@@ -2,69 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import expect
 
+from tests.support.browser import ARTIFACTS, needs_chromium, serve
 from tests.support.catalogs import draw_image
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-quic",
-]  # fmt: skip
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason="needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as root)",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
 def base_url(shared_app) -> Iterator[str]:
-    """The app on a real HTTP server on 127.0.0.1, in a thread."""
-    server = make_server("127.0.0.1", 0, shared_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page that fails the test on any script error or CSP violation."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    yield page
-    context.close()
-    assert problems == []
+    with serve(shared_app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -183,3 +136,54 @@ def test_errors_show_on_the_form_and_on_friendly_pages(page, base_url):
 def test_the_random_weights_banner_is_shown(page, base_url):
     page.goto(f"{base_url}/products")
     assert "random weights" in page.get_by_role("status").inner_text()
+
+
+# ---- the demo: real features ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory) -> Iterator[str]:
+    """The bundled demo catalog served as ./scripts/demo.sh serves it: efficientnet_lite0."""
+    from backend import create_app
+    from backend.config import PACKAGE_DIR
+    from backend.extensions import get_service
+
+    root = tmp_path_factory.mktemp("demo")
+    app = create_app(
+        {
+            "catalog_path": PACKAGE_DIR / "data" / "products.csv",
+            "index_path": root / "index.csv",
+            "cache_dir": root / "cache",
+            "model": "efficientnet_lite0",
+            "SECRET_KEY": "test-secret",
+        }
+    )
+    get_service(app).sync()
+    with serve(app) as url:
+        yield url
+
+
+def test_a_shopper_photo_on_the_home_page_finds_its_product_first(page, demo_url):
+    page.goto(f"{demo_url}/")
+    expect(
+        page.get_by_role("heading", name="No photo at hand? Try one taken in a shop")
+    ).to_be_visible()
+    assert page.locator(".banner").count() == 0  # real weights: no random-weights banner
+    assert "EfficientNet-Lite0" in page.locator(".site-footer").inner_text()
+    examples = page.locator(".example-row .example")
+    assert examples.count() == 8
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-home.png"))
+    photo = examples.filter(has_text="Golden Delicious")
+    photo.click()
+    page.wait_for_url("**/examples/*")
+    expect(page.get_by_role("heading", name="Shopper photo")).to_be_visible()
+    first = page.locator("[data-results] .card:visible").first
+    assert first.locator(".card-title").inner_text() == "Golden Delicious"
+    assert "100%" not in first.locator(".score").inner_text()  # not the same photo
+    page.screenshot(path=str(ARTIFACTS / "demo-results.png"), full_page=True)
+    # Refining keeps the shopper photo (a signed token, as for an upload).
+    page.locator("#k").select_option("6")
+    page.get_by_role("button", name="Update results").click()
+    page.wait_for_url(f"{demo_url}/search")
+    assert page.locator("[data-results] .card").count() == 6

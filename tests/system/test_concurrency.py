@@ -128,7 +128,9 @@ def test_a_sync_by_another_process_is_loaded_by_a_serving_one(app_config):
     response = worker_a.test_client().post(
         "/api/admin/reindex", headers={"Authorization": f"Bearer {token}"}
     )
-    assert response.get_json()["summary"] == "2 added, 1 updated, 1 removed, 5 unchanged, 0 failed"
+    assert response.get_json()["summary"] == (
+        "2 added, 1 updated, 1 removed, 5 unchanged, 0 failed, 0 rows skipped"
+    )
 
     assert client_b.get("/api/products/p8/similar").status_code == 200
     with pytest.raises(NotFound):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.catalogs import write_catalog
+from tests.support.catalogs import RANDOM_RESNET18, write_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -120,6 +120,8 @@ def test_the_default_image_serves_without_torch_from_a_model_exported_at_build_t
     assert not [args for args in copies if args.startswith("--from=torch")]
     (export_run,) = [args for instruction, args in stages()["export"][1] if instruction == "RUN"]
     assert "python -m backend.model" in export_run and docker_env()["MODEL_DIR"] == "/app/models"
+    # The served MODEL and the demo's Lite0, so the demo catalog's model serves without torch too.
+    assert 'python -m backend.model "$MODEL" efficientnet_lite0' in export_run
 
 
 def cmd() -> list[str]:
@@ -255,8 +257,9 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
         assert ready | {"model": "?"} == {
             "ready": True, "status": "ready", "random_weights": True, "model": "?",
             "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
+            "skipped": [], "failed": [],
         }  # fmt: skip
-        assert ready["model"] == "resnet18/random-seed0/p1/ort-fp32"
+        assert ready["model"] == RANDOM_RESNET18
         assert get(f"{base}/healthz") == (200, {"status": "ok"})
         check = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr

@@ -60,7 +60,9 @@ def test_reindex_reports_and_swaps_in_the_new_index(admin_client, app_config):
     assert first.status_code == 200
     assert first.headers["Cache-Control"] == "no-store"
     report = first.get_json()
-    assert report["summary"] == "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed"
+    assert (
+        report["summary"] == "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
+    )
     assert (report["added"], report["failed"], report["skipped_rows"]) == (7, 0, 0)
 
     shop = app_config["catalog_path"].parent
@@ -70,8 +72,11 @@ def test_reindex_reports_and_swaps_in_the_new_index(admin_client, app_config):
     assert admin_client.get("/api/products/p8/similar").status_code == 404  # not yet
 
     second = admin_client.post("/api/admin/reindex", headers=AUTH).get_json()
-    assert second["summary"] == "1 added, 0 updated, 0 removed, 7 unchanged, 0 failed"
-    assert second["skipped"] == [{"row": 10, "reason": "price 'abc' is not a number"}]
+    assert second["summary"] == (
+        "1 added, 0 updated, 0 removed, 7 unchanged, 0 failed, 1 row skipped (row 10)"
+    )
+    assert [row["row"] for row in second["skipped"]] == [10]
+    assert second["skipped"][0]["reason"].startswith("price 'abc' is not a number")
     assert admin_client.get("/api/products/p8/similar").status_code == 200
 
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from backend import create_app
-from tests.support.catalogs import draw_image, image_bytes, write_catalog
+from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes, write_catalog
 
 RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity"}
 SEARCH_KEYS = {
@@ -72,7 +72,9 @@ def test_search_with_a_file_returns_the_documented_shape(client):
     best = body["results"][0]
     assert set(best) == RESULT_KEYS
     assert best["id"] == "p5" and best["name"] == "Yellow tent" and best["price"] == 13.5
-    assert best["image_url"] == "http://localhost/images/p5"
+    # The image's URL carries its content version, so browsers may cache it for good; it is a
+    # path (never built from the request's Host).
+    assert re.fullmatch(r"/images/p5\?v=[0-9a-f]{16}", best["image_url"])
     assert best["similarity"] == pytest.approx(1.0, abs=1e-3)
     similarities = [hit["similarity"] for hit in body["results"]]
     assert similarities == sorted(similarities, reverse=True)
@@ -219,16 +221,21 @@ def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config)
     client.get("/api/products")  # the first use syncs the index
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json == {
+    body = ready.json
+    skipped = body.pop("skipped")
+    assert body == {
         "ready": True,
         "status": "ready",
         "random_weights": True,
-        "model": "resnet18/random-seed0/p1/ort-fp32",
+        "model": RANDOM_RESNET18,
         "catalog_size": 8,
         "indexed": 7,
         "skipped_rows": 1,
         "failed_images": 1,
+        "failed": [{"id": "miss", "reason": "image file 'images/none.png' not found"}],
     }
+    assert [row["row"] for row in skipped] == [9]
+    assert skipped[0]["reason"].startswith("price 'abc' is not a number")
 
 
 def _flask_paths(app) -> set[tuple[str, str]]:

@@ -15,6 +15,13 @@ from tests.support.catalogs import draw_image, image_bytes, write_catalog
 
 
 @pytest.fixture
+def client_of_shop(app, service, catalog_path):
+    """A client of an app of its own, for tests that change the catalog."""
+    service.sync()
+    return app.test_client(), service, catalog_path.parent
+
+
+@pytest.fixture
 def client(shared_client):
     """Tests that only read share one synced app (a fresh index per test costs seconds)."""
     return shared_client
@@ -176,7 +183,9 @@ def test_more_like_this_is_shareable_with_its_options(client):
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert [name for name, _ in cards(html)] == ["Red box", "Green ball"]
-    assert '<img class="query-image" src="/images/p1" alt="Red ball">' in html
+    assert re.search(
+        r'<img class="query-image" src="/images/p1\?v=[0-9a-f]{16}" alt="Red ball">', html
+    )
     assert 'action="/products/p1/similar" method="get"' in html
 
 
@@ -198,7 +207,7 @@ def test_more_like_this_errors_are_pages(client, url, status):
 def test_catalog_pages_and_category_filter(client):
     first = client.get("/products?per_page=3").get_data(as_text=True)
     assert "Page 1 of 3" in first
-    assert re.findall(r'<h3 class="card-title">(.*?)</h3>', first) == [
+    assert re.findall(r'<h2 class="card-title">(.*?)</h2>', first) == [
         "Red ball",
         "Red box",
         "Green ball",
@@ -206,7 +215,7 @@ def test_catalog_pages_and_category_filter(client):
     last = client.get("/products?per_page=3&page=99").get_data(as_text=True)
     assert "Page 3 of 3" in last
     clothes = client.get("/products?category=clothes").get_data(as_text=True)
-    assert re.findall(r'<h3 class="card-title">(.*?)</h3>', clothes) == [
+    assert re.findall(r'<h2 class="card-title">(.*?)</h2>', clothes) == [
         "Blue scarf",
         "Purple scarf",
     ]
@@ -215,14 +224,36 @@ def test_catalog_pages_and_category_filter(client):
 
 def test_catalog_images_are_served_with_caching_headers(client, shared_app):
     catalog_path = shared_app.config["SETTINGS"].catalog_path
-    with client.get("/images/p1") as response:
+    html = client.get("/products").get_data(as_text=True)
+    versioned = re.search(r'src="(/images/p1\?v=[0-9a-f]{16})"', html).group(1)
+    with client.get(versioned) as response:
         assert response.get_data() == (catalog_path.parent / "images" / "p1.png").read_bytes()
     assert response.status_code == 200
     assert response.mimetype == "image/png"
-    assert "max-age=86400" in response.headers["Cache-Control"]
-    with client.get("/images/p1", headers={"If-None-Match": response.headers["ETag"]}) as again:
-        assert again.status_code == 304
+    # The URL names the content: it may be cached for good.
+    assert response.cache_control.immutable and response.cache_control.max_age == 31536000
+    # Without the version (or with an outdated one) the browser must ask again, cheaply.
+    for url in ("/images/p1", "/images/p1?v=0123456789abcdef"):
+        with client.get(url) as unversioned:
+            assert unversioned.cache_control.no_cache and not unversioned.cache_control.immutable
+        etag = {"If-None-Match": unversioned.headers["ETag"]}
+        with client.get(url, headers=etag) as again:
+            assert again.status_code == 304
     assert client.get("/images/nope").status_code == 404
+
+
+def test_a_replaced_photo_gets_a_new_url_and_is_never_cached_under_the_old_one(client_of_shop):
+    client, service, shop = client_of_shop
+    old = re.search(r'src="(/images/p1\?v=\w+)"', client.get("/products").get_data(as_text=True))[1]
+    draw_image("green", "triangle").save(shop / "images" / "p1.png")  # the owner's new photo
+    with client.get(old) as before_reindex:  # the file no longer holds that version
+        assert before_reindex.cache_control.no_cache and not before_reindex.cache_control.immutable
+    service.sync()
+    new = re.search(r'src="(/images/p1\?v=\w+)"', client.get("/products").get_data(as_text=True))[1]
+    assert new != old
+    with client.get(new) as response:
+        assert response.cache_control.immutable
+        assert response.get_data() == (shop / "images" / "p1.png").read_bytes()
 
 
 def test_every_response_carries_the_security_headers(client):
@@ -319,5 +350,5 @@ def test_a_bad_price_comes_back_on_the_form_with_the_inputs_kept(client):
     response = upload(client, query, min_price="5", max_price="2")
     html = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "Min_price=5 must not be above max_price=2." in html
+    assert "min_price=5 must not be above max_price=2." in html  # spelled as the API spells it
     assert 'name="max_price"' in html and 'value="2"' in html

@@ -5,14 +5,21 @@ document.documentElement.classList.add("js");
 
 const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"];
 
-// Show a slider's value next to its label while it moves.
+// The threshold is a number box without JavaScript (its value is always the one sent); here it
+// becomes a slider whose value is shown next to its label while it moves.
 function bindSliderOutputs() {
   for (const slider of document.querySelectorAll("[data-threshold-slider]")) {
     const output = document.getElementById(`${slider.id}-value`);
+    slider.type = "range";
+    output.textContent = `${slider.value}%`;
     slider.addEventListener("input", () => {
       output.textContent = `${slider.value}%`;
     });
   }
+}
+
+function formatMegabytes(bytes) {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 }
 
 // Search form: drop, paste or pick a file, and preview it.
@@ -23,7 +30,20 @@ function bindImageInput() {
   const input = form.querySelector("#file");
   const preview = form.querySelector("[data-preview]");
   const fileName = form.querySelector("[data-file-name]");
+  const sizeError = form.querySelector("[data-size-error]");
+  const maxBytes = Number(form.dataset.maxBytes);
   let previewUrl = null;
+
+  // The server refuses a file over the limit, but only once it has been sent: say so now.
+  function tooLarge() {
+    const file = input.files && input.files[0];
+    const over = Boolean(file) && file.size > maxBytes;
+    sizeError.hidden = !over;
+    sizeError.textContent = over
+      ? `That file is ${formatMegabytes(file.size)}, over the ${form.dataset.maxMb} MB limit; choose a smaller image.`
+      : "";
+    return over;
+  }
 
   function showPreview() {
     const file = input.files && input.files[0];
@@ -42,6 +62,11 @@ function bindImageInput() {
     fileName.textContent = `Selected: ${file.name || "pasted image"} (${Math.ceil(file.size / 1024)} KB)`;
   }
 
+  function fileChanged() {
+    showPreview();
+    tooLarge();
+  }
+
   function useFile(file) {
     if (!file || !IMAGE_TYPES.includes(file.type)) {
       fileName.textContent = "That is not an image we can use (JPEG, PNG, WebP, GIF or BMP).";
@@ -50,10 +75,10 @@ function bindImageInput() {
     const transfer = new DataTransfer();
     transfer.items.add(file);
     input.files = transfer.files;
-    showPreview();
+    fileChanged();
   }
 
-  input.addEventListener("change", showPreview);
+  input.addEventListener("change", fileChanged);
   for (const name of ["dragenter", "dragover"]) {
     zone.addEventListener(name, (event) => {
       event.preventDefault();
@@ -73,7 +98,11 @@ function bindImageInput() {
     event.preventDefault();
     useFile(file);
   });
-  form.addEventListener("submit", () => {
+  form.addEventListener("submit", (event) => {
+    if (tooLarge()) {
+      event.preventDefault();
+      return;
+    }
     const button = form.querySelector("[data-submit]");
     button.disabled = true;
     button.textContent = "Searching…";
@@ -83,23 +112,26 @@ function bindImageInput() {
     button.disabled = false;
     button.textContent = "Search";
   });
-  showPreview();
+  fileChanged();
 }
 
-// Results page: the slider hides and shows the cards already on the page, instantly.
+// Results page: the slider hides and shows the cards already on the page, instantly, and the
+// "More like this" links carry its value.
 function bindResultFilter() {
   const form = document.querySelector("[data-refine]");
   const grid = document.querySelector("[data-results]");
   if (!form || !grid) return;
   const slider = form.querySelector("[data-threshold-slider]");
   const cards = [...grid.querySelectorAll("[data-similarity]")];
+  const links = [...grid.querySelectorAll("a[data-similar-link]")];
   const text = (selector) => document.querySelector(selector);
 
   function refilter() {
-    const threshold = Number(slider.value) / 100;
+    // data-percent is the label's own whole percent: the card shown is the card labelled.
+    const threshold = Number(slider.value);
     let shown = 0;
     for (const card of cards) {
-      const visible = Number(card.dataset.similarity) >= threshold;
+      const visible = Number(card.dataset.percent) >= threshold;
       card.hidden = !visible;
       if (visible) shown += 1;
     }
@@ -111,6 +143,11 @@ function bindResultFilter() {
     text("[data-below-noun]").textContent = below === 1 ? "result" : "results";
     text("[data-below]").hidden = below === 0;
     text("[data-empty]").hidden = shown > 0;
+    for (const link of links) {
+      const url = new URL(link.href);
+      url.searchParams.set("threshold", slider.value);
+      link.href = url.pathname + url.search;
+    }
   }
 
   slider.addEventListener("input", refilter);

@@ -1,0 +1,61 @@
+"""Downloads: a result list as CSV (pages and API, `format=csv`), the search log as CSV or JSON."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import Response, url_for
+
+from ..errors import InvalidInput
+from ..insights.aggregates import Window
+from ..insights.export import LOG_FIELDS, csv_lines, json_array, log_objects, log_rows
+from ..options import blank
+from ..search import SearchResult
+
+RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "image_url")
+FORMATS = ("csv", "json", "html")  # json and html: the channel's usual answer
+
+
+def wants_csv(values: Mapping[str, Any]) -> bool:
+    """Whether the request asks for its results as CSV (`format=csv`)."""
+    raw = values.get("format")
+    if blank(raw):
+        return False
+    if raw not in FORMATS:
+        raise InvalidInput(f"format={raw!s:.20} must be csv, or left out")
+    return raw == "csv"
+
+
+def results_csv(result: SearchResult, filename: str = "search-results.csv") -> Response:
+    """The results shown (at or above the threshold), best first, as a CSV download."""
+    rows = [
+        (
+            rank, hit.product.id, hit.product.name, hit.product.category, hit.product.price,
+            round(hit.similarity, 6),
+            url_for("pages.product_image", product_id=hit.product.id, _external=True),
+        )
+        for rank, hit in enumerate(result.shown, start=1)
+    ]  # fmt: skip
+    return download(csv_lines(RESULT_FIELDS, rows), "text/csv", filename)
+
+
+def log_download(conn: sqlite3.Connection | None, window: Window, fmt: str) -> Response:
+    """The window's logged searches, oldest first, streamed as CSV or JSON."""
+    filename = f"searches-{window.first.isoformat()}-to-{window.last.isoformat()}.{fmt}"
+    if fmt == "csv":
+        chunks = csv_lines(LOG_FIELDS, log_rows(conn, window))
+        response = download(chunks, "text/csv", filename)
+    else:
+        response = download(json_array(log_objects(conn, window)), "application/json", filename)
+    if conn is not None:
+        response.call_on_close(conn.close)
+    return response
+
+
+def download(chunks: Iterable[str], mimetype: str, filename: str) -> Response:
+    response = Response(chunks, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

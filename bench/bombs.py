@@ -1,0 +1,103 @@
+"""Cost of one hostile upload through the query path: seconds and peak memory of a fresh process.
+
+    .venv/bin/python -m bench.bombs [--root PATH]
+
+Each case runs in its own child process (MODEL_WEIGHTS=random ResNet18): the model is loaded,
+then one upload goes through `SearchService.search_bytes` (decode, preprocess, embed). Prints
+the outcome, the seconds of that one call (wall and CPU) and the peak RSS before and after it.
+The uploads: extreme aspect ratios (tiny PNGs that preprocessing scales up), progressive JPEGs
+of repeated scans (each scan is a pass over every block), and an ordinary photo for reference.
+`--root` runs another checkout's code (to measure a version before a change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES = {
+    "photo 640x480 JPEG": "photo",
+    "PNG 20000x1": "narrow 20000 1",
+    "PNG 16383x2": "narrow 16383 2",
+    "JPEG 36 MP, 2,010 scans": "scans 6000 6000 2010",
+    "JPEG 36 MP, 27 scans": "scans 6000 6000 27",
+}
+
+CHILD = r"""
+import io, json, resource, sys, time
+from PIL import Image
+from backend.config import load_settings
+from backend.search import SearchService
+def scan_bomb(size, scans):
+    # A progressive JPEG whose last scan is repeated (the builder of tests/images/test_decode.py).
+    out = io.BytesIO()
+    Image.new("RGB", size, (128, 128, 128)).save(out, "JPEG", progressive=True)
+    data, position, found = out.getvalue(), 2, []
+    while data[position + 1] != 0xD9:
+        marker, start = data[position + 1], position
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:
+            while data[position] != 0xFF or data[position + 1] in (0, *range(0xD0, 0xD8)):
+                position += 1
+            found.append((start, position))
+    start, end = found[-1]
+    return data[:end] + data[start:end] * (scans - len(found)) + data[end:]
+kind, *numbers = sys.argv[1].split()
+numbers = [int(n) for n in numbers]
+buffer = io.BytesIO()
+if kind == "photo":
+    Image.effect_noise((640, 480), 40).convert("RGB").save(buffer, "JPEG")
+    data = buffer.getvalue()
+elif kind == "narrow":
+    Image.new("RGB", tuple(numbers), (200, 10, 10)).save(buffer, "PNG")
+    data = buffer.getvalue()
+else:
+    data = scan_bomb(tuple(numbers[:2]), numbers[2])
+service = SearchService(load_settings(overrides={"model_weights": "random"}))
+service.embedder.embed([Image.new("RGB", (224, 224))])
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before, wall, cpu = peak(), time.perf_counter(), time.process_time()
+try:
+    decode = __import__("backend.images.decode", fromlist=["decode_image"]).decode_image
+    image = decode(data, min_size=service.embedder.min_decode_size)
+    service.embedder.embed([image])
+    outcome = "embedded"
+except Exception as error:
+    outcome = "refused: " + getattr(error, "message", str(error))[:60]
+print(json.dumps({"bytes": len(data), "outcome": outcome, "wall": time.perf_counter() - wall,
+                  "cpu": time.process_time() - cpu, "before_mb": before, "after_mb": peak()}))
+"""
+
+
+def run_case(root: Path, spec: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, spec], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        return {"bytes": 0, "outcome": "crashed: " + done.stderr.strip()[-80:], "wall": 0,
+                "cpu": 0, "before_mb": 0, "after_mb": 0}  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure")
+    args = parser.parse_args(argv)
+    print(f"code: {args.root}; {os.cpu_count()} CPUs")
+    print(f"{'upload':<26} {'bytes':>8} {'wall s':>7} {'CPU s':>7} {'RSS MB':>13}  outcome")
+    for name, spec in CASES.items():
+        row = run_case(args.root.resolve(), spec)
+        rss = f"{row['before_mb']:.0f}->{row['after_mb']:.0f}"
+        print(f"{name:<26} {row['bytes']:>8} {row['wall']:>7.2f} {row['cpu']:>7.2f} {rss:>13}  "
+              f"{row['outcome']}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
