@@ -7,6 +7,7 @@ process, so the master never imports torch before forking its workers.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -51,9 +52,16 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
 def load_worker(app: Flask) -> None:
     """Load the model and the synced index into this process, and run the model once."""
     service = get_service(app)
-    catalog = service.load_index()
-    blank = np.zeros((service.embedder.crop_size, service.embedder.crop_size, 3), np.uint8)
-    service.embedder.embed_arrays([blank])  # the first inference is slow; pay it before serving
+    # 50k products and index rows are 100k objects made at once: collecting garbage between
+    # them would scan them again and again (a third of the load time), and none is garbage.
+    gc.disable()
+    try:
+        catalog = service.load_index()
+        blank = np.zeros((service.embedder.crop_size, service.embedder.crop_size, 3), np.uint8)
+        service.embedder.embed_arrays([blank])  # the first inference is slow; pay it now
+    finally:
+        gc.enable()
+    gc.freeze()  # what is loaded lives as long as the worker: later collections skip it
     log.info("worker ready: %d of %d products searchable", service.indexed_count(), len(catalog))
 
 

@@ -36,6 +36,7 @@ from .index.index_file import (
 )
 from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
+from .index.packed import packed_path, read_packed, write_packed
 from .index.snapshot import Snapshot
 from .model import Embedder, load_embedder
 from .options import SearchOptions, passes
@@ -191,8 +192,21 @@ class SearchService:
             table, report = self._indexer().sync(catalog, progress)
             self._publish(catalog, table, report.failed)
             store.flush()  # only a syncing process writes the store's files (FAISS)
+            self._pack(catalog, table)
             self._sync_stamp = publish_sync(self.settings.index_path)
             return catalog, report
+
+    def _pack(self, catalog: Catalog, table: IndexTable) -> None:
+        """Pack what was just synced, so that server workers start without parsing it."""
+        try:
+            write_packed(self.settings.index_path, catalog, table, self._image_base())
+        except OSError as error:  # only a slower start: workers parse the CSV files instead
+            log.warning("cannot write %s: %s", packed_path(self.settings.index_path), error)
+
+    def _image_base(self) -> str | None:
+        """Where relative image paths of an s3:// catalog point: objects next to it."""
+        url = self.settings.catalog_url
+        return None if url is None else url.rsplit("/", 1)[0] + "/"
 
     def _load_catalog(self, fetch: bool) -> Catalog:
         """products.csv; for CATALOG_PATH=s3://..., its local copy (fetched again if `fetch`)."""
@@ -205,7 +219,7 @@ class SearchService:
             except FetchError as error:
                 raise ConfigError(f"cannot read the catalog {error.message}") from None
         # Relative image paths are objects next to the catalog, as files are next to a local one.
-        return load_catalog(self.settings.catalog_path, image_base=url.rsplit("/", 1)[0] + "/")
+        return load_catalog(self.settings.catalog_path, image_base=self._image_base())
 
     def load_index(self) -> Catalog:
         """Load the catalog and index.csv as they are, embedding nothing.
@@ -217,9 +231,8 @@ class SearchService:
         """
         with self._sync_lock:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
-            catalog = self._load_catalog(fetch=False)
             identity = self.embedder.identity
-            table = read_index(self.settings.index_path)
+            catalog, table = self._read_synced()
             foreign = self._foreign_catalog(table.meta)
             if foreign is not None:
                 return self._refuse_foreign_index(catalog, foreign)
@@ -234,6 +247,15 @@ class SearchService:
                 table = IndexTable.from_rows(rows, self.embedder.dim, table.meta)
             self._publish(catalog, table, {})
             return catalog
+
+    def _read_synced(self) -> tuple[Catalog, IndexTable]:
+        """The catalog and index.csv: from their pack when it is current, else parsed."""
+        settings = self.settings
+        packed = read_packed(settings.index_path, settings.catalog_path, self._image_base())
+        if packed is not None:
+            log.info("loaded %s, packed by the last sync", packed_path(settings.index_path).name)
+            return packed
+        return self._load_catalog(fetch=False), read_index(settings.index_path)
 
     def _foreign_catalog(self, meta: IndexMeta) -> str | None:
         """The other catalog index.csv was built from, or None when it is this one's."""

@@ -268,6 +268,7 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
     text = log.read_text()
     assert "embedded 7/7 images" in text  # the master's sync logged its progress
     assert "worker ready: 7 of 7 products searchable" in text
+    assert "loaded index.csv.packed, packed by the last sync" in text  # nothing parsed again
     assert '"GET /healthz HTTP/1.1" 200' in text  # the access log
     assert "Traceback" not in text
 
