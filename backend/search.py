@@ -36,11 +36,19 @@ from .index.index_file import (
 )
 from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
-from .index.packed import packed_path, read_packed, write_packed
+from .index.packed import Packed, is_current, packed_path, read_packed, write_packed
 from .index.snapshot import Snapshot
 from .model import Embedder, load_embedder
 from .options import SearchOptions, passes
-from .stores import Filters, VectorStore, item_version, open_store, sync_store
+from .stores import (
+    ITEM_VERSION_SCHEME,
+    Filters,
+    VectorStore,
+    item_version,
+    open_store,
+    row_versions,
+    sync_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,12 @@ class SearchResult:
     @property
     def hidden_below_threshold(self) -> int:
         return len(self.hits) - len(self.shown)
+
+
+def _same_scheme(packed: Packed) -> list[str] | None:
+    """The packed store versions, if computed the way this code computes them."""
+    scheme, versions = packed.row_versions or (None, None)
+    return versions if scheme == ITEM_VERSION_SCHEME else None
 
 
 class SearchService:
@@ -179,9 +193,10 @@ class SearchService:
         table: IndexTable,
         failed: dict[str, str],
         problem: str | None = None,
+        versions: list[str] | None = None,
     ) -> None:
         """Push what changed into the vector store, then swap in the new snapshot."""
-        sync_store(self.store, catalog, table)
+        sync_store(self.store, catalog, table, versions)
         self.snapshot = Snapshot.of(catalog, table.entries, table.meta, failed, problem)
 
     def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
@@ -198,8 +213,12 @@ class SearchService:
 
     def _pack(self, catalog: Catalog, table: IndexTable) -> None:
         """Pack what was just synced, so that server workers start without parsing it."""
+        index_path, image_base = self.settings.index_path, self._image_base()
+        if is_current(index_path, catalog.path, image_base):
+            return
+        versions = (ITEM_VERSION_SCHEME, row_versions(catalog, table))
         try:
-            write_packed(self.settings.index_path, catalog, table, self._image_base())
+            write_packed(index_path, catalog, table, image_base, versions)
         except OSError as error:  # only a slower start: workers parse the CSV files instead
             log.warning("cannot write %s: %s", packed_path(self.settings.index_path), error)
 
@@ -232,7 +251,7 @@ class SearchService:
         with self._sync_lock:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
             identity = self.embedder.identity
-            catalog, table = self._read_synced()
+            catalog, table, versions = self._read_synced()
             foreign = self._foreign_catalog(table.meta)
             if foreign is not None:
                 return self._refuse_foreign_index(catalog, foreign)
@@ -245,17 +264,19 @@ class SearchService:
                 # Copied only when rows are left out: at 50k rows a copy is 100 MB more at peak.
                 rows = [(table.entries[row], table.vectors[row]) for row in keep]
                 table = IndexTable.from_rows(rows, self.embedder.dim, table.meta)
-            self._publish(catalog, table, {})
+                versions = None
+            self._publish(catalog, table, {}, versions=versions)
             return catalog
 
-    def _read_synced(self) -> tuple[Catalog, IndexTable]:
-        """The catalog and index.csv: from their pack when it is current, else parsed."""
+    def _read_synced(self) -> tuple[Catalog, IndexTable, list[str] | None]:
+        """The catalog, index.csv and the rows' store versions if known: from their pack when
+        it is current, else parsed."""
         settings = self.settings
         packed = read_packed(settings.index_path, settings.catalog_path, self._image_base())
-        if packed is not None:
-            log.info("loaded %s, packed by the last sync", packed_path(settings.index_path).name)
-            return packed
-        return self._load_catalog(fetch=False), read_index(settings.index_path)
+        if packed is None:
+            return self._load_catalog(fetch=False), read_index(settings.index_path), None
+        log.info("loaded %s, packed by the last sync", packed_path(settings.index_path).name)
+        return packed.catalog, packed.table, _same_scheme(packed)
 
     def _foreign_catalog(self, meta: IndexMeta) -> str | None:
         """The other catalog index.csv was built from, or None when it is this one's."""

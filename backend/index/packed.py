@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +40,13 @@ PRODUCT_COLUMNS = ("id", "name", "category", "image_url")
 ENTRY_COLUMNS = ("id", "source", "signature", "fingerprint", "model")
 MAX_HEADER_BYTES = 64 << 20  # the skipped rows and prices of a large catalog
 BLOCK_ROWS = 4096  # vectors rounded and written this many rows at a time
+
+
+class Packed(NamedTuple):
+    catalog: Catalog
+    table: IndexTable
+    # (how they were computed, one per row) as the caller of write_packed gave them, or None.
+    row_versions: tuple[str, list[str]] | None
 
 
 def packed_path(index_path: Path) -> Path:
@@ -63,13 +71,25 @@ def sources_stamp(catalog_path: Path, index_path: Path, image_base: str | None) 
     }
 
 
+def is_current(index_path: Path, catalog_path: Path, image_base: str | None = None) -> bool:
+    """Whether the pack was made from the files there now."""
+    sources = sources_stamp(catalog_path, index_path, image_base)
+    return _read_header(packed_path(index_path), sources) is not None
+
+
 def write_packed(
-    index_path: Path, catalog: Catalog, table: IndexTable, image_base: str | None = None
+    index_path: Path,
+    catalog: Catalog,
+    table: IndexTable,
+    image_base: str | None = None,
+    row_versions: tuple[str, list[str]] | None = None,
 ) -> bool:
     """Pack `catalog` and `table`, which must be what the files on disk hold now.
 
-    Call it under the edit lock, after index.csv is written. Returns False, writing nothing,
-    when the pack is current already or a value holds the separator.
+    `row_versions`: (a name for how they were computed, one string per table row), kept for the
+    reader (the vector store's versions of the rows). Call it under the edit lock, after
+    index.csv is written. Returns False, writing nothing, when the pack is current already or a
+    value holds the separator.
     """
     sources = sources_stamp(catalog.path, index_path, image_base)
     if sources["catalog"] is None or sources["index"] is None:
@@ -82,6 +102,8 @@ def write_packed(
     columns |= {
         f"entry_{name}": [getattr(e, name) for e in table.entries] for name in ENTRY_COLUMNS
     }
+    if row_versions is not None:
+        columns["entry_version"] = row_versions[1]
     try:
         blocks = {name: _joined(values) for name, values in columns.items()}
     except ValueError:
@@ -93,6 +115,7 @@ def write_packed(
         "skipped": [[row.row, row.reason] for row in catalog.skipped],
         "prices": [p.price for p in products],
         "meta": table.meta.line(),
+        "row_versions": None if row_versions is None else row_versions[0],
         "columns": {name: len(block) for name, block in blocks.items()},
         "shape": [len(table.entries), vectors.shape[1] if vectors.ndim == 2 else 0],
     }
@@ -127,7 +150,7 @@ def _joined(values: list[str]) -> bytes:
 
 def read_packed(
     index_path: Path, catalog_path: Path, image_base: str | None = None
-) -> tuple[Catalog, IndexTable] | None:
+) -> Packed | None:
     """The catalog and table packed from these very files, or None (absent, stale, damaged)."""
     path = packed_path(index_path)
     sources = sources_stamp(catalog_path, index_path, image_base)
@@ -139,11 +162,13 @@ def read_packed(
             columns = _columns(handle, header)
             vectors = _vectors(handle, header)
         catalog = _catalog(catalog_path, header, columns)
-        table = _table(header, columns, vectors)
+        table = _table(header, columns, vectors, catalog)
+        scheme = header["row_versions"]
+        versions = None if scheme is None else (scheme, columns["entry_version"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("%s is unreadable (%s); parsing the CSV files instead", path, error)
         return None
-    return catalog, table
+    return Packed(catalog, table, versions)
 
 
 def _read_header(path: Path, sources: dict) -> dict | None:
@@ -191,11 +216,12 @@ def _vectors(handle, header: dict) -> np.ndarray:
 
 
 def _catalog(catalog_path: Path, header: dict, columns: dict[str, list[str]]) -> Catalog:
+    categories: dict[str, str] = {}  # one string per category, not one per product
     products = map(
         Product,
         columns["product_id"],
         columns["product_name"],
-        columns["product_category"],
+        [categories.setdefault(name, name) for name in columns["product_category"]],
         header["prices"],
         columns["product_image_url"],
     )
@@ -207,14 +233,23 @@ def _catalog(catalog_path: Path, header: dict, columns: dict[str, list[str]]) ->
     )
 
 
-def _table(header: dict, columns: dict[str, list[str]], vectors: np.ndarray) -> IndexTable:
+def _table(
+    header: dict, columns: dict[str, list[str]], vectors: np.ndarray, catalog: Catalog
+) -> IndexTable:
+    # A row's id and source are its product's id and image URL: the same strings, not copies.
+    products = [catalog.products.get(pid) for pid in columns["entry_id"]]
+    ids = [p.id if p else pid for p, pid in zip(products, columns["entry_id"], strict=True)]
+    sources = [
+        p.image_url if p and p.image_url == source else source
+        for p, source in zip(products, columns["entry_source"], strict=True)
+    ]
     models: dict[str, str] = {}
     model_column = [models.setdefault(model, model) for model in columns["entry_model"]]
     entries = list(
         map(
             Entry,
-            columns["entry_id"],
-            columns["entry_source"],
+            ids,
+            sources,
             columns["entry_signature"],
             columns["entry_fingerprint"],
             model_column,

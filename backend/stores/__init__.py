@@ -9,14 +9,24 @@ processes, each searching its own in-memory copy exactly. index.csv stays the em
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..catalog import Catalog
 from ..config import Settings
 from ..index.index_file import IndexTable
-from .base import NO_FILTERS, Filters, StoreError, StoreHit, VectorStore, item_version
+from .base import (
+    ITEM_VERSION_SCHEME,
+    NO_FILTERS,
+    Filters,
+    StoreError,
+    StoreHit,
+    VectorStore,
+    item_version,
+)
 
 __all__ = [
+    "ITEM_VERSION_SCHEME",
     "NO_FILTERS",
     "Filters",
     "StoreError",
@@ -25,6 +35,7 @@ __all__ = [
     "VectorStore",
     "item_version",
     "open_store",
+    "row_versions",
     "sync_store",
 ]
 
@@ -65,8 +76,24 @@ class StorePush(NamedTuple):
     deleted: int
 
 
-def sync_store(store: VectorStore, catalog: Catalog, table: IndexTable) -> StorePush:
-    """Make the store hold exactly the indexed catalog products, writing only the differences."""
+def row_versions(catalog: Catalog, table: IndexTable) -> list[str]:
+    """Each row's item_version ("" for a row whose product is not in the catalog)."""
+    products = catalog.products
+    return [
+        item_version(entry.fingerprint, entry.model, products[entry.id])
+        if entry.id in products
+        else ""
+        for entry in table.entries
+    ]
+
+
+def sync_store(
+    store: VectorStore, catalog: Catalog, table: IndexTable, known: Sequence[str] | None = None
+) -> StorePush:
+    """Make the store hold exactly the indexed catalog products, writing only the differences.
+
+    `known`: `row_versions(catalog, table)` when computed already (a worker's start).
+    """
     have = store.versions()
     rows, products, versions = [], [], []
     wanted: set[str] = set()
@@ -75,7 +102,10 @@ def sync_store(store: VectorStore, catalog: Catalog, table: IndexTable) -> Store
         if product is None:
             continue
         wanted.add(entry.id)
-        version = item_version(entry.fingerprint, entry.model, product)
+        if known is None:
+            version = item_version(entry.fingerprint, entry.model, product)
+        else:
+            version = known[row]
         if have.get(entry.id) != version:
             rows.append(row)
             products.append(product)

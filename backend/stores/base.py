@@ -119,6 +119,11 @@ class VectorStore(abc.ABC):
         """Release connections and files; the store is unusable afterwards."""
 
 
+# Names how item_version is computed: versions computed earlier and kept (index.csv.packed) are
+# used only under the same name, so change it whenever item_version changes.
+ITEM_VERSION_SCHEME = "blake2b-96/1"
+
+
 def item_version(fingerprint: str, model: str, product: Product) -> str:
     """A short key that changes when the embedding or any stored product field changes."""
     price = "" if product.price is None else repr(product.price)

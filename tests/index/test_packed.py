@@ -13,6 +13,7 @@ from backend.catalog import load_catalog
 from backend.extensions import get_service
 from backend.index.index_file import Entry, IndexTable, read_index
 from backend.index.packed import packed_path, read_packed, write_packed
+from backend.stores import row_versions
 from tests.support.catalogs import write_catalog
 
 
@@ -68,7 +69,7 @@ def test_a_changed_catalog_or_index_is_parsed_again(synced):
     assert mapped_file(worker.store._state.vectors) is None
     # The next sync packs the files as they are now.
     get_service(create_app(synced)).sync()
-    packed_catalog, _ = read_packed(index_path, catalog_path)
+    packed_catalog = read_packed(index_path, catalog_path).catalog
     assert "p9" in packed_catalog.products
 
 
@@ -98,3 +99,20 @@ def test_values_holding_the_separator_are_not_packed(tmp_path):
     table = IndexTable([entry], np.eye(1, 4, dtype=np.float32))
     assert write_packed(index_path, load_catalog(catalog_path), table) is False
     assert not packed_path(index_path).exists()
+
+
+def test_packed_store_versions_are_used_only_when_computed_the_same_way(synced):
+    catalog_path, index_path = synced["catalog_path"], synced["index_path"]
+    catalog, table = load_catalog(catalog_path), read_index(index_path)
+    expected = dict(zip([e.id for e in table.entries], row_versions(catalog, table), strict=True))
+    worker = get_service(create_app(synced))
+    worker.load_index()
+    assert worker.store.versions() == expected
+    # A pack whose versions were computed another way: they are computed again.
+    packed_path(index_path).unlink()
+    bogus = ("another-way/0", ["x"] * len(table))
+    assert write_packed(index_path, catalog, table, None, bogus)
+    worker = get_service(create_app(synced))
+    worker.load_index()
+    assert mapped_file(worker.store._state.vectors) == str(packed_path(index_path))
+    assert worker.store.versions() == expected
