@@ -141,6 +141,12 @@ def test_prices_that_could_be_misread_are_refused_with_the_accepted_forms(cell, 
         assert "1.299,00" in str(raised.value) and "€0.39" in str(raised.value)
 
 
+@pytest.mark.parametrize("cell", ["0", "7", "12.5", "12.99", "05.99", "1299.00", "9" * 15])
+def test_plain_prices_read_directly_as_the_general_rules_read_them(cell):
+    # A currency symbol sends the cell through every rule; the plain cell is read directly.
+    assert parse_price(cell) == parse_price(f"€{cell}") == float(cell)
+
+
 def test_an_ambiguous_price_skips_its_row_only(tmp_path):
     path = write(
         tmp_path, text([*ROWS, ["c", "Cake", "Dessert", "1.299", "images/c.jpg"]], ";").encode()
