@@ -22,22 +22,24 @@ DEFINITIONS = """\
 - **Model throughput**: embeddings per second of the served runtime (ONNX Runtime, float32)
   and of torch eager on the same 32 preprocessed benchmark photos, batch 32, 2 threads each,
   in alternating rounds (median round); the whole graph each way: normalisation, backbone,
-  L2 norm. The torchvision backbones run `MODEL_WEIGHTS=random` (their ImageNet files cannot
-  be fetched here; speed does not depend on the weights' values).
+  L2 norm. ResNet18 runs `MODEL_WEIGHTS=random` (torchvision's ImageNet files cannot be
+  fetched here; speed does not depend on the weights' values), EfficientNet-Lite0 its real
+  weights.
 - **Indexing, local**: `SearchService.sync()` on a growing copy of the benchmark catalog (each
   chunk adds photos; the sync reads, decodes, resizes, embeds and writes index.csv), wall time,
   resnet18 with `MODEL_WEIGHTS=random` on the whole catalog, then `efficientnet_lite0` (the
-  demo's model) with its real weights on the whole catalog (1,024 photos spread over it with
-  --quick). The ceiling runs the same embedder on pre-made arrays (same batch size and threads)
-  between the chunks.
+  demo's model) with its real weights on the whole catalog (320 photos spread over it with
+  --quick, for both). The ceiling runs the same embedder on pre-made arrays (same batch size
+  and threads) between the chunks.
 - **Indexing, remote**: the same photos served by a local server that waits 100 ms before each
   response; index a catalog of their URLs into an empty cache. One by one = fetch, decode and
   embed each image in turn (the usual script), measured before and after.
 - **Cold start**: a fresh Python process per measurement, from its spawn. *No model*: load the
   catalog and index.csv (synthetic unit vectors, a warm index) and answer a first search by
   vector, without importing torch. *Worker*: what a gunicorn worker does before serving:
-  create the app, load the model (an already exported one for ONNX Runtime), load the index,
-  run one warm-up inference; on ONNX Runtime and, alternately, on torch eager.
+  create the app, load the model (an already exported one for ONNX Runtime), load the index
+  (from `index.csv.packed`, which the server's start-up sync wrote; each index is synced so
+  once, untimed), run one warm-up inference; on ONNX Runtime and, alternately, on torch eager.
 - **Search latency**: median time of one query (k=12) over random unit vectors, at each size
   twice: on a quiet machine, then with the other core busy (a subprocess pinned to the last
   core runs ResNet-18's forward pass at 224x224 in a loop with one torch thread, as inference
