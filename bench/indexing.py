@@ -28,10 +28,11 @@ def run(ctx: Context) -> list[Figure]:
     rows = spread(every, 320) if ctx.quick else every
     figure, service = local_indexing(ctx, rows, "resnet18", "random")
     if not ctx.quick:
-        # The whole catalog is indexed now: re-sync it as a shop has it, images beside its CSV,
-        # in a fresh service (as `flask index` would be), so the vector store is filled too.
-        whole = bench_settings(folder_of(ctx, "resnet18", fresh=False),
-                               ctx.bench_catalog / "products.csv", ctx.bench_catalog)  # fmt: skip
+        # The whole catalog is indexed now: re-sync it in a fresh service (as `flask index`
+        # would), so the vector store is filled too. Its catalog file is the one the index was
+        # built from (the last chunk's, every row): an index of another catalog is rebuilt.
+        folder = folder_of(ctx, "resnet18", fresh=False)
+        whole = bench_settings(folder, folder / "products.csv", ctx.bench_catalog)
         service = SearchService(whole, embedder=service.embedder)
     # The demo's model on the same photos: its throughput, against its own ceiling.
     lite0, _ = local_indexing(ctx, rows, LITE0, None)

@@ -217,7 +217,8 @@ class Indexer:
                         item.product.id
                     )
                 since_checkpoint += len(ready)
-            if since_checkpoint >= self.checkpoint_every:
+            # The last batch needs no checkpoint: the sync writes the whole index next.
+            if since_checkpoint >= self.checkpoint_every and done < len(todo):
                 table = IndexTable.from_rows(kept + rows, self.embedder.dim, self._checkpoint_meta)
                 write_index(self.index_path, table)
                 since_checkpoint = 0
