@@ -19,9 +19,9 @@ MAX_URL_CHARS = 2048
 # with itself comes out of float32 maths as 0.99999994, and must pass the 100 % filter it is
 # labelled for. `match_percent` rounds with the same tolerance, so label and filter agree.
 MATCH_TOLERANCE = 1e-6
-# An image compared with its own stored vector (float16 in index.csv) scores 0.9995 or more,
-# never exactly 1: such a match counts as 1, and only such a match reaches 100 %.
-IDENTICAL = 0.9995
+# An image compared with its own stored vector (float16 in index.csv) scores within 1e-5 of 1,
+# not always exactly 1: such a match counts as 1, and only such a match reaches 100 %.
+IDENTICAL = 0.99995
 THRESHOLD_FORMS = (
     "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
 )

@@ -295,7 +295,7 @@ class PgVectorStore(VectorStore):
         dim: int,
         *,
         pool_size: int = 4,
-        ef_search: int = 100,
+        ef_search: int = 200,
         exact_limit: int = 20_000,
         oversample: int = 2,
         timeout: float = 10,

@@ -8,7 +8,6 @@ Unset ADMIN_TOKEN disables all of it (403). Otherwise a request must carry
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -19,6 +18,7 @@ from ..extensions import get_service
 from ..index.indexer import SyncReport
 from .api import product_json
 from .params import read_upload, request_body
+from .security import presents_token
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -30,11 +30,7 @@ def require_admin_token() -> None:
     token = current_app.config["SETTINGS"].admin_token
     if not token:
         raise AdminDisabled("the admin API is disabled; set ADMIN_TOKEN on the server to enable it")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Bytes, so that any header compares (compare_digest refuses non-ASCII text).
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
-    ):
+    if not presents_token(token):
         raise Unauthorized("send the admin token as the header `Authorization: Bearer <token>`")
 
 

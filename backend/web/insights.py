@@ -8,7 +8,6 @@ turns the pages off (403).
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..insights.records import open_for_reading
 from ..options import blank
 from .charts import Frame, bar_list, column_chart, line_chart
 from .exports import log_download
+from .security import presents_token
 from .telemetry import get_search_log
 
 bp = Blueprint("insights", __name__, url_prefix="/insights")
@@ -46,7 +46,7 @@ def require_owner() -> None:
     token = current_app.config["SETTINGS"].admin_token
     if not token:
         raise AdminDisabled("shop insights are off; set ADMIN_TOKEN on the server to turn them on")
-    if not presents_token(token):
+    if not presents_token(token, basic=True):
         raise Unauthorized(SIGN_IN)
 
 
@@ -56,18 +56,6 @@ def challenge(response: Response) -> Response:
         response.headers["WWW-Authenticate"] = 'Basic realm="Shop insights", charset="UTF-8"'
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def presents_token(token: str) -> bool:
-    """Whether the request carries `token`, as a Basic password or a Bearer token."""
-    auth = request.authorization
-    given = None
-    if auth is not None and auth.type in ("basic", "bearer"):
-        given = auth.password if auth.type == "basic" else auth.token
-    # Bytes, so that any header compares (compare_digest refuses non-ASCII text).
-    return given is not None and hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
-    )
 
 
 @bp.get("")

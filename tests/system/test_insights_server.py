@@ -45,8 +45,17 @@ def requests_counted(base: str) -> dict[tuple[str, str], float]:
 
 
 def workers_of(master: int) -> set[int]:
+    """The master's gunicorn workers (its other child is the nginx front)."""
     path = Path(f"/proc/{master}/task/{master}/children")
-    return {int(pid) for pid in path.read_text().split()}
+    children = {int(pid) for pid in path.read_text().split()}
+    return {pid for pid in children if _command(pid) != "nginx"}
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def upload_body() -> tuple[bytes, str]:

@@ -92,7 +92,7 @@ def test_the_footer_names_the_model_serving(shared_client):
 
 @pytest.mark.parametrize(
     "similarity, shown",
-    [(1.0, 100), (0.9996, 100), (0.9994, 99), (0.996, 99), (0.875, 87), (0.5, 50), (0.0, 0)],
+    [(1.0, 100), (0.99996, 100), (0.9999, 99), (0.996, 99), (0.875, 87), (0.5, 50), (0.0, 0)],
 )
 def test_100_percent_only_for_an_identical_image(similarity, shown):
     assert match_percent(similarity) == shown
