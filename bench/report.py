@@ -78,7 +78,7 @@ def write_chart(figures: list[Figure], path: Path) -> str | None:
     throughput = [
         by_key[k] for k in ("indexing_local", "indexing_remote", "download_stage") if k in by_key
     ]
-    search = [f for f in figures if f.key.startswith("search_")]
+    search = [f for f in figures if f.section == "Search latency"]
     startup = [f for f in figures if f.key.startswith("ready_")]
     panels = [(draw, data) for draw, data in
               ((_throughput, throughput), (_search, search), (_startup, startup)) if data]  # fmt: skip

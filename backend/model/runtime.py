@@ -26,10 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from ..errors import ConfigError
-from .specs import ONNX_IDENTITY_KEY, ONNX_INPUT, ONNX_OUTPUT, ORT_FP32, BackboneSpec, identity
+from .specs import (
+    ONNX_IDENTITY_KEY,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    ORT_FP32,
+    BackboneSpec,
+    SpecEmbedder,
+    identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ log = logging.getLogger(__name__)
 RUN_BATCH = 8
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(SpecEmbedder):
     """Images in, L2-normalised float32 embeddings out, computed by ONNX Runtime."""
 
     runtime = ORT_FP32
@@ -51,27 +58,6 @@ class OnnxEmbedder:
         self.random_weights = weights == "random"
         self.session = open_session(path, threads)
         self.identity = self.session.get_modelmeta().custom_metadata_map.get(ONNX_IDENTITY_KEY, "")
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def dim(self) -> int:
-        return self.spec.dim
-
-    @property
-    def crop_size(self) -> int:
-        return self.spec.preprocessing.crop
-
-    @property
-    def min_decode_size(self) -> int:
-        """The smallest shorter side that preprocessing needs (lets JPEG decode at reduced scale)."""
-        return self.spec.preprocessing.resize
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        """Resize and centre-crop like the weights' own transforms(); (crop, crop, 3) uint8."""
-        return self.spec.preprocessing.apply(image)
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Embed preprocessed images in one batch; (N, dim) float32, unit length."""
@@ -84,17 +70,6 @@ class OnnxEmbedder:
         if not runs:
             return np.zeros((0, self.dim), dtype=np.float32)
         return runs[0][0] if len(runs) == 1 else np.concatenate([run[0] for run in runs])
-
-    def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        """Embed PIL images; (N, dim) float32, unit length."""
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        arrays = [self.preprocess(image) for image in images]
-        chunks = [
-            self.embed_arrays(arrays[start : start + batch_size])
-            for start in range(0, len(arrays), batch_size)
-        ]
-        return np.concatenate(chunks)
 
 
 def open_session(path: Path, threads: int) -> ort.InferenceSession:

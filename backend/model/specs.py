@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from ..errors import ConfigError
 from .preprocess import TF_LITE, Preprocessing, imagenet
@@ -57,6 +61,50 @@ SPECS = {
         BackboneSpec(LITE0, 1280, None, TF_LITE),
     )
 }
+
+
+class SpecEmbedder:
+    """What both runtimes' embedders share: the spec's shape and preprocessing, and batching.
+
+    A subclass sets `spec` and implements `embed_arrays` (one batch of preprocessed arrays).
+    """
+
+    spec: BackboneSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def crop_size(self) -> int:
+        return self.spec.preprocessing.crop
+
+    @property
+    def min_decode_size(self) -> int:
+        """The smallest shorter side that preprocessing needs (lets JPEG decode at reduced scale)."""
+        return self.spec.preprocessing.resize
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """Resize and centre-crop like the weights' own transforms(); (crop, crop, 3) uint8."""
+        return self.spec.preprocessing.apply(image)
+
+    def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Embed PIL images; (N, dim) float32, unit length."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        arrays = [self.preprocess(image) for image in images]
+        chunks = [
+            self.embed_arrays(arrays[start : start + batch_size])
+            for start in range(0, len(arrays), batch_size)
+        ]
+        return np.concatenate(chunks)
 
 
 def weights_id(spec: BackboneSpec, weights: str | None) -> str:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from ..errors import ConfigError
-from .specs import RANDOM_SEED, TORCH_FP32, BackboneSpec, identity
+from .specs import RANDOM_SEED, TORCH_FP32, BackboneSpec, SpecEmbedder, identity
 
 
 class ImagesToEmbeddings(nn.Module):
@@ -40,7 +39,7 @@ class ImagesToEmbeddings(nn.Module):
         return nn.functional.normalize(self.features(self.normalise(images)), dim=1)  # (N, dim)
 
 
-class TorchEmbedder:
+class TorchEmbedder(SpecEmbedder):
     """Images in, L2-normalised float32 embeddings out, computed by torch eager in float32."""
 
     runtime = TORCH_FP32
@@ -53,27 +52,6 @@ class TorchEmbedder:
         self.identity = identity(spec, weights, self.runtime)
         self.random_weights = weights == "random"
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def dim(self) -> int:
-        return self.spec.dim
-
-    @property
-    def crop_size(self) -> int:
-        return self.spec.preprocessing.crop
-
-    @property
-    def min_decode_size(self) -> int:
-        """The smallest shorter side that preprocessing needs (lets JPEG decode at reduced scale)."""
-        return self.spec.preprocessing.resize
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        """Resize and centre-crop; (crop, crop, 3) uint8."""
-        return self.spec.preprocessing.apply(image)
-
     def normalise(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
         """Preprocessed arrays -> the network's input, (N, 3, H, W) float32."""
         return self.model.normalise(torch.from_numpy(np.stack(arrays)))
@@ -83,17 +61,6 @@ class TorchEmbedder:
         batch = torch.from_numpy(np.stack(arrays))  # (N, H, W, 3) uint8
         with torch.inference_mode():
             return self.model(batch).numpy()  # (N, dim)
-
-    def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        """Embed PIL images; (N, dim) float32, unit length."""
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        arrays = [self.preprocess(image) for image in images]
-        chunks = [
-            self.embed_arrays(arrays[start : start + batch_size])
-            for start in range(0, len(arrays), batch_size)
-        ]
-        return np.concatenate(chunks)
 
 
 def seeded(build):

@@ -10,36 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from ..catalog import Catalog
-from ..errors import AdminDisabled, Unauthorized
 from ..extensions import get_service
 from ..index.indexer import SyncReport
 from .api import product_json
 from .params import read_upload, request_body
-from .security import presents_token
+from .security import require_token
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+require_token(
+    bp,
+    "admin_token",
+    realm="admin",
+    off="the admin API is disabled; set ADMIN_TOKEN on the server to enable it",
+    how="send the admin token as the header `Authorization: Bearer <token>`",
+)
 
 MAX_LISTED = 100  # failed images and skipped rows detailed in a report; the rest are counted
-
-
-@bp.before_request
-def require_admin_token() -> None:
-    token = current_app.config["SETTINGS"].admin_token
-    if not token:
-        raise AdminDisabled("the admin API is disabled; set ADMIN_TOKEN on the server to enable it")
-    if not presents_token(token):
-        raise Unauthorized("send the admin token as the header `Authorization: Bearer <token>`")
-
-
-@bp.after_request
-def challenge(response: Response) -> Response:
-    if response.status_code == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.post("/reindex")

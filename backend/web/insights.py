@@ -11,17 +11,17 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from markupsafe import Markup
 
-from ..errors import AdminDisabled, InvalidInput, Unauthorized
+from ..errors import InvalidInput
 from ..extensions import get_service
 from ..insights.aggregates import SIMILARITY_BINS, Insights, Window, summarize
 from ..insights.records import open_for_reading
 from ..options import blank
 from .charts import Frame, bar_list, column_chart, line_chart
 from .exports import log_download
-from .security import presents_token
+from .security import require_token
 from .telemetry import get_search_log
 
 bp = Blueprint("insights", __name__, url_prefix="/insights")
@@ -30,32 +30,22 @@ DEFAULT_DAYS = 30
 MAX_PAGE_DAYS = 366  # one bar per day: a year still reads
 MAX_EXPORT_DAYS = 3660
 FLUSH_SECONDS = 1.0  # this process's latest searches show at once, without waiting long
-SIGN_IN = (
-    "sign in with the admin token as the password (any user name), or send the header "
-    "`Authorization: Bearer <token>`"
+require_token(
+    bp,
+    "admin_token",
+    realm="Shop insights",
+    off="shop insights are off; set ADMIN_TOKEN on the server to turn them on",
+    how=(
+        "sign in with the admin token as the password (any user name), or send the header "
+        "`Authorization: Bearer <token>`"
+    ),
+    basic=True,
 )
 
 
 @bp.app_context_processor
 def insights_context() -> dict[str, Any]:
     return {"insights_enabled": bool(current_app.config["SETTINGS"].admin_token)}
-
-
-@bp.before_request
-def require_owner() -> None:
-    token = current_app.config["SETTINGS"].admin_token
-    if not token:
-        raise AdminDisabled("shop insights are off; set ADMIN_TOKEN on the server to turn them on")
-    if not presents_token(token, basic=True):
-        raise Unauthorized(SIGN_IN)
-
-
-@bp.after_request
-def challenge(response: Response) -> Response:
-    if response.status_code == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="Shop insights", charset="UTF-8"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.get("")

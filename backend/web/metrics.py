@@ -25,11 +25,17 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..errors import AdminDisabled, Unauthorized
 from ..search import SearchResult
-from .security import presents_token
+from .security import require_token
 
 bp = Blueprint("metrics", __name__)
+require_token(
+    bp,
+    "metrics_token",
+    realm="metrics",
+    off="metrics are disabled; set METRICS_TOKEN on the server to enable them",
+    how="send the metrics token as the header `Authorization: Bearer <token>`",
+)
 
 EXTENSION_KEY = "metrics"
 PREFIX = "image_search"
@@ -129,28 +135,10 @@ def _count_request(response: Response) -> Response:
 
 @bp.get("/metrics")
 def metrics():
-    _require_metrics_token()
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(IndexCollector(current_app._get_current_object()))
     else:
         registry = get_metrics().registry
-    response = Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@bp.after_request
-def challenge(response: Response) -> Response:
-    if response.status_code == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
-    return response
-
-
-def _require_metrics_token() -> None:
-    token = current_app.config["SETTINGS"].metrics_token
-    if not token:
-        raise AdminDisabled("metrics are disabled; set METRICS_TOKEN on the server to enable them")
-    if not presents_token(token):
-        raise Unauthorized("send the metrics token as the header `Authorization: Bearer <token>`")
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

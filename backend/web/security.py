@@ -8,9 +8,10 @@ import os
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from ..config import Settings
+from ..errors import AdminDisabled, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +120,31 @@ def presents_token(token: str, *, basic: bool = False) -> bool:
     return given is not None and hmac.compare_digest(
         given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
     )
+
+
+def require_token(
+    bp: Blueprint, setting: str, *, realm: str, off: str, how: str, basic: bool = False
+) -> None:
+    """Guard every route of `bp` with the token in the setting named `setting`.
+
+    An unset token turns the routes off (403, `off`); a request without it gets 401 (`how`) with
+    the challenge for `realm`: Bearer, or Basic when a browser may sign in (`basic`). Answers
+    are never cached.
+    """
+    scheme = "Basic" if basic else "Bearer"
+    challenge = f'{scheme} realm="{realm}"' + (', charset="UTF-8"' if basic else "")
+
+    @bp.before_request
+    def check_token() -> None:
+        token = getattr(current_app.config["SETTINGS"], setting)
+        if not token:
+            raise AdminDisabled(off)
+        if not presents_token(token, basic=basic):
+            raise Unauthorized(how)
+
+    @bp.after_request
+    def add_challenge(response: Response) -> Response:
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = challenge
+        response.headers["Cache-Control"] = "no-store"
+        return response

@@ -13,7 +13,7 @@ from backend.config import load_settings
 from backend.errors import ConfigError
 from backend.extensions import get_service
 from backend.images.s3 import GONE, S3Reader
-from tests.support.catalogs import COLOURS, draw_image, image_bytes
+from tests.support.catalogs import COLOURS, count_embeds, draw_image, image_bytes
 from tests.support.http_servers import ImageServer, serve
 from tests.support.s3 import BUCKET, reader_policy
 
@@ -58,19 +58,6 @@ def s3_app(tmp_path, s3):
         return app
 
     return factory
-
-
-def count_embeds(service, monkeypatch) -> list[int]:
-    """Count the images that go through the service's model."""
-    counted: list[int] = []
-    original = service.embedder.embed_arrays
-
-    def counting(arrays):
-        counted.append(len(arrays))
-        return original(arrays)
-
-    monkeypatch.setattr(service.embedder, "embed_arrays", counting)
-    return counted
 
 
 def test_s3_bucket_of_20_photos_replaced_deleted_missing_and_denied(s3, s3_app, monkeypatch):

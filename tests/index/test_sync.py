@@ -13,21 +13,19 @@ from backend import create_app
 from backend.errors import InvalidInput, NotFound
 from backend.extensions import get_service
 from backend.index.index_file import read_index, write_index
-from tests.support.catalogs import DEFAULT_ITEMS, draw_image, image_bytes, write_catalog
+from tests.support.catalogs import (
+    DEFAULT_ITEMS,
+    count_embeds,
+    draw_image,
+    image_bytes,
+    write_catalog,
+)
 
 
 @pytest.fixture
 def embed_calls(service, monkeypatch):
     """Count the images that go through the model."""
-    counted: list[int] = []
-    original = service.embedder.embed_arrays
-
-    def counting(arrays):
-        counted.append(len(arrays))
-        return original(arrays)
-
-    monkeypatch.setattr(service.embedder, "embed_arrays", counting)
-    return counted
+    return count_embeds(service, monkeypatch)
 
 
 def test_an_image_in_the_catalog_ranks_itself_first(service):

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from backend.config import PACKAGE_DIR, load_settings
+from backend.config import load_settings
 from backend.search import SearchService
+from tests.support.catalogs import demo_config
 
 pytestmark = pytest.mark.slow  # embeds about 200 real photos with the real model
 
@@ -32,15 +33,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def demo(tmp_path_factory) -> SearchService:
     """The demo catalog served by efficientnet_lite0, its index in a temporary folder."""
     root = tmp_path_factory.mktemp("demo")
-    settings = load_settings(
-        {},
-        {
-            "catalog_path": PACKAGE_DIR / "data" / "products.csv",
-            "index_path": root / "index.csv",
-            "cache_dir": root / "cache",
-            "model": "efficientnet_lite0",
-        },
-    )
+    settings = load_settings({}, demo_config(root))
     service = SearchService(settings)
     service.sync()
     yield service

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,19 +23,6 @@ needs_chromium = pytest.mark.skipif(
     not CHROMIUM.is_file(),
     reason="needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as root)",
 )
-
-
-@contextlib.contextmanager
-def serve(app) -> Iterator[str]:
-    """The app on a real HTTP server on 127.0.0.1, in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def axe_source() -> str:

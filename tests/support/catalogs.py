@@ -86,3 +86,29 @@ def make_app_config(root: Path, catalog_path: Path) -> dict:
         "model_weights": "random",
         "similarity_threshold": 0.5,
     }
+
+
+def demo_config(root: Path) -> dict:
+    """The bundled demo catalog served as ./scripts/demo.sh serves it (efficientnet_lite0), with
+    its index and cache under root."""
+    from backend.config import PACKAGE_DIR
+
+    return {
+        "catalog_path": PACKAGE_DIR / "data" / "products.csv",
+        "index_path": root / "index.csv",
+        "cache_dir": root / "cache",
+        "model": "efficientnet_lite0",
+    }
+
+
+def count_embeds(service, monkeypatch) -> list[int]:
+    """The sizes of the batches that go through the service's model, as they are embedded."""
+    counted: list[int] = []
+    original = service.embedder.embed_arrays
+
+    def counting(arrays):
+        counted.append(len(arrays))
+        return original(arrays)
+
+    monkeypatch.setattr(service.embedder, "embed_arrays", counting)
+    return counted

@@ -3,9 +3,14 @@ violations and accessibility (axe-core) before they close."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, axe_source, axe_violations
+from tests.support.catalogs import draw_image
+from tests.support.servers import serve_app
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +71,18 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         item.rep_call = report
     return report
+
+
+@pytest.fixture(scope="module")
+def base_url(shared_app) -> Iterator[str]:
+    """The shared test app on a real HTTP server."""
+    with serve_app(shared_app) as url:
+        yield url
+
+
+@pytest.fixture
+def query_image(tmp_path) -> Path:
+    """A 640x480 shopper photo: a red circle."""
+    path = tmp_path / "query.png"
+    draw_image("red", "circle", (640, 480)).save(path)
+    return path

@@ -14,19 +14,18 @@ import html
 import re
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from backend import create_app
 from backend.extensions import get_service
 from tests.images.test_decode import animation, encode, narrow, photo, png_header, scan_bomb
 from tests.support.catalogs import draw_image, image_bytes, make_app_config, write_catalog
 from tests.support.http_servers import ImageServer, serve
+from tests.support.servers import serve_app
 
 MAX_UPLOAD_MB = 1
 FETCH_TIMEOUT = 1.5
@@ -250,25 +249,13 @@ def shop(tmp_path_factory) -> dict:
     }
 
 
-def run(app) -> Iterator[str]:
-    """Serve the app over real HTTP on 127.0.0.1 in a thread; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture(scope="module")
 def strict(shop) -> Iterator[str]:
     """The app with the production fetch rules."""
     app = create_app(shop)
     get_service(app).sync()
-    yield from run(app)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +263,8 @@ def loopback(shop, strict) -> Iterator[str]:
     """The same app allowed to reach 127.0.0.1, for the hostile image servers."""
     app = create_app(shop | {"fetch_allow_loopback": True})
     get_service(app).load_index()
-    yield from run(app)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -478,7 +466,7 @@ def test_slow_clients_and_dripping_image_urls_leave_the_real_server_answering(tm
     import time
 
     from bench.slow_clients import DripImages, Trickle
-    from tests.system.test_deploy import free_port, gunicorn, server_env, wait_ready
+    from tests.support.servers import free_port, gunicorn, server_env, wait_ready
 
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed (scripts/test.sh installs it)")

@@ -8,23 +8,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import ARTIFACTS, needs_chromium, serve
-from tests.support.catalogs import draw_image
+from tests.support.browser import ARTIFACTS, needs_chromium
+from tests.support.catalogs import demo_config
+from tests.support.servers import serve_app
 
 pytestmark = [pytest.mark.slow, needs_chromium]
-
-
-@pytest.fixture(scope="module")
-def base_url(shared_app) -> Iterator[str]:
-    with serve(shared_app) as url:
-        yield url
-
-
-@pytest.fixture
-def query_image(tmp_path) -> Path:
-    path = tmp_path / "query.png"
-    draw_image("red", "circle", (640, 480)).save(path)
-    return path
 
 
 def visible_cards(page) -> int:
@@ -145,21 +133,12 @@ def test_the_random_weights_banner_is_shown(page, base_url):
 def demo_url(tmp_path_factory) -> Iterator[str]:
     """The bundled demo catalog served as ./scripts/demo.sh serves it: efficientnet_lite0."""
     from backend import create_app
-    from backend.config import PACKAGE_DIR
     from backend.extensions import get_service
 
     root = tmp_path_factory.mktemp("demo")
-    app = create_app(
-        {
-            "catalog_path": PACKAGE_DIR / "data" / "products.csv",
-            "index_path": root / "index.csv",
-            "cache_dir": root / "cache",
-            "model": "efficientnet_lite0",
-            "SECRET_KEY": "test-secret",
-        }
-    )
+    app = create_app(demo_config(root) | {"SECRET_KEY": "test-secret"})
     get_service(app).sync()
-    with serve(app) as url:
+    with serve_app(app) as url:
         yield url
 
 

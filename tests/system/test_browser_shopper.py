@@ -4,7 +4,6 @@ accessibility violation (axe-core) on any page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,25 +11,13 @@ from playwright.sync_api import expect
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.browser import ARTIFACTS, axe_violations, needs_chromium, serve
+from tests.support.browser import ARTIFACTS, axe_violations, needs_chromium
 from tests.support.catalogs import draw_image, make_app_config, write_catalog
+from tests.support.servers import serve_app
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-
-
-@pytest.fixture(scope="module")
-def base_url(shared_app) -> Iterator[str]:
-    with serve(shared_app) as url:
-        yield url
-
-
-@pytest.fixture
-def query_image(tmp_path) -> Path:
-    path = tmp_path / "query.png"
-    draw_image("red", "circle", (640, 480)).save(path)
-    return path
 
 
 def search(page, base_url: str, image: Path, threshold: str = "0") -> None:
@@ -66,7 +53,7 @@ def test_a_replaced_photo_shows_at_once_after_a_re_index(page, tmp_path):
     app = create_app(make_app_config(tmp_path, shop))
     service = get_service(app)
     service.sync()
-    with serve(app) as url:
+    with serve_app(app) as url:
         page.goto(f"{url}/products")
         red = centre_colour(page, "img[src^='/images/p1']")
         assert red[0] > 150 and red[1] < 100  # the red ball

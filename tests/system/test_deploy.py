@@ -5,42 +5,26 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.catalogs import RANDOM_RESNET18, write_catalog
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-
-
-def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) per Dockerfile instruction, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    lines = [line.strip() for line in text.splitlines()]
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
-        for line in lines
-        if line and not line.startswith("#")
-    ]
-
-
-def instructions(name: str) -> list[str]:
-    return [args for instruction, args in dockerfile() if instruction == name]
+from tests.support.catalogs import RANDOM_RESNET18
+from tests.support.servers import (
+    ROOT,
+    dockerfile,
+    free_port,
+    gunicorn,
+    image_command,
+    instructions,
+    request_json,
+    server_env,
+    wait_ready,
+)
 
 
 def docker_env() -> dict[str, str]:
@@ -124,18 +108,13 @@ def test_the_default_image_serves_without_torch_from_a_model_exported_at_build_t
     assert 'python -m backend.model "$MODEL" efficientnet_lite0' in export_run
 
 
-def cmd() -> list[str]:
-    (command,) = instructions("CMD")
-    return json.loads(command)
-
-
 def healthcheck() -> list[str]:
     (check,) = instructions("HEALTHCHECK")
     return json.loads(check.split("CMD", 1)[1])
 
 
 def test_the_command_is_gunicorn_with_the_config_file_and_the_demo_uses_it_too():
-    assert cmd() == ["gunicorn", "--config", "gunicorn.conf.py"]
+    assert image_command() == ["gunicorn", "--config", "gunicorn.conf.py"]
     assert (
         "exec .venv/bin/gunicorn --config gunicorn.conf.py"
         in (ROOT / "scripts" / "demo.sh").read_text()
@@ -159,77 +138,6 @@ def test_render_sets_only_variables_something_reads():
 
     server_vars = {"PORT", "SECRET_KEY", "WEB_CONCURRENCY", "THREADS", "FORWARDED_ALLOW_IPS"}
     assert set(render_env()) <= set(ENV_VARS) | server_vars
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("SECRET_KEY", "MODEL_WEIGHTS")
-    }
-    return (
-        env
-        | {
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": "1",
-            "THREADS": "2",
-            "MODEL_WEIGHTS": "random",
-            "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
-            "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
-            "CACHE_DIR": str(tmp_path / "data" / "cache"),
-        }
-        | extra
-    )
-
-
-@contextmanager
-def gunicorn(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """Run the image's exact CMD from the repository root; stop it (and its workers) afterwards."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            cmd(), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.load(error)
-
-
-def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"gunicorn exited:\n{log.read_text()}"
-        try:
-            status, body = get(f"{base}/readyz")
-        except OSError:
-            status = None
-        if status == 200:
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"not ready in {seconds} s:\n{log.read_text()}")
 
 
 def without_torch(folder: Path, env: dict[str, str]) -> dict[str, str]:
@@ -260,10 +168,10 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
             "skipped": [], "failed": [],
         }  # fmt: skip
         assert ready["model"] == RANDOM_RESNET18
-        assert get(f"{base}/healthz") == (200, {"status": "ok"})
+        assert request_json(f"{base}/healthz") == (200, {"status": "ok"})
         check = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr
-        status, body = get(f"{base}/api/products/p1/similar?k=2&threshold=0&category=toys")
+        status, body = request_json(f"{base}/api/products/p1/similar?k=2&threshold=0&category=toys")
         assert status == 200 and [hit["id"] for hit in body["results"]] == ["p2", "p3"]
     text = log.read_text()
     assert "embedded 7/7 images" in text  # the master's sync logged its progress
@@ -288,7 +196,7 @@ def test_the_demo_model_serves_without_torch_too(tmp_path, model_dir):
         ready = wait_ready(base, process, log)
         assert ready["model"] == served.identity and ready["random_weights"] is False
         assert served.identity.endswith("/p2-r256c224-bicubic-tf127/ort-fp32")
-        status, body = get(f"{base}/api/products/p1/similar?k=3&threshold=0")
+        status, body = request_json(f"{base}/api/products/p1/similar?k=3&threshold=0")
         assert status == 200 and len(body["results"]) == 3
     text = log.read_text()
     assert "worker ready: 7 of 7 products searchable" in text and "Traceback" not in text

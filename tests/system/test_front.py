@@ -14,7 +14,7 @@ import requests
 
 from bench.slow_clients import Trickle
 from tests.support.catalogs import draw_image, image_bytes
-from tests.system.test_deploy import free_port, gunicorn, server_env, wait_ready
+from tests.support.servers import free_port, gunicorn, server_env, wait_ready
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ from playwright.sync_api import expect
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.browser import ARTIFACTS, needs_chromium, serve
+from tests.support.browser import ARTIFACTS, needs_chromium
 from tests.support.catalogs import draw_image, image_bytes, make_app_config, write_catalog
+from tests.support.servers import serve_app
 from tests.system.test_browser import search_with_file_chooser
 
 ADMIN_TOKEN = "owner-token-0123456789"
@@ -28,7 +29,7 @@ def base_url(tmp_path_factory) -> Iterator[str]:
     config = make_app_config(root, write_catalog(root / "shop"))
     app = create_app(config | {"SECRET_KEY": "test-secret", "admin_token": ADMIN_TOKEN})
     get_service(app).sync()
-    with serve(app) as url:
+    with serve_app(app) as url:
         yield url
 
 

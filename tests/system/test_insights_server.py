@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.catalogs import draw_image, image_bytes
-from tests.system.test_deploy import free_port, gunicorn, server_env, wait_ready
+from tests.support.servers import free_port, gunicorn, server_env, wait_ready
 
 METRICS_TOKEN = "scraper-token-0123456789"
 ADMIN_TOKEN = "owner-token-0123456789"

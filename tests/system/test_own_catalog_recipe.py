@@ -4,22 +4,17 @@ is served and re-indexed, and the demo's answers do not change."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.support.catalogs import draw_image, write_catalog
+from tests.support.servers import free_port, request_json, running, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_ITEMS = [
@@ -56,12 +51,6 @@ def checkout(tmp_path) -> Path:
     return copy
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def environment(**extra: str) -> dict[str, str]:
     unset = (
         "SECRET_KEY",
@@ -79,51 +68,6 @@ def environment(**extra: str) -> dict[str, str]:
     return env | settings | extra
 
 
-@contextmanager
-def running(command: str, cwd: Path, env: dict[str, str], log: Path):
-    """Run a shell command line in its own process group; stop the group afterwards."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            ["bash", "-c", command], cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, data=data, headers=headers or {}), timeout=30
-        ) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.load(error)
-
-
-def wait_ready(base: str, process: subprocess.Popen, log: Path, seconds: float = 300) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server exited:\n{log.read_text()}"
-        try:
-            status, body = request(f"{base}/readyz")
-        except OSError:
-            status = None
-        if status == 200:
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"not ready in {seconds} s:\n{log.read_text()}")
-
-
 def search(base: str, image: bytes) -> list[tuple[str, float]]:
     boundary = "recipe-test-boundary"
     body = (
@@ -139,7 +83,7 @@ def search(base: str, image: bytes) -> list[tuple[str, float]]:
         ).encode()
     )
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    status, answer = request(f"{base}/api/search", body, headers)
+    status, answer = request_json(f"{base}/api/search", body, headers)
     assert status == 200, answer
     return [(hit["id"], round(hit["similarity"], 5)) for hit in answer["results"]]
 
@@ -158,8 +102,9 @@ def test_the_readme_recipe_serves_and_re_indexes_a_shop_next_to_the_demo(checkou
     demo_log, shop_log = tmp_path / "demo.log", tmp_path / "shop.log"
     demo_base, shop_base = f"http://127.0.0.1:{demo_port}", f"http://127.0.0.1:{shop_port}"
     # The README's demo command, as its first block gives it.
-    with running("./scripts/demo.sh", checkout, environment(PORT=str(demo_port)), demo_log) as demo:
-        demo_ready = wait_ready(demo_base, demo, demo_log)
+    demo_env = environment(PORT=str(demo_port))
+    with running(["./scripts/demo.sh"], demo_env, demo_log, cwd=checkout) as demo:
+        demo_ready = wait_ready(demo_base, demo, demo_log, seconds=300)
         demo_index = checkout / "backend" / "data" / "index.csv"
         demo_index_digest = digest(demo_index)
         photo = next((checkout / "backend" / "static").rglob("*.jpg")).read_bytes()
@@ -171,8 +116,8 @@ def test_the_readme_recipe_serves_and_re_indexes_a_shop_next_to_the_demo(checkou
         command = beside_demo.replace("8001", str(shop_port)).replace(
             "path/to/products.csv", os.path.relpath(shop, checkout)
         )
-        with running(command, checkout, environment(), shop_log) as shop_server:
-            shop_ready = wait_ready(shop_base, shop_server, shop_log)
+        with running(["bash", "-c", command], environment(), shop_log, cwd=checkout) as shop_server:
+            shop_ready = wait_ready(shop_base, shop_server, shop_log, seconds=300)
             assert (shop_ready["catalog_size"], shop_ready["indexed"]) == (3, 3)
             assert (tmp_path / "shop" / "index.csv").is_file()  # beside the shop's catalog
             assert search(shop_base, photo)[0][0].startswith("s")
@@ -189,14 +134,14 @@ def test_the_readme_recipe_serves_and_re_indexes_a_shop_next_to_the_demo(checkou
             assert "index: 1 added, 0 updated, 0 removed, 3 unchanged" in done.stdout
             deadline = time.monotonic() + 30
             # The running server loads the new index at its next request (checked every 2 s).
-            while request(f"{shop_base}/api/products")[1]["total"] != 4:
+            while request_json(f"{shop_base}/api/products")[1]["total"] != 4:
                 assert time.monotonic() < deadline, shop_log.read_text()
                 time.sleep(0.5)
-            status, _ = request(f"{shop_base}/api/products/s4/similar")
+            status, _ = request_json(f"{shop_base}/api/products/s4/similar")
             assert status == 200
 
         # The demo's answers, index and readiness are exactly as before.
         assert search(demo_base, photo) == demo_answer
         assert digest(demo_index) == demo_index_digest
-        assert request(f"{demo_base}/readyz") == (200, demo_ready)
+        assert request_json(f"{demo_base}/readyz") == (200, demo_ready)
     assert "Traceback" not in demo_log.read_text() + shop_log.read_text()
