@@ -11,6 +11,7 @@ fine-tuned heads made with any other value of any part are re-embedded or refuse
 
 from __future__ import annotations
 
+import abc
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ SPECS = {
 }
 
 
-class SpecEmbedder:
+class SpecEmbedder(abc.ABC):
     """What both runtimes' embedders share: the spec's shape and preprocessing, and batching.
 
     A subclass sets `spec` and implements `embed_arrays` (one batch of preprocessed arrays).
@@ -92,8 +93,9 @@ class SpecEmbedder:
         """Resize and centre-crop like the weights' own transforms(); (crop, crop, 3) uint8."""
         return self.spec.preprocessing.apply(image)
 
+    @abc.abstractmethod
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """Embed preprocessed images in one batch; (N, dim) float32, unit length."""
 
     def embed(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Embed PIL images; (N, dim) float32, unit length."""
