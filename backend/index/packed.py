@@ -40,6 +40,8 @@ PRODUCT_COLUMNS = ("id", "name", "category", "image_url")
 ENTRY_COLUMNS = ("id", "source", "signature", "fingerprint", "model")
 MAX_HEADER_BYTES = 64 << 20  # the skipped rows and prices of a large catalog
 BLOCK_ROWS = 4096  # vectors rounded and written this many rows at a time
+# What reading a damaged or foreign pack raises: it is then not used, never an error.
+DAMAGED = (OSError, ValueError, KeyError, TypeError)
 
 
 class Packed(NamedTuple):
@@ -165,7 +167,7 @@ def read_packed(
         table = _table(header, columns, vectors, catalog)
         scheme = header["row_versions"]
         versions = None if scheme is None else (scheme, columns["entry_version"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except DAMAGED as error:
         log.warning("%s is unreadable (%s); parsing the CSV files instead", path, error)
         return None
     return Packed(catalog, table, versions)
@@ -175,7 +177,7 @@ def _read_header(path: Path, sources: dict) -> dict | None:
     try:
         with path.open("rb") as handle:
             return _header(handle, sources)
-    except (OSError, ValueError):
+    except DAMAGED:
         return None
 
 

@@ -91,6 +91,19 @@ def test_a_damaged_pack_is_ignored(synced, cut):
     assert worker.indexed_count() == 7
 
 
+@pytest.mark.parametrize("header", [b"{}", b"[1]", b'{"sources": 1}', b"null"])
+def test_a_pack_with_a_header_of_another_shape_is_ignored_and_replaced(synced, header):
+    from backend.index.packed import MAGIC, is_current
+
+    catalog_path, index_path = synced["catalog_path"], synced["index_path"]
+    path = packed_path(index_path)
+    path.write_bytes(MAGIC + f"{len(header):016d}\n".encode() + header)
+    assert not is_current(index_path, catalog_path)
+    assert read_packed(index_path, catalog_path) is None
+    get_service(create_app(synced)).sync()  # the next sync packs the files again
+    assert read_packed(index_path, catalog_path) is not None
+
+
 def test_values_holding_the_separator_are_not_packed(tmp_path):
     catalog_path = write_catalog(tmp_path / "shop")
     index_path = tmp_path / "index.csv"
