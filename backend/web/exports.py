@@ -9,10 +9,12 @@ from typing import Any
 from flask import Response, url_for
 
 from ..errors import InvalidInput
+from ..extensions import get_service
 from ..insights.aggregates import Window
 from ..insights.export import LOG_FIELDS, csv_lines, json_array, log_objects, log_rows
 from ..options import blank
 from ..search import SearchResult
+from .security import public_url
 
 RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "image_url")
 FORMATS = ("csv", "json", "html")  # json and html: the channel's usual answer
@@ -34,11 +36,19 @@ def results_csv(result: SearchResult, filename: str = "search-results.csv") -> R
         (
             rank, hit.product.id, hit.product.name, hit.product.category, hit.product.price,
             round(hit.similarity, 6),
-            url_for("pages.product_image", product_id=hit.product.id, _external=True),
+            image_link(hit.product.id),
         )
         for rank, hit in enumerate(result.shown, start=1)
     ]  # fmt: skip
     return download(csv_lines(RESULT_FIELDS, rows), "text/csv", filename)
+
+
+def image_link(product_id: str) -> str:
+    """A product image's link as the API gives it: on PUBLIC_BASE_URL, else a relative path;
+    never on the request's Host, which the client chooses."""
+    version = get_service().image_version(product_id)
+    args = {"v": version} if version else {}
+    return public_url(url_for("pages.product_image", product_id=product_id, **args))
 
 
 def log_download(conn: sqlite3.Connection | None, window: Window, fmt: str) -> Response:

@@ -389,3 +389,18 @@ def test_openapi_describes_the_csv_format(live_app):
         (param,) = [p for p in operation["parameters"] if p["name"] == "format"]
         assert param["schema"]["enum"] == ["json", "csv"]
         assert "text/csv" in operation["responses"]["200"]["content"]
+
+
+def test_csv_image_links_ignore_a_forged_host(live_app, root):
+    evil = {"Host": "evil.example"}
+    rows = parse_csv(live_app.test_client().get("/api/products/p1/similar?threshold=0&format=csv",
+                                                headers=evil))  # fmt: skip
+    assert rows and all(row["image_url"].startswith("/images/") for row in rows)
+    app = make_app(root, public_base_url="https://shop.example")
+    get_service(app).load_index()
+    for path in ("/api/products/p1/similar?threshold=0&format=csv",
+                 "/products/p1/similar?threshold=0&format=csv"):  # fmt: skip
+        rows = parse_csv(app.test_client().get(path, headers=evil))
+        assert rows and all(
+            row["image_url"].startswith("https://shop.example/images/") for row in rows
+        )
