@@ -1,8 +1,13 @@
 """The search log and result lists as CSV or JSON, streamed, safe to open in a spreadsheet.
 
 A text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return would be run as a
-formula by Excel, LibreOffice or Google Sheets; it gets a leading `'`, which they show as text
-(OWASP's advice for CSV injection). Numbers the app writes itself are left as numbers.
+formula by Excel, LibreOffice or Google Sheets; it gets a `'` before that character, which they
+show as text (OWASP's advice against CSV injection). So does such a character after a `,`, `;`,
+tab or line break inside a cell (spaces and quotes between them too): a spreadsheet that splits
+lines on another separator than ours (`;` where the comma is the decimal mark) starts a new cell
+there, whatever our quotes. Every text cell is quoted. Numbers stay numbers: those the app writes
+(prices, similarities, times) are never touched, and a text that is just a number (`-15`, a
+product id) is left readable, since a spreadsheet reads it as a number, which runs nothing.
 """
 
 from __future__ import annotations
@@ -11,13 +16,19 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .aggregates import Window
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A formula character at the start of the cell or of what a spreadsheet may take for a cell:
+# after a separator, past any spaces and quotes. Not a plain number, which runs nothing.
+_FORMULA = re.compile(
+    r"(?:^|(?<=[,;\t\r\n]))([ \"']*)(?=[=+\-@\t\r])"
+    r"(?![+-](?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\]*(?:[,;\t\r\n]|\Z))"
+)
 CHUNK_ROWS = 500  # CSV lines per chunk of a streamed download
 LOG_FIELDS = (
     "time", "channel", "kind", "query", "category", "min_price", "max_price", "k", "threshold",
@@ -32,15 +43,15 @@ _LOG_COLUMNS = (
 
 def neutralise(value: Any) -> Any:
     """A cell value that no spreadsheet runs as a formula; non-text values are unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    if isinstance(value, str):
+        return _FORMULA.sub(r"\1'", value)
     return value
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
-    """CSV text in chunks of CHUNK_ROWS lines, every text cell neutralised."""
+    """CSV text in chunks of CHUNK_ROWS lines, every text cell neutralised and quoted."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow([neutralise(name) for name in header])
     for number, values in enumerate(rows, start=1):
         writer.writerow([neutralise(value) for value in values])
