@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import re
 import sqlite3
@@ -81,9 +82,21 @@ def log_rows(conn: sqlite3.Connection | None, window: Window) -> Iterator[tuple[
         yield (iso_time(row[0]), *row[1:])
 
 
+def started(rows: Iterator[Any]) -> Iterator[Any]:
+    """The same rows, the first already read: the query has run, and any error it raises is
+    raised here, before a download has sent anything."""
+    first = next(rows, None)
+    return rows if first is None else itertools.chain((first,), rows)
+
+
 def log_objects(conn: sqlite3.Connection | None, window: Window) -> Iterator[dict[str, Any]]:
     """The logged searches of the window as JSON objects, `top` as a list of {id, similarity}."""
-    for row in log_rows(conn, window):
+    return as_objects(log_rows(conn, window))
+
+
+def as_objects(rows: Iterable[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
+    """Rows of LOG_FIELDS as JSON objects, `top` as a list of {id, similarity}."""
+    for row in rows:
         item = dict(zip(LOG_FIELDS, row, strict=True))
         item["top"] = [{"id": pid, "similarity": sim} for pid, sim in json.loads(item["top"])]
         yield item

@@ -397,10 +397,68 @@ def test_csv_image_links_ignore_a_forged_host(live_app, root):
                                                 headers=evil))  # fmt: skip
     assert rows and all(row["image_url"].startswith("/images/") for row in rows)
     app = make_app(root, public_base_url="https://shop.example")
-    get_service(app).load_index()
+    get_service(app).sync()
     for path in ("/api/products/p1/similar?threshold=0&format=csv",
                  "/products/p1/similar?threshold=0&format=csv"):  # fmt: skip
         rows = parse_csv(app.test_client().get(path, headers=evil))
         assert rows and all(
             row["image_url"].startswith("https://shop.example/images/") for row in rows
         )
+
+
+# Dates at the ends of the calendar, and a log that cannot be read
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["from=0001-01-01&to=0001-01-01", "to=0001-01-05", "from=9999-12-31&to=9999-12-31",
+     "from=0001-01-01", "from=9999-12-31", f"from=0001-01-01&to={TODAY}"],
+)  # fmt: skip
+def test_dates_at_the_ends_of_the_calendar_are_a_400_before_any_body(seeded_app, query):
+    client = seeded_app.test_client()
+    for path in ("/insights", "/insights/searches.csv", "/insights/searches.json"):
+        response = client.get(f"{path}?{query}", headers=BEARER | {"Accept": "application/json"})
+        assert response.status_code == 400, (path, query)
+        assert response.json["error"] == "invalid_input"
+
+
+def test_a_range_into_the_future_ends_today(seeded_app):
+    client = seeded_app.test_client()
+    start = YESTERDAY
+    page = client.get(f"/insights?from={start}&to=9999-12-31", headers=BEARER)
+    assert page.status_code == 200 and stat(page.get_data(as_text=True), "searches") == "6"
+    response = client.get(f"/insights/searches.json?from={start}&to=9999-12-31", headers=BEARER)
+    assert response.status_code == 200 and len(json.loads(response.get_data(as_text=True))) == 6
+    assert response.headers["Content-Disposition"].endswith(f'searches-{start}-to-{TODAY}.json"')
+
+
+def junk_log(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(range(256)) * 64)
+    return path
+
+
+def damaged_log(path: Path) -> Path:
+    """A real log whose pages after the file header were overwritten."""
+    seed(path, [make_record(at(TODAY)) for _ in range(50)])
+    with path.open("r+b") as file:
+        file.seek(100)
+        file.write(b"\xff" * 8000)
+    return path
+
+
+@pytest.mark.parametrize("damage", [junk_log, damaged_log])
+def test_an_unreadable_log_answers_503_on_insights_while_searches_go_on(root, damage):
+    path = damage(root / damage.__name__ / "searches.sqlite")
+    app = make_app(root, admin_token=ADMIN, search_log_path=path)
+    get_service(app).sync()
+    client = app.test_client()
+    assert upload(client, threshold="0").json["results"][0]["id"] == "p1"
+    for path_ in ("/insights", "/insights/searches.csv", "/insights/searches.json"):
+        response = client.get(path_, headers=BEARER)
+        assert response.status_code == 503, path_
+        assert "The search log (searches.sqlite) cannot be read" in response.get_data(as_text=True)
+        as_json = client.get(path_, headers=BEARER | {"Accept": "application/json"}).json
+        assert as_json["error"] == "search_log_unreadable"
+    assert upload(client, "/search", threshold="0").status_code == 200
+    assert client.get("/api/products/p1/similar").status_code == 200
