@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from ..errors import InvalidInput, SearchLogUnreadable
 from ..extensions import get_service
-from ..insights.aggregates import SIMILARITY_BINS, Insights, Window, summarize
+from ..insights.aggregates import SIMILARITY_BINS, Insights, Window, log_size, summarize
 from ..insights.export import log_rows, started
 from ..insights.log import SearchLog
 from ..insights.records import open_for_reading
@@ -62,6 +62,7 @@ def page():
     threshold = current_app.config["SETTINGS"].similarity_threshold
     with reading(search_log) as conn:
         insights = summarize(conn, window, threshold)
+        size = log_size(conn)
     catalog = get_service().catalog
     names = {pid: product.name for pid in product_ids(insights) if (product := catalog.get(pid))}
     return render_template(
@@ -71,6 +72,7 @@ def page():
         charts=charts(insights, names, threshold),
         threshold=threshold,
         search_log=search_log,
+        log_size=size,
         days_choices=(7, 30, 90),
     )
 

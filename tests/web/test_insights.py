@@ -462,3 +462,36 @@ def test_an_unreadable_log_answers_503_on_insights_while_searches_go_on(root, da
         assert as_json["error"] == "search_log_unreadable"
     assert upload(client, "/search", threshold="0").status_code == 200
     assert client.get("/api/products/p1/similar").status_code == 200
+
+
+# A log at its size bound
+
+
+SEEDED = 20_000
+
+
+def test_a_full_log_deletes_its_oldest_searches_and_says_so_on_the_page_and_metrics(root):
+    path = root / "full" / "searches.sqlite"
+    old = TODAY - dt.timedelta(days=20)
+    seed(path, [make_record(at(old) + number) for number in range(SEEDED)])  # about 2.6 MB
+    scraper = "scraper-token-0123456789"
+    app = make_app(root, admin_token=ADMIN, metrics_token=scraper, search_log_path=path,
+                   search_log_max_mb=1)  # fmt: skip
+    get_service(app).sync()
+    client = app.test_client()
+    assert upload(client, threshold="0").status_code == 200
+    assert get_search_log(app).flush()
+    conn = sqlite3.connect(path)
+    (kept,) = conn.execute("SELECT COUNT(*) FROM searches").fetchone()
+    conn.close()
+    assert 0 < kept < SEEDED + 1
+    page = client.get("/insights?days=90", headers=BEARER).get_data(as_text=True)
+    assert stat(page, "searches") == str(kept)
+    assert stat(page, "pruned-for-size") == str(SEEDED + 1 - kept)
+    assert (
+        "The search log reached its size limit" in page and f"{SEEDED + 1 - kept:,} of the" in page
+    )
+    assert "within 1.0 MB" in page
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {scraper}"})
+    line = f'image_search_search_log_pruned_total{{reason="size"}} {float(SEEDED + 1 - kept)}'
+    assert line in metrics.get_data(as_text=True)
