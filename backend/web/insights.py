@@ -112,10 +112,15 @@ def reading(search_log: SearchLog | None) -> Iterator[sqlite3.Connection | None]
 
 def unreadable(search_log: SearchLog | None, error: sqlite3.DatabaseError) -> SearchLogUnreadable:
     name = search_log.path.name if search_log is not None else "searches.sqlite"
+    if "locked" in str(error):  # another process held it past the busy timeout: it passes
+        advice = "Try again in a moment."
+    else:
+        advice = (
+            "Searches go on, but none is logged while it stays so: restore the file from a "
+            "backup, or move it away and the server starts a new log at the next search."
+        )
     return SearchLogUnreadable(
-        f"The search log ({name}) cannot be read: {error}. Searches go on, but none is logged "
-        "while it stays so: restore the file from a backup, or move it away and the server "
-        "starts a new log at the next search.",
+        f"The search log ({name}) cannot be read: {error}. {advice}",
         detail=str(search_log.path if search_log is not None else name),
     )
 

@@ -495,3 +495,24 @@ def test_a_full_log_deletes_its_oldest_searches_and_says_so_on_the_page_and_metr
     metrics = client.get("/metrics", headers={"Authorization": f"Bearer {scraper}"})
     line = f'image_search_search_log_pruned_total{{reason="size"}} {float(SEEDED + 1 - kept)}'
     assert line in metrics.get_data(as_text=True)
+
+
+def test_a_log_locked_past_the_busy_timeout_answers_503_try_again(root, monkeypatch):
+    from backend.insights import records
+
+    monkeypatch.setattr(records, "BUSY_TIMEOUT_SECONDS", 0.1)
+    path = root / "held" / "searches.sqlite"
+    seed(path, [make_record(at(TODAY))])
+    app = make_app(root, admin_token=ADMIN, search_log_path=path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # held until the connection closes
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("DELETE FROM searches WHERE id = 0")
+    holder.execute("COMMIT")
+    try:
+        response = app.test_client().get("/insights", headers=BEARER)
+    finally:
+        holder.close()
+    assert response.status_code == 503
+    assert "database is locked. Try again in a moment." in response.get_data(as_text=True)
+    assert app.test_client().get("/insights", headers=BEARER).status_code == 200
