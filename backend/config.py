@@ -18,6 +18,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_CATALOG = PACKAGE_DIR / "data" / "products.csv"
 MIN_ADMIN_TOKEN_CHARS = 16
 MAX_SEARCH_LOG_DAYS = 3660
+MIN_SEARCH_LOG_MB, MAX_SEARCH_LOG_MB = 1, 1_000_000
 MAX_CURRENCY_CHARS = 8
 
 
@@ -82,6 +83,8 @@ class Settings:
     # next to index.csv (the data folder).
     search_log_days: int = 90
     search_log_path: Path | None = None
+    # Past this size the log's oldest rows go (about 3,000 searches a MB); 0: no size bound.
+    search_log_max_mb: float = 500.0
     # Bearer token for /metrics (Prometheus); unset disables it. Kept out of repr and logs.
     metrics_token: str | None = field(default=None, repr=False)
     # An S3-compatible service (MinIO, R2, Spaces...) for s3:// images; unset: AWS S3 itself.
@@ -137,6 +140,11 @@ class Settings:
         return self.search_log_path or self.index_path.with_name("searches.sqlite")
 
     @property
+    def search_log_max_bytes(self) -> int | None:
+        """The search log's size bound in bytes, or None without one (SEARCH_LOG_MAX_MB=0)."""
+        return int(self.search_log_max_mb * 1024 * 1024) or None
+
+    @property
     def faiss_path(self) -> Path:
         """The FAISS backend's files live next to index.csv (a cache of it, rebuilt on sync)."""
         return self.index_path.with_name(self.index_path.name + ".faiss")
@@ -173,6 +181,7 @@ ENV_VARS = {
     "PGVECTOR_EF_SEARCH": "pgvector_ef_search",
     "SEARCH_LOG_DAYS": "search_log_days",
     "SEARCH_LOG_PATH": "search_log_path",
+    "SEARCH_LOG_MAX_MB": "search_log_max_mb",
     "METRICS_TOKEN": "metrics_token",
     "S3_ENDPOINT_URL": "s3_endpoint_url",
     "CURRENCY": "currency",
@@ -279,6 +288,12 @@ def validate(settings: Settings) -> None:
     if not 0 <= settings.search_log_days <= MAX_SEARCH_LOG_DAYS:
         raise ConfigError(
             f"SEARCH_LOG_DAYS={settings.search_log_days} must be 0 (no log) to {MAX_SEARCH_LOG_DAYS}"
+        )
+    max_mb = settings.search_log_max_mb
+    if not (max_mb == 0 or MIN_SEARCH_LOG_MB <= max_mb <= MAX_SEARCH_LOG_MB):
+        raise ConfigError(
+            f"SEARCH_LOG_MAX_MB={max_mb:g} must be 0 (no size bound) or {MIN_SEARCH_LOG_MB} to "
+            f"{MAX_SEARCH_LOG_MB} (megabytes)"
         )
     for variable, path in (
         ("INDEX_PATH", settings.index_path),

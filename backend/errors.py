@@ -90,3 +90,17 @@ class AdminDisabled(SearchAppError):
 
     status = 403
     code = "admin_disabled"
+
+
+class SearchLogUnreadable(SearchAppError):
+    """The search log's file cannot be read (damaged, or not a SQLite file); searches go on.
+
+    The visitor is the shop owner, behind the admin token: told what is wrong and what to do;
+    the file's full path goes to the server log only."""
+
+    status = 503
+    code = "search_log_unreadable"
+
+    def __init__(self, message: str, *, detail: str) -> None:
+        super().__init__(f"{message} ({detail})")
+        self.public_message = message
