@@ -68,7 +68,8 @@ def free_port() -> int:
 
 
 def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    """The environment of a gunicorn server on a small random-weights shop under `tmp_path`."""
+    """The environment of a gunicorn server on a small shop under `tmp_path` (ResNet18 with
+    random weights)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -82,6 +83,7 @@ def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
             "HOST": "127.0.0.1",
             "WEB_CONCURRENCY": "1",
             "THREADS": "2",
+            "MODEL": "resnet18",
             "MODEL_WEIGHTS": "random",
             "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
             "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
