@@ -69,13 +69,16 @@ RUN useradd --create-home --uid 10001 app \
  && chown app:app /var/data
 
 COPY gunicorn.conf.py ./
+COPY docker-entrypoint.sh /usr/local/bin/
 COPY backend ./backend
 COPY --from=export /app/models /app/models
 # Admin edits rewrite the bundled catalog (products.csv, uploads/) in place; the code stays root's.
 # The first start saves the model's graph optimised for the CPU it runs on into /app/models.
 RUN chown -R app:app backend/data /app/models
 
-USER app
+# The container starts as root only for the entrypoint: it gives the data disk (which Render
+# mounts root-owned) to `app`, then runs the server as `app`.
+ENTRYPOINT ["docker-entrypoint.sh"]
 EXPOSE 8000
 
 # slim has no curl; the standard library can ask /healthz itself.
@@ -86,11 +89,9 @@ CMD ["gunicorn", "--config", "gunicorn.conf.py"]
 
 # The server with torch and the baked ImageNet weights kept.
 FROM app AS with-torch
-USER root
 COPY --from=torch /usr/local/lib/python3.11/site-packages /usr/local/lib/python3.11/site-packages
 COPY --from=export /opt/torch /opt/torch
 ENV TORCH_HOME=/opt/torch
-USER app
 
 # The default image: the server without torch.
 FROM app AS serve
