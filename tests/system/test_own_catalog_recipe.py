@@ -37,13 +37,13 @@ def readme_recipe() -> list[str]:
 @pytest.fixture
 def checkout(tmp_path) -> Path:
     """A copy of the project as a user has it (the demo writes its index into it), sharing the
-    already installed .venv."""
+    already installed .venv; without what a server running in this tree writes (a demo's index,
+    search log and uploads)."""
     copy = tmp_path / "checkout"
     copy.mkdir()
+    written = shutil.ignore_patterns("__pycache__", "index.csv*", "searches.sqlite*", "uploads")
     for name in ("backend", "scripts"):
-        shutil.copytree(
-            ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "index.csv*")
-        )
+        shutil.copytree(ROOT / name, copy / name, ignore=written)
     for path in ROOT.glob("requirements*.txt"):
         shutil.copy(path, copy / path.name)
     shutil.copy(ROOT / "gunicorn.conf.py", copy)

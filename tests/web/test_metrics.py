@@ -92,7 +92,7 @@ def test_no_secret_appears(tmp_path, app):
         "model_weights": "random",
         "vector_backend": "pgvector",
         "database_url": f"postgresql://shop:{DATABASE_PASSWORD}@127.0.0.1:1/shop",
-        "index_path": tmp_path / "index.csv",
+        "index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache",
     })  # fmt: skip
     body = app_with_database.test_client().get("/metrics", headers=SCRAPE)
     assert body.status_code == 200
@@ -113,7 +113,7 @@ def test_metrics_need_the_metrics_token(app, headers):
 
 def test_without_a_metrics_token_metrics_are_off(tmp_path):
     app = create_app({"TESTING": True, "model": "resnet18", "model_weights": "random",
-                      "index_path": tmp_path / "index.csv"})  # fmt: skip
+                      "index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache"})  # fmt: skip
     response = app.test_client().get("/metrics", headers=SCRAPE)
     assert response.status_code == 403
     assert response.json["message"] == (
