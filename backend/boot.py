@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
 
 import numpy as np
 from flask import Flask
@@ -63,6 +64,24 @@ def load_worker(app: Flask) -> None:
         gc.enable()
     gc.freeze()  # what is loaded lives as long as the worker: later collections skip it
     log.info("worker ready: %d of %d products searchable", service.indexed_count(), len(catalog))
+
+
+def sync_in_background(app: Flask) -> threading.Thread:
+    """Sync and load the index in a thread, so that a server without a start-up sync (`flask run`)
+    turns ready (`/readyz`) by itself instead of at its first search."""
+    service = get_service(app)
+
+    def run() -> None:
+        try:
+            sync_index(service)
+        except SearchAppError as error:  # the first search tries again and shows the reason
+            log.error("cannot load the index: %s", error.message)
+        except OSError as error:
+            log.error("cannot load the index: %s", error)
+
+    thread = threading.Thread(target=run, name="index-sync", daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> int:

@@ -33,8 +33,11 @@ class Settings:
     # More folders where relative image paths are looked up after the catalog's own: for code
     # that serves a catalog's rows from elsewhere (the benchmarks); not an environment setting.
     image_dirs: tuple[Path, ...] = ()
-    model: str = "resnet18"
-    # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
+    # EfficientNet-Lite0: its ImageNet weights install with the requirements (no download), and
+    # it is the model the threshold and the quality figures were measured with (docs/quality.md).
+    model: str = "efficientnet_lite0"
+    # None: the model's ImageNet weights (Lite0's installed package; torchvision's from the hub
+    # cache, else downloaded); a file path; or "random".
     model_weights: str | None = None
     # A projection head fine-tuned on the catalog (`flask finetune`), applied on top of the model.
     model_head: str | None = None

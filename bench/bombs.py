@@ -59,7 +59,7 @@ elif kind == "narrow":
     data = buffer.getvalue()
 else:
     data = scan_bomb(tuple(numbers[:2]), numbers[2])
-service = SearchService(load_settings(overrides={"model_weights": "random"}))
+service = SearchService(load_settings(overrides={"model": "resnet18", "model_weights": "random"}))
 service.embedder.embed([Image.new("RGB", (224, 224))])
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 before, wall, cpu = peak(), time.perf_counter(), time.process_time()

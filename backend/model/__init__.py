@@ -96,7 +96,7 @@ class Embedder(Protocol):
 
 @functools.lru_cache(maxsize=4)
 def load_embedder(
-    model_name: str = "resnet18",
+    model_name: str = LITE0,
     weights: str | None = None,
     head: str | None = None,
     runtime: str = "onnx",

@@ -49,6 +49,7 @@ def s3_app(tmp_path, s3):
                 "catalog_path": catalog,
                 "index_path": tmp_path / "index" / "index.csv",
                 "cache_dir": tmp_path / "cache",
+                "model": "resnet18",
                 "model_weights": "random",
                 "similarity_threshold": 0.0,
                 "s3_endpoint_url": s3.endpoint,

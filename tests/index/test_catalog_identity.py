@@ -23,6 +23,7 @@ def config_for(catalog_path, root, **settings) -> dict:
         "TESTING": True,
         "catalog_path": catalog_path,
         "cache_dir": root / "cache",
+        "model": "resnet18",
         "model_weights": "random",
         "similarity_threshold": 0.0,
     } | settings

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -37,8 +36,11 @@ def server(request, tmp_path_factory):
     with gunicorn(env, log) as process:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, process, log)
+        fronts = list((tmp_path / "tmp").glob("search-front-*/nginx.pid"))
+        assert len(fronts) == (request.param == "nginx")  # its own, not another server's
         yield request.param, port, base, log
-    assert not list(Path("/tmp").glob("search-front-*/nginx.pid")) or request.param == "none"
+    # The front stopped with the server: its folder (in the server's own TMPDIR) has no pid file.
+    assert not list((tmp_path / "tmp").glob("search-front-*/nginx.pid"))
 
 
 def search_seconds(base: str) -> float:

@@ -126,7 +126,8 @@ def test_each_model_has_its_own_default_threshold_unless_one_is_set():
     from backend.config import load_settings
 
     assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.35
-    assert load_settings({}, {}).search_defaults.threshold == 0.70  # resnet18
+    assert load_settings({}, {}).search_defaults.threshold == 0.35  # the default model: Lite0
+    assert load_settings({}, {"model": "resnet18"}).search_defaults.threshold == 0.70
     assert load_settings({}, {"model": "color_histogram"}).threshold == 0.70
     configured = load_settings({"SIMILARITY_THRESHOLD": "0.55", "MODEL": "efficientnet_lite0"})
     assert configured.search_defaults.threshold == 0.55
