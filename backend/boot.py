@@ -46,6 +46,11 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
     hidden = max(len(catalog.skipped) - MAX_LISTED, 0) + max(len(report.failed) - MAX_LISTED, 0)
     if hidden:
         log.warning("... and %d more skipped rows or failed images", hidden)
+    if catalog.csv_format.note:
+        log.info("catalog %s %s", catalog.path.name, catalog.csv_format.note)
+    if catalog.undecodable_rows:
+        log.warning("%d rows of %s could not be read: the file %s", catalog.undecodable_rows,
+                    catalog.path.name, catalog.decoding_advice)  # fmt: skip
     log.info("index: %s in %.1f s; %d products searchable",
              report.summary(), report.seconds, service.indexed_count())  # fmt: skip
 

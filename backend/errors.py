@@ -11,9 +11,14 @@ class SearchAppError(Exception):
     # What a visitor is told of a server-side error (5xx), whose message is for the operator.
     public_message: str | None = None
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, plain: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        # The same in words for a form's visitor, where `message` names request parameters as
+        # API clients spell them ("min_price=5 must not be above max_price=2").
+        self.plain = plain or message
         if status is not None:
             self.status = status
 

@@ -25,6 +25,8 @@ def index_command() -> None:
         click.echo(f"skipped {catalog.path.name} {skipped}", err=True)
     for product_id, reason in report.failed.items():
         click.echo(f"failed {product_id}: {reason}", err=True)
+    if catalog.csv_format.note:
+        click.echo(f"catalog: {catalog.path.name} {catalog.csv_format.note}")
     click.echo(f"index: {report.summary()} in {report.seconds:.1f} s")
     if service.indexed_count() == 0 and (catalog.products or catalog.skipped):
         skipped, failed = len(catalog.skipped), len(report.failed)
@@ -32,6 +34,14 @@ def index_command() -> None:
             f"nothing in {catalog.path.name} could be indexed ({skipped} "
             f"{'row' if skipped == 1 else 'rows'} skipped, {failed} "
             f"{'image' if failed == 1 else 'images'} failed; the reasons are above)"
+        )
+    lost = catalog.undecodable_rows
+    if lost:
+        # The shop now serves a catalog without them: a script running this must notice.
+        raise click.ClickException(
+            f"{lost} {'row' if lost == 1 else 'rows'} of {catalog.path.name} could not be "
+            f"read and {'is' if lost == 1 else 'are'} not searchable: the file "
+            f"{catalog.decoding_advice}"
         )
 
 

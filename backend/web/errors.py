@@ -30,12 +30,14 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    """Render one error, as `{"error": code, "message": ...}` or as the HTML error page."""
+def error_response(status: int, code: str, message: str, plain: str | None = None) -> Response:
+    """Render one error, as `{"error": code, "message": ...}` or as the HTML error page (with
+    the `plain` wording, for people, where the message names request parameters)."""
     if wants_json():
         body = jsonify(error=code, message=message)
     else:
-        body = render_template("error.html", status=status, code=code, message=message)
+        text = plain or message
+        body = render_template("error.html", status=status, code=code, message=text)
     return make_response(body, status)
 
 
@@ -47,7 +49,8 @@ def _domain_error(error: SearchAppError) -> Response:
         if error.status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return with_retry_after(error_response(error.status, error.code, error.message), error)
+    response = error_response(error.status, error.code, error.message, error.plain)
+    return with_retry_after(response, error)
 
 
 def with_retry_after(response: Response, error: SearchAppError) -> Response:

@@ -70,7 +70,10 @@ def refused_url(message: str) -> Outcome:
 
 
 TOO_LARGE = Outcome(413, "too_large", f"the upload is larger than the {MAX_UPLOAD_MB} MB limit")
-NOT_HTTP = Outcome(400, "invalid_input", "image_url must be an http:// or https:// address")
+NOT_HTTP = Outcome(
+    400, "invalid_input", "image_url must be an http:// or https:// address",
+    "the image URL must be an http:// or https:// address",  # the page words it for people
+)  # fmt: skip
 FOUND = Outcome(200, None, "")
 NO_IMAGE = Outcome(
     400, "invalid_input", "send an image: a multipart field `file`", "choose an image"
@@ -337,8 +340,8 @@ def test_urls_with_other_schemes(index_before, strict, endpoint, url):
 @pytest.mark.parametrize(
     ("url", "outcome"),
     [
-        pytest.param("http://x.example/" + "a" * 2100, Outcome(400, "invalid_input", "image_url is longer than 2048 characters"), id="url-too-long"),
-        pytest.param("http://x.example/a\nb.png", Outcome(400, "invalid_input", "image_url contains control characters"), id="url-newline"),
+        pytest.param("http://x.example/" + "a" * 2100, Outcome(400, "invalid_input", "image_url is longer than 2048 characters", "the image URL is longer than 2048 characters"), id="url-too-long"),
+        pytest.param("http://x.example/a\nb.png", Outcome(400, "invalid_input", "image_url contains control characters", "the image URL contains control characters"), id="url-newline"),
         pytest.param("http://x.example/a b.png", refused_url("spaces, control characters or backslashes"), id="url-space"),
     ],
 )  # fmt: skip

@@ -51,9 +51,9 @@ def test_a_shopper_photo_runs_a_real_search_with_a_plain_link(shop):
     titles = re.findall(r'<h3 class="card-title">(.*?)</h3>', html)
     assert len(titles) == 3 and titles[0] == "Red ball"  # the red circle is nearest
     assert 'src="/examples/red-1/image"' in html
-    # The refine form carries the photo as a signed query, like an upload.
-    token = re.search(r'name="query" value="([^"]+)"', html).group(1)
-    again = shop.post("/search", data={"query": token, "k": "2", "threshold": "0"})
+    # The refine form is a GET of the same address: refined results are a link too.
+    assert '<form class="refine" action="/examples/red-1" method="get" data-refine>' in html
+    again = shop.get("/examples/red-1?k=2&threshold=0")
     assert len(re.findall(r'<h3 class="card-title">', again.get_data(as_text=True))) == 2
 
 

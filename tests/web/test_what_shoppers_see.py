@@ -158,24 +158,32 @@ def test_prices_show_the_configured_currency(app_config, currency, shown):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"k": "0"}, "k=0 must be a whole number from 1 to 100."),
-        ({"threshold": "150"}, "threshold=150 must be a whole percent"),
+        ({"k": "0"}, "The number of results (0) must be a whole number from 1 to 100."),
+        ({"threshold": "150"}, "The minimum similarity (150) must be a whole percent"),
         (
             {"image_url": "ftp://x.example/a.png"},
-            "image_url must be an http:// or https:// address; ftp:// addresses are not fetched.",
+            "The image URL must be an http:// or https:// address; ftp:// addresses are not "
+            "fetched.",
         ),
         (
             {"image_url": "http://images.example:8080/a.png"},
             "port 8080 is not allowed (only 80 and 443)",
         ),
+        (
+            {"min_price": "5", "max_price": "2"},
+            "The lowest price (5) is above the highest price (2)",
+        ),
     ],
 )
-def test_form_errors_spell_parameters_as_the_api_does(shared_client, fields, message):
+def test_form_errors_are_worded_for_people_not_as_parameters(shared_client, fields, message):
     response = shared_client.post(
-        "/search", data=fields | {"image_url": fields.get("image_url", "")}
+        "/search", data={"image_url": "https://shop.example/a.png"} | fields
     )
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    alert = re.search(r'<div class="alert" role="alert" id="form-error">(.*?)</div>', html, re.S)
+    assert message in alert[1]
+    assert not re.search(r"\b(k|threshold|image_url|min_price|max_price)\b", alert[1])
 
 
 def test_refining_without_javascript_keeps_the_threshold_in_more_like_this(shared_client):
