@@ -99,6 +99,11 @@ def _same_scheme(packed: Packed) -> list[str] | None:
     return versions if scheme == ITEM_VERSION_SCHEME else None
 
 
+def model_name(identity: str) -> str:
+    """The MODEL setting of a model identity ("name/weights/preprocessing/runtime")."""
+    return identity.split("/", 1)[0]
+
+
 class SearchService:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
@@ -134,6 +139,8 @@ class SearchService:
         self._next_stamp_check = 0.0
         self.stamp_check_seconds = 2.0
         self._store: VectorStore | None = None
+        # Why the index on disk was not loaded (another catalog's or model's), while that holds.
+        self._refused: str | None = None
         # Image URLs whose download failed, with when: /images/<id> answers 404 at once for a
         # while instead of tying up a request thread on the same dead URL at every view.
         self._failed_downloads: dict[str, float] = {}
@@ -206,6 +213,7 @@ class SearchService:
             catalog = self._load_catalog(fetch=True)
             table, report = self._indexer().sync(catalog, progress)
             self._publish(catalog, table, report.failed)
+            self._refused = None
             store.flush()  # only a syncing process writes the store's files (FAISS)
             self._pack(catalog, table)
             self._sync_stamp = publish_sync(self.settings.index_path)
@@ -252,9 +260,10 @@ class SearchService:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
             identity = self.embedder.identity
             catalog, table, versions = self._read_synced()
-            foreign = self._foreign_catalog(table.meta)
-            if foreign is not None:
-                return self._refuse_foreign_index(catalog, foreign)
+            problem = self._unusable_index_problem(table)
+            if problem is not None:
+                return self._refuse_index(catalog, problem)
+            self._refused = None
             keep = [
                 row
                 for row, entry in enumerate(table.entries)
@@ -291,11 +300,28 @@ class SearchService:
             "INDEX_PATH"
         )
 
-    def _refuse_foreign_index(self, catalog: Catalog, foreign: str) -> Catalog:
-        problem = self._foreign_index_problem(foreign)
+    def _unusable_index_problem(self, table: IndexTable) -> str | None:
+        """Why this server cannot search with index.csv (another catalog's or another model's)."""
+        foreign = self._foreign_catalog(table.meta)
+        if foreign is not None:
+            return self._foreign_index_problem(foreign)
+        built_with = table.main_model()
+        served = self.embedder.identity
+        if built_with is None or built_with == served:
+            return None
+        return (
+            f"{self.settings.index_path.name} on disk was built with model {built_with}; this "
+            f"server runs model {served}: kept the index it has; restart with "
+            f"MODEL={model_name(built_with)} or re-index with MODEL={model_name(served)}"
+        )
+
+    def _refuse_index(self, catalog: Catalog, problem: str) -> Catalog:
+        """Keep answering from what was loaded before, saying why (or serve nothing yet)."""
         log.error("not loading %s: %s", self.settings.index_path, problem)
+        self._refused = problem
         if self.snapshot is not None:
-            return self.snapshot.catalog  # keep answering from what was loaded before
+            self.snapshot = self.snapshot.with_problem(problem)
+            return self.snapshot.catalog
         self._publish(catalog, IndexTable.from_rows([], self.embedder.dim), {}, problem)
         return catalog
 
@@ -507,6 +533,8 @@ class SearchService:
                 raise ConfigError(self._foreign_index_problem(foreign))
             if sync_stamp(self.settings.index_path) != self._sync_stamp:
                 self.load_index()  # else our sync mark would hide their edit from us for good
+            if self._refused is not None:  # our model's row must not go into another's index
+                raise ConfigError(self._refused)
             with self._sync_lock:
                 yield
 

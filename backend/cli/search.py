@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 
 from ..extensions import get_service
 from ..options import parse_options
+from ..search import model_name
 from . import echo_model, friendly_errors, progress_bar, search_option_flags
 
 
@@ -26,6 +27,8 @@ def index_command() -> None:
     for product_id, reason in report.failed.items():
         click.echo(f"failed {product_id}: {reason}", err=True)
     click.echo(f"index: {report.summary()} in {report.seconds:.1f} s")
+    if report.replaced_model:
+        click.secho(replaced_model_notice(service, report.replaced_model), fg="yellow", err=True)
     if service.indexed_count() == 0 and (catalog.products or catalog.skipped):
         skipped, failed = len(catalog.skipped), len(report.failed)
         raise click.ClickException(
@@ -33,6 +36,16 @@ def index_command() -> None:
             f"{'row' if skipped == 1 else 'rows'} skipped, {failed} "
             f"{'image' if failed == 1 else 'images'} failed; the reasons are above)"
         )
+
+
+def replaced_model_notice(service, old: str) -> str:
+    """What a re-index with another model did, and what a server still running the old one does."""
+    new = service.embedder.identity
+    return (
+        f"NOTE: {service.settings.index_path.name} was built with model {old}; every image was "
+        f"embedded again with {new}. A server still running model {old} keeps its old index "
+        f"(its /readyz says so) until restarted with MODEL={model_name(new)}"
+    )
 
 
 @click.command("search")

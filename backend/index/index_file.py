@@ -128,6 +128,11 @@ class IndexTable:
         stacked = np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
         return cls(list(entries), stacked, meta)
 
+    def main_model(self) -> str | None:
+        """The model identity most rows were embedded with (None for an empty table)."""
+        counts = collections.Counter(entry.model for entry in self.entries)
+        return counts.most_common(1)[0][0] if counts else None
+
     def rows(self) -> list[tuple[Entry, np.ndarray]]:
         return list(zip(self.entries, self.vectors, strict=True))
 

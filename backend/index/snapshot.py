@@ -28,7 +28,7 @@ class Snapshot:
         self.products = [catalog.products[pid] for pid in entries]
         self.row_of = {pid: row for row, pid in enumerate(entries)}
         self.failed = failed or {}  # product id -> why its image could not be indexed
-        self.problem = problem  # why nothing could be loaded, when that is the case
+        self.problem = problem  # why the index on disk could not be (wholly) loaded
 
     @classmethod
     def of(
@@ -47,6 +47,12 @@ class Snapshot:
             if pid in catalog.products and pid not in indexed
         }
         return cls(catalog, indexed, reasons, problem)
+
+    def with_problem(self, problem: str | None) -> Snapshot:
+        """The same view, saying `problem` (why a newer index was not loaded)."""
+        copy = Snapshot.__new__(Snapshot)
+        copy.__dict__.update(self.__dict__, problem=problem)
+        return copy
 
     @functools.cached_property
     def searchable(self) -> list[Product]:
