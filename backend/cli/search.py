@@ -27,6 +27,14 @@ def index_command() -> None:
     for product_id, reason in report.failed.items():
         click.echo(f"failed {product_id}: {reason}", err=True)
     click.echo(f"index: {report.summary()} in {report.seconds:.1f} s")
+    if report.damaged_rows:
+        click.secho(
+            f"NOTE: {service.settings.index_path.name} had {report.damaged_rows} damaged "
+            "row(s) (a vector not finite or not of unit length, a torn line or a repeated id); "
+            "left out, and their products embedded again",
+            fg="yellow",
+            err=True,
+        )
     if report.replaced_model:
         click.secho(replaced_model_notice(service, report.replaced_model), fg="yellow", err=True)
     if service.indexed_count() == 0 and (catalog.products or catalog.skipped):

@@ -295,6 +295,7 @@ def _configure(conn: psycopg.Connection) -> None:
 
 class PgVectorStore(VectorStore):
     name = "pgvector"
+    remote = True
 
     def __init__(
         self,
@@ -388,6 +389,16 @@ class PgVectorStore(VectorStore):
             return conn.execute(f"DELETE FROM {TABLE} WHERE id = ANY(%s)", [ids]).rowcount
 
     # -- reads ------------------------------------------------------------------------------
+
+    def probe(self) -> None:
+        try:
+            with self._connection() as conn:
+                conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+        except psycopg.Error as error:  # the table gone, a privilege revoked
+            raise StoreError(
+                f"PostgreSQL at {describe(self.url)} refused a search: "
+                f"{' '.join(str(error).split())}"
+            ) from None
 
     def count(self) -> int:
         with self._connection() as conn:
