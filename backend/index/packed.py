@@ -13,12 +13,12 @@ refused too.
 
 Layout: a magic line, the header's length, the header (JSON), the text columns (UTF-8, values
 joined by the unit separator, which no catalog field or index cell may hold), padding, then the
-vectors as little-endian float32, row after row, at an offset aligned for numpy.
+vectors as little-endian float32, row after row, at an offset aligned for numpy, then each row's
+check (float32).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -49,6 +49,7 @@ DAMAGED = (OSError, ValueError, KeyError, TypeError)
 # How far a row's check may be from the recorded one: float32 sums in another order differ by
 # about 1e-5; a row of another product by about its distance to it (0.1 and more).
 CHECK_TOLERANCE = 1e-3
+CHECK_ROWS = 256  # vectors checked this many rows at a time (about 1 MB: in the cache)
 
 
 class BadVectors(ValueError):
@@ -131,7 +132,6 @@ def write_packed(
         "row_versions": None if row_versions is None else row_versions[0],
         "columns": {name: len(block) for name, block in blocks.items()},
         "shape": [len(table.entries), vectors.shape[1] if vectors.ndim == 2 else 0],
-        "checks": _encode_checks(vectors),
     }
     text = json.dumps(header, separators=(",", ":")).encode()
     start = len(MAGIC) + 17 + len(text)  # 16 digits and a newline give the header's length
@@ -142,8 +142,13 @@ def write_packed(
         for block in blocks.values():
             handle.write(block)
         handle.write(b"\0" * padding)
+        checks = []
         for start in range(0, len(vectors), BLOCK_ROWS):
-            handle.write(as_stored(vectors[start : start + BLOCK_ROWS]).tobytes())
+            block = as_stored(vectors[start : start + BLOCK_ROWS])  # (B, D)
+            handle.write(block.tobytes())
+            checks.append(block @ _probe(block.shape[1]))  # (B,)
+        if checks:
+            handle.write(np.concatenate(checks).astype(VECTOR_DTYPE).tobytes())
     return True
 
 
@@ -153,27 +158,13 @@ def _probe(dim: int) -> np.ndarray:
     return np.where(bits == 1, 1.0, -1.0).astype(VECTOR_DTYPE)
 
 
-def _encode_checks(vectors: np.ndarray) -> str:
-    """Each stored row's dot product with the probe, float32, base64: what a reader compares."""
-    if len(vectors) == 0:
-        return ""
-    probe = _probe(vectors.shape[1])
-    checks = [
-        as_stored(vectors[start : start + BLOCK_ROWS]) @ probe  # (B,)
-        for start in range(0, len(vectors), BLOCK_ROWS)
-    ]
-    return base64.b64encode(np.concatenate(checks).astype(VECTOR_DTYPE).tobytes()).decode("ascii")
-
-
-def check_vectors(vectors: np.ndarray, checks: str, ids: list[str]) -> None:
+def check_vectors(vectors: np.ndarray, expected: np.ndarray, ids: list[str]) -> None:
     """Raise BadVectors naming the first bad row: not finite, not unit, or not the row the
-    sync wrote there. One pass over (N, D) in blocks, no copy of it."""
-    expected = np.frombuffer(base64.b64decode(checks), dtype=VECTOR_DTYPE)  # (N,)
-    if len(expected) != len(vectors):
-        raise BadVectors(f"{len(expected)} row checks for {len(vectors)} vectors")
+    sync wrote there (`expected`: the checks it recorded, (N,)). One pass over (N, D), in
+    blocks small enough that the second look at a block finds it in the cache."""
     probe = _probe(vectors.shape[1]) if len(vectors) else None
-    for start in range(0, len(vectors), BLOCK_ROWS):
-        block = vectors[start : start + BLOCK_ROWS]  # (B, D)
+    for start in range(0, len(vectors), CHECK_ROWS):
+        block = vectors[start : start + CHECK_ROWS]  # (B, D)
         unit = is_unit(row_norms(block))  # (B,)
         with np.errstate(invalid="ignore", over="ignore"):
             moved = ~(
@@ -215,8 +206,8 @@ def read_packed(
             if header is None:
                 return None
             columns = _columns(handle, header)
-            vectors = _vectors(handle, header)
-        check_vectors(vectors, header["checks"], columns["entry_id"])
+            vectors, checks = _vectors(handle, header)
+        check_vectors(vectors, checks, columns["entry_id"])
         catalog = _catalog(catalog_path, header, columns)
         table = _table(header, columns, vectors, catalog)
         scheme = header["row_versions"]
@@ -237,7 +228,7 @@ def _intact(path: Path, sources: dict) -> bool:
             if header is None:
                 return False
             ids = _columns(handle, header)["entry_id"]
-            check_vectors(_vectors(handle, header), header["checks"], ids)
+            check_vectors(*_vectors(handle, header), ids)
     except DAMAGED:
         return False
     return True
@@ -267,16 +258,19 @@ def _columns(handle, header: dict) -> dict[str, list[str]]:
     return columns
 
 
-def _vectors(handle, header: dict) -> np.ndarray:
-    """(N, D) float32 mapped from the file, read-only; a row is never copied into the heap."""
+def _vectors(handle, header: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) float32 mapped from the file, read-only, and the rows' checks (N,); a row is never
+    copied into the heap."""
     rows, dim = header["shape"]
     offset = handle.tell() + (-handle.tell() % ALIGN)
     if rows == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    if os.fstat(handle.fileno()).st_size != offset + rows * dim * VECTOR_DTYPE.itemsize:
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    values = rows * dim + rows  # the vectors, then one check per row
+    if os.fstat(handle.fileno()).st_size != offset + values * VECTOR_DTYPE.itemsize:
         raise ValueError("the vectors are cut short")
-    mapped = np.memmap(handle, dtype=VECTOR_DTYPE, mode="r", offset=offset, shape=(rows, dim))
-    return mapped.view(np.ndarray)  # a plain array over the same pages
+    mapped = np.memmap(handle, dtype=VECTOR_DTYPE, mode="r", offset=offset, shape=(values,))
+    flat = mapped.view(np.ndarray)  # a plain array over the same pages
+    return flat[: rows * dim].reshape(rows, dim), flat[rows * dim :]
 
 
 def _catalog(catalog_path: Path, header: dict, columns: dict[str, list[str]]) -> Catalog:

@@ -35,8 +35,9 @@ def damage_pack(index_path, how: str) -> None:
     table = read_index(index_path)
     rows, dim = table.vectors.shape
     data = bytearray(path.read_bytes())
-    offset = len(data) - rows * dim * 4
-    vectors = np.frombuffer(data, dtype="<f4", offset=offset).reshape(rows, dim).copy()
+    offset = len(data) - rows * dim * 4 - rows * 4  # the vectors, then one check per row
+    vectors = np.frombuffer(data, dtype="<f4", offset=offset, count=rows * dim)
+    vectors = vectors.reshape(rows, dim).copy()
     if how == "nan":
         vectors[2, 5] = np.nan
     elif how == "swapped":
@@ -45,7 +46,7 @@ def damage_pack(index_path, how: str) -> None:
         vectors[3] *= 1.5
     else:  # another unit vector written over one row
         vectors[6] = np.roll(vectors[6], 1)
-    data[offset:] = vectors.astype("<f4").tobytes()
+    data[offset : offset + rows * dim * 4] = vectors.astype("<f4").tobytes()
     path.write_bytes(bytes(data))
 
 
