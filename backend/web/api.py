@@ -87,6 +87,9 @@ def readyz():
     """
     service = get_service()
     settings = service.settings
+    # What this process would answer from now: a sync by another process is looked at first
+    # (a stat every 2 s), so a re-index with another model is named here before any search.
+    service.reload_if_synced_elsewhere()
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
     body: dict[str, Any] = {
         "ready": snapshot is not None,

@@ -89,3 +89,16 @@ def test_a_server_started_on_another_models_index_serves_nothing_and_says_why(tm
     ready = app.test_client().get("/readyz")
     assert ready.status_code == 503 and ready.json["indexed"] == 0
     assert HISTOGRAM in ready.json["problem"] and "MODEL=color_histogram" in ready.json["problem"]
+
+
+def test_readyz_names_the_mismatch_before_any_search_reaches_the_server(tmp_path):
+    shop = write_catalog(tmp_path / "shop")
+    server_app = create_app(config_for(shop, tmp_path))
+    server = get_service(server_app)
+    server.sync()
+    server.stamp_check_seconds = 0
+    histogram = config_for(shop, tmp_path, model="color_histogram", model_weights=None)
+    assert create_app(histogram).test_cli_runner().invoke(args=["index"]).exit_code == 0
+    ready = server_app.test_client().get("/readyz")  # the first request since the re-index
+    assert ready.status_code == 200 and ready.json["indexed"] == len(DEFAULT_ITEMS)
+    assert HISTOGRAM in ready.json["problem"]
