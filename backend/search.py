@@ -357,10 +357,11 @@ class SearchService:
         served = self.embedder.identity
         if built_with is None or built_with == served:
             return None
+        kept = "kept the index it has" if self.snapshot is not None else "serving nothing"
         return (
             f"{self.settings.index_path.name} on disk was built with model {built_with}; this "
-            f"server runs model {served}: kept the index it has; restart with "
-            f"MODEL={model_name(built_with)} or re-index with MODEL={model_name(served)}"
+            f"server runs model {served}: {kept}; restart with MODEL={model_name(built_with)} "
+            f"or re-index with MODEL={model_name(served)}"
         )
 
     def _refuse_index(self, catalog: Catalog, problem: str) -> Catalog:

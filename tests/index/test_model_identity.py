@@ -48,7 +48,7 @@ def test_reindexing_with_another_model_leaves_a_running_server_its_index(tmp_pat
     assert ready.status_code == 200 and ready.json["indexed"] == len(DEFAULT_ITEMS)
     problem = ready.json["problem"]
     assert HISTOGRAM in problem and served_model in problem
-    assert "MODEL=color_histogram" in problem
+    assert "MODEL=color_histogram" in problem and "kept the index it has" in problem
 
     # Nor does it write its own model's rows into the other model's index.
     index_before = (tmp_path / "shop" / "index.csv").read_bytes()
@@ -89,6 +89,7 @@ def test_a_server_started_on_another_models_index_serves_nothing_and_says_why(tm
     ready = app.test_client().get("/readyz")
     assert ready.status_code == 503 and ready.json["indexed"] == 0
     assert HISTOGRAM in ready.json["problem"] and "MODEL=color_histogram" in ready.json["problem"]
+    assert "serving nothing" in ready.json["problem"]
 
 
 def test_readyz_names_the_mismatch_before_any_search_reaches_the_server(tmp_path):
