@@ -39,6 +39,9 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
             logged = done
 
     catalog, report = service.sync(progress=progress)
+    if report.replaced_model:
+        log.warning("%s was built with model %s: every image was embedded again with this one",
+                    service.settings.index_path.name, report.replaced_model)  # fmt: skip
     for skipped in catalog.skipped[:MAX_LISTED]:
         log.warning("skipped %s %s", catalog.path.name, skipped)
     for product_id, reason in list(report.failed.items())[:MAX_LISTED]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -391,19 +392,53 @@ def _validate_database_url(settings: Settings) -> None:
             f"DATABASE_URL={mask_url(url)} does not match VECTOR_BACKEND={backend}: "
             f"it must start with {schemes[0]}://, e.g. {example}"
         )
+    if not _parses(url, backend):
+        percent = " (%25 for a literal %)" if "%" in url else ""
+        raise ConfigError(
+            f"DATABASE_URL={mask_url(url)} cannot be parsed; the form is {example}, with any "
+            f"@ : / ? # % in the user name or password percent-encoded{percent}"
+        )
+
+
+def _parses(url: str, backend: str) -> bool:
+    """Whether the database driver can read the URL (its error text, which may quote the
+    password, is never shown)."""
+    if backend == "pgvector":
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(url)
+        except ProgrammingError:
+            return False
+        return True
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # a bracket left open, a port that is not a number or out of range
+        return False
+    return port is None or port > 0
+
+
+# What may be shown of the server part of a database URL: host, port, database name.
+_SERVER_PART = re.compile(r"[\w.\-\[\]:/%]*")
 
 
 def mask_url(url: str) -> str:
-    """A URL as it may be shown: any password replaced by ***, the query string left out."""
+    """A URL as it may be shown: user, host, port and database; no password, no query.
+
+    The last @ ends the user info, even with an unescaped @ or / in a password; what follows is
+    shown up to the first character a host, port or database name does not hold.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "(not a URL)"
-    rest = rest.split("?", 1)[0]
-    if "@" in rest:  # the last @ ends the user info, even with an unescaped @ or / in a password
-        userinfo, host = rest.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        rest = f"{user}{':***' if colon else ''}@{host}"
-    return f"{scheme}://{rest}"
+    userinfo, at, server = rest.rpartition("@")
+    server = _SERVER_PART.match(server).group()
+    if not at:
+        return f"{scheme}://{server}"
+    user, colon, _ = userinfo.partition(":")
+    user = _SERVER_PART.match(user).group().split("/")[0]
+    return f"{scheme}://{user}{':***' if colon else ''}@{server}"
 
 
 def _validate_currency(currency: str | None) -> None:

@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 
 from ..extensions import get_service
 from ..options import parse_options
+from ..search import model_name
 from . import echo_model, friendly_errors, progress_bar, search_option_flags
 
 
@@ -28,6 +29,16 @@ def index_command() -> None:
     if catalog.csv_format.note:
         click.echo(f"catalog: {catalog.path.name} {catalog.csv_format.note}")
     click.echo(f"index: {report.summary()} in {report.seconds:.1f} s")
+    if report.damaged_rows:
+        click.secho(
+            f"NOTE: {service.settings.index_path.name} had {report.damaged_rows} damaged "
+            "row(s) (a vector not finite or not of unit length, a torn line or a repeated id); "
+            "left out, and their products embedded again",
+            fg="yellow",
+            err=True,
+        )
+    if report.replaced_model:
+        click.secho(replaced_model_notice(service, report.replaced_model), fg="yellow", err=True)
     if service.indexed_count() == 0 and (catalog.products or catalog.skipped):
         skipped, failed = len(catalog.skipped), len(report.failed)
         raise click.ClickException(
@@ -43,6 +54,16 @@ def index_command() -> None:
             f"read and {'is' if lost == 1 else 'are'} not searchable: the file "
             f"{catalog.decoding_advice}"
         )
+
+
+def replaced_model_notice(service, old: str) -> str:
+    """What a re-index with another model did, and what a server still running the old one does."""
+    new = service.embedder.identity
+    return (
+        f"NOTE: {service.settings.index_path.name} was built with model {old}; every image was "
+        f"embedded again with {new}. A server still running model {old} keeps its old index "
+        f"(its /readyz says so) until restarted with MODEL={model_name(new)}"
+    )
 
 
 @click.command("search")

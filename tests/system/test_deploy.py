@@ -189,7 +189,6 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
         assert ready | {"model": "?"} == {
             "ready": True, "status": "ready", "random_weights": True, "model": "?",
             "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
-            "skipped": [], "failed": [],
         }  # fmt: skip
         assert ready["model"] == RANDOM_RESNET18
         assert request_json(f"{base}/healthz") == (200, {"status": "ok"})

@@ -14,6 +14,8 @@ from backend.options import SearchOptions, match_percent
 from backend.search import Hit, SearchResult
 from tests.support.catalogs import draw_image, image_bytes, write_catalog
 
+TOKEN = "shop-admin-token-for-tests"
+
 
 def upload(client, data: bytes, **fields):
     form = {"file": (io.BytesIO(data), "query.png")} | fields
@@ -26,7 +28,9 @@ def shop_with_a_broken_image(app_config, tmp_path):
     shop = write_catalog(
         tmp_path / "broken-shop", extra_rows=[["miss", "Ghost", "toys", "1", "images/none.png"]]
     )
-    app = create_app(app_config | {"catalog_path": shop, "index_path": tmp_path / "b.csv"})
+    app = create_app(
+        app_config | {"catalog_path": shop, "index_path": tmp_path / "b.csv", "admin_token": TOKEN}
+    )
     get_service(app).sync()
     return app.test_client()
 
@@ -41,7 +45,7 @@ def test_the_catalog_shows_and_counts_only_searchable_products(shop_with_a_broke
     listed = client.get("/api/products").json
     assert listed["total"] == 7 and "miss" not in {p["id"] for p in listed["products"]}
     assert client.get("/products/miss/similar").status_code == 404
-    failed = client.get("/readyz").json["failed"]
+    failed = client.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"}).json["failed"]
     assert failed == [{"id": "miss", "reason": "image file 'images/none.png' not found"}]
 
 
