@@ -122,8 +122,10 @@ def post_worker_init(worker) -> None:
     """Load the model and the index into this worker before it accepts requests."""
     from backend.boot import load_worker
     from backend.errors import SearchAppError
+    from backend.images.budget import return_large_blocks_to_the_system
 
     worker.wsgi.debug = False  # never the debugger in production, whatever FLASK_DEBUG says
+    return_large_blocks_to_the_system()  # decoded images, freed, must not stay in the worker
     try:
         load_worker(worker.wsgi)
     except SearchAppError as error:

@@ -38,7 +38,8 @@ CASES = {
     "PNG 40 MP": "gradient 7300 5479 RGB PNG",
     "JPEG 40 MP": "gradient 7300 5479 RGB JPEG",
     "JPEG 40 MP progressive": "gradient 7300 5479 RGB JPEG progressive",
-    "WebP 6 MP": "gradient 3000 2000 RGB WEBP",
+    "WebP 5.8 MP": "gradient 2900 2000 RGB WEBP",
+    "JPEG 30 MP progressive": "gradient 6300 4750 RGB JPEG progressive",
     "PNG 24 MP": "gradient 6000 4000 RGB PNG",
     "PNG 12 MP RGBA": "gradient 4200 2900 RGBA PNG",
 }

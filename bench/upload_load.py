@@ -56,7 +56,8 @@ def memory_uploads() -> dict[str, bytes]:
         "PNG 40 MP": encoded(forty, "RGB", "PNG"),
         "JPEG 40 MP": encoded(forty, "RGB", "JPEG"),
         "JPEG 40 MP progressive": encoded(forty, "RGB", "JPEG", progressive=True),
-        "WebP 6 MP (largest accepted)": encoded((3000, 2000), "RGB", "WEBP"),
+        "WebP 5.8 MP (largest accepted)": encoded((2900, 2000), "RGB", "WEBP"),
+        "JPEG 30 MP progressive (accepted)": encoded((6300, 4750), "RGB", "JPEG", progressive=True),
         "PNG 24 MP (largest accepted)": encoded((6000, 4000), "RGB", "PNG"),
     }
 
@@ -66,7 +67,7 @@ def cpu_uploads() -> dict[str, bytes]:
         "4 MP, 2,000 scans behind a junk byte": hide_scans(scan_bomb((2000, 2000), 2000), "junk-byte"),
         "4 MP, 2,000 scans behind RST0": hide_scans(scan_bomb((2000, 2000), 2000), "restart-marker"),
         "36 MP, 300 scans behind a junk byte": hide_scans(scan_bomb((6000, 6000), 300), "junk-byte"),
-        "36 MP, 11 scans (costliest accepted)": scan_bomb((6000, 6000), 11),
+        "30 MP, 13 scans (costliest accepted)": scan_bomb((6300, 4750), 13),
     }  # fmt: skip
 
 

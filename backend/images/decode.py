@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import time
 import warnings
@@ -30,9 +31,10 @@ DECODE_SECONDS = 5.0
 _DECODE_BLOCK = 16 * 1024
 # Bytes of decoded pixels one process holds at once: with the model and index (about 120 MB) and
 # the uploads in flight, a worker stays under 350 MB, room for one on a 512 MB instance. A JPEG is
-# decoded at the reduced scale the model needs (a 40 MP one takes about 5 MB); other formats are
-# decoded whole, so this memory bounds their pixel count (25 MP for an RGB PNG, 6 MP for a WebP),
-# and with it their CPU time (about 0.35 s at those sizes). A decode waits for room.
+# decoded at the reduced scale the model needs (a 40 MP one takes about 5 MB), but a progressive
+# one keeps all its coefficients (3 bytes a pixel: 31 MP at most); other formats are decoded
+# whole, so this memory bounds their pixel count (25 MP for an RGB PNG, 6 MP for a WebP), and
+# with it their CPU time (about 0.35 s at those sizes). A decode waits for room.
 DECODE_MEMORY_BYTES = 96 * 1024 * 1024
 DECODE_BUDGET = DecodeBudget(DECODE_MEMORY_BYTES)
 # Bytes per pixel of Pillow's storage by mode (RGB is stored as 4 bytes too).
@@ -83,14 +85,16 @@ def decode_image(
         _check_pixels(im, max_pixels)
         _check_shape(im)
         _check_frames(im, max_frames)
-        if data[:2] == b"\xff\xd8":  # JPEG, and MPO (JPEG frames)
-            _check_scans(data, im.size)
+        source, coefficients = im.size, 0
+        if data[:2] == b"\xff\xd8" and _check_scans(data, im.size) > 1:  # JPEG, and MPO
+            coefficients = _coefficient_bytes(im)
         min_size = min_size if min_size and min_size > 0 else None
         if min_size is not None:
             # Only the JPEG decoder honours a draft; every other format ignores it.
             im.draft("RGB", (min_size, min_size))
         factor = _reduce_factor(im, min_size)
-        with budget.reserve(_check_memory(im, factor, budget.capacity)):
+        needed = _check_memory(im, source, factor, budget.capacity, coefficients)
+        with budget.reserve(needed):
             _load_within(im, seconds)
             reduced = _reduce(im, factor)
             ImageOps.exif_transpose(reduced, in_place=True)
@@ -195,23 +199,46 @@ def _reduce_factor(im: Image.Image, min_size: int | None) -> int:
     return max(min(im.size) // (2 * min_size), 1)
 
 
-def _check_memory(im: Image.Image, factor: int, capacity: int) -> int:
-    """The bytes decoding will hold at once; refuse an image that could never fit `capacity`."""
+def _check_memory(
+    im: Image.Image, source: tuple[int, int], factor: int, capacity: int, coefficients: int
+) -> int:
+    """The bytes decoding will hold at once; refuse an image that could never fit `capacity`.
+
+    `im.size` is the decoded size (a JPEG's draft is smaller than its `source` size);
+    `coefficients` what the JPEG decoder keeps besides.
+    """
     width, height = im.size
     pixels = width * height
     full = _STORAGE_BYTES.get(im.mode, 4) + _DECODER_BYTES.get(im.format or "", 0)
     if factor > 1:
         full += _REDUCE_COPY_BYTES.get(im.mode, 0)
-    needed = pixels * full + pixels // (factor * factor) * _CONVERT_BYTES
+    needed = pixels * full + pixels // (factor * factor) * _CONVERT_BYTES + coefficients
     if needed > capacity:
-        accepted = capacity / (full + _CONVERT_BYTES / factor**2)
+        accepted = capacity * source[0] * source[1] / needed
         name = _FORMAT_NAMES.get(im.format or "", im.format)
         jpeg = "" if im.format == "JPEG" else f"; a JPEG may have {_megapixels(MAX_PIXELS)}"
         raise ImageError(
-            f"image is {width}x{height} pixels, more than this server decodes whole: "
+            f"image is {source[0]}x{source[1]} pixels, more than this server decodes whole: "
             f"a {name} of this kind may have {_megapixels(accepted, 1)} megapixels{jpeg}"
         )
     return needed
+
+
+def _coefficient_bytes(im: Image.Image) -> int:
+    """What libjpeg keeps of a JPEG of several scans (progressive): every DCT coefficient.
+
+    Two bytes each, 64 per 8x8 block of each component at its sampling: 3 bytes a pixel for
+    the usual 4:2:0, 6 for 4:4:4, at full size whatever the draft scale.
+    """
+    layers = getattr(im, "layer", None) or [(0, 1, 1, 0)] * len(im.getbands())
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+    width, height = im.size
+    blocks = sum(
+        math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8)
+        for _, h, v, _ in layers
+    )
+    return blocks * 64 * 2
 
 
 def _reduce(im: Image.Image, factor: int) -> Image.Image:
@@ -223,14 +250,16 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
     return reduced
 
 
-def _check_scans(data: bytes, size: tuple[int, int]) -> None:
-    """Refuse JPEGs with more scans than an encoder writes, before decoding any of them."""
+def _check_scans(data: bytes, size: tuple[int, int]) -> int:
+    """Refuse JPEGs with more scans than an encoder writes, before decoding any; their count."""
     megapixels = size[0] * size[1] / 1_000_000
     limit = min(MAX_JPEG_SCANS, max(int(MAX_SCAN_MEGAPIXELS / megapixels), 1))
-    if count_jpeg_scans(data, stop_after=limit) > limit:
+    scans = count_jpeg_scans(data, stop_after=limit)
+    if scans > limit:
         raise ImageError(
             f"JPEG has more than {limit} scans for its size; save it again as a normal JPEG"
         )
+    return scans
 
 
 def count_jpeg_scans(data: bytes, stop_after: int) -> int:

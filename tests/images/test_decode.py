@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from backend.errors import Busy, ImageError
 from backend.images.budget import DecodeBudget
@@ -347,10 +347,20 @@ def test_hidden_scan_bombs_are_refused_before_decoding(how, size, scans, limit):
     assert time.process_time() - started < 0.5  # decoded, the 300 scans take about 9 CPU-s
 
 
-def test_a_40_megapixel_progressive_jpeg_of_the_usual_10_scans_decodes():
-    data = encode(Image.new("RGB", (7300, 5479), (90, 120, 30)), "JPEG", progressive=True)
+def test_a_30_megapixel_progressive_jpeg_of_the_usual_10_scans_decodes():
+    data = encode(Image.new("RGB", (6300, 4750), (90, 120, 30)), "JPEG", progressive=True)
     assert count_jpeg_scans(data, stop_after=100) == 10
-    assert decode_image(data, min_size=256).size == (913, 685)
+    assert decode_image(data, min_size=256).size == (788, 594)
+
+
+def test_a_40_megapixel_progressive_jpeg_is_refused_for_the_coefficients_it_keeps():
+    # libjpeg keeps every coefficient of a progressive JPEG: 120 MB here, whatever the scale.
+    data = encode(Image.new("RGB", (7300, 5479), (90, 120, 30)), "JPEG", progressive=True)
+    with pytest.raises(ImageError, match=(
+        "image is 7300x5479 pixels, more than this server decodes whole: a JPEG of this kind "
+        "may have 31.5 megapixels$"
+    )):  # fmt: skip
+        decode_image(data, min_size=256)
 
 
 def test_an_ordinary_progressive_jpeg_decodes():
@@ -429,6 +439,23 @@ def test_decoding_holds_its_bytes_of_the_budget_and_gives_them_back():
         patch.setattr(Image.Image, "reduce", watch)
         decode_image(data, min_size=256, budget=budget)
     assert seen and seen[0] >= 3000 * 2000 * 4  # the RGB image, 4 bytes a pixel in Pillow
+    assert budget.used == 0
+
+
+def test_a_progressive_jpeg_holds_its_coefficients_of_the_budget():
+    budget = DecodeBudget(DECODE_MEMORY_BYTES)
+    seen = []
+    original = ImageOps.exif_transpose
+
+    def watch(*args, **kwargs):
+        seen.append(budget.used)
+        return original(*args, **kwargs)
+
+    data = encode(gradient((4000, 3000)), "JPEG", progressive=True)  # 4:2:0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ImageOps, "exif_transpose", watch)
+        assert decode_image(data, min_size=256, budget=budget).size == (500, 375)
+    assert seen[0] >= 4000 * 3000 * 3  # 1.5 coefficients a pixel, 2 bytes each
     assert budget.used == 0
 
 
