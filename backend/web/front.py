@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -38,6 +39,12 @@ WORKER_CONNECTIONS = 8192
 CONNECTIONS_PER_CLIENT = 16
 REQUESTS_PER_SECOND = 20
 REQUEST_BURST = 60
+_TOO_MANY_REQUESTS = json.dumps(
+    {
+        "error": "too_many_requests",
+        "message": "too many requests from your address at once; try again in a few seconds",
+    }
+)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -115,7 +122,13 @@ http {{
         }}
         location /api/ {{
             error_page 413 {TOO_LARGE_PATHS[1]};
+            error_page 429 @too_many_requests;
 {proxy}
+        }}
+        # The per-client limits answer API clients in the API's own shape, without the app.
+        location @too_many_requests {{
+            default_type application/json;
+            return 429 '{_TOO_MANY_REQUESTS}';
         }}
         # A body over the limit is answered by the app's own 413 (its page, or JSON under
         # /api/), asked for without the body nginx refused to read.

@@ -231,6 +231,17 @@ def open_count(sockets: list[socket.socket]) -> int:
     return still_open
 
 
+class FromAddress(requests.adapters.HTTPAdapter):
+    """A requests adapter whose connections come from one loopback address."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, source_address=(self.source, 0), **kwargs)
+
+
 class SlowBodies:
     """`count` connections from `source` sending whole headers, then a byte every `every` s."""
 
@@ -274,6 +285,11 @@ def test_a_slow_body_flood_of_1100_connections_leaves_other_clients_served(serve
         # The flooding address keeps only its share; the rest were refused (429) and closed.
         assert open_count(flood.sockets) <= CONNECTIONS_PER_CLIENT
         assert served(port, "127.0.0.2", "GET", "/healthz") == 429
+        refused = requests.Session()
+        refused.mount("http://", FromAddress("127.0.0.2"))
+        response = refused.post(f"http://127.0.0.1:{port}/api/search", files={"file": TENT})
+        assert response.status_code == 429 and response.json()["error"] == "too_many_requests"
+        assert response.headers[CSP].count("default-src") == 1
     finally:
         flood.close()
 
