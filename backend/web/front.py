@@ -35,10 +35,11 @@ SEND_TIMEOUT = 10  # seconds between two writes an answer may wait for the clien
 # Connections nginx holds at once: 4,096 clients, each one also a socket to gunicorn at worst.
 WORKER_CONNECTIONS = 8192
 # Per client address: requests being processed at once (a browser opens about 6 connections),
-# and requests a second with the burst a results page (its thumbnails) asks for at once.
+# and requests a second, with a burst above it: a page of 100 products asks for its 100
+# thumbnails at once.
 CONNECTIONS_PER_CLIENT = 16
 REQUESTS_PER_SECOND = 20
-REQUEST_BURST = 60
+REQUEST_BURST = 150
 _TOO_MANY_REQUESTS = json.dumps(
     {
         "error": "too_many_requests",

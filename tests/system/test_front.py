@@ -12,13 +12,14 @@ import shutil
 import socket
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from backend.web.front import CONNECTIONS_PER_CLIENT
+from backend.web.front import CONNECTIONS_PER_CLIENT, REQUEST_BURST
 from backend.web.security import FORM_OVERHEAD_BYTES
 from bench.slow_clients import Trickle
 from tests.support.catalogs import draw_image, image_bytes
@@ -309,3 +310,17 @@ def test_a_byte_every_5_seconds_is_cut_off(server):
         bodies.close()
         for sock in headers:
             sock.close()
+
+
+def test_one_address_past_its_request_rate_gets_429_and_others_do_not(server):
+    front, port, _, _ = server
+    if front == "none":
+        pytest.skip("gunicorn alone has no per-client limits")
+    with ThreadPoolExecutor(16) as pool:
+        statuses = Counter(
+            pool.map(lambda _: served(port, "127.0.0.5", "GET", "/healthz"), range(400))
+        )
+    # A page of 100 thumbnails at once is served; 400 requests at once are not.
+    assert statuses[200] >= REQUEST_BURST and statuses[429] > 0
+    assert set(statuses) == {200, 429}
+    assert served(port, "127.0.0.6", "GET", "/healthz") == 200
