@@ -16,16 +16,16 @@ JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 GENERIC_500 = "something went wrong on our side; please try again"
 RETRY_AFTER_SECONDS = 5  # a 503 (vector store away) is worth retrying soon
 # Where the nginx front sends a request it refused for its size (error_page 413), so that the
-# answer is the app's own: the page in the site's style, or JSON under /api/.
-TOO_LARGE_PATHS = ("/errors/too-large", "/api/errors/too-large")
+# answer is the app's own: the page in the site's style, or JSON by Accept (the front asks for
+# JSON for /api/ requests).
+TOO_LARGE_PATH = "/errors/too-large"
 
 
 def init_app(app: Flask) -> None:
     """Answer every error as JSON for API clients and as a page in the site's style otherwise."""
     app.register_error_handler(SearchAppError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
-    for path in TOO_LARGE_PATHS:
-        app.add_url_rule(path, endpoint=f"too_large_{path}", view_func=_too_large)
+    app.add_url_rule(TOO_LARGE_PATH, endpoint="too_large", view_func=_too_large)
 
 
 def wants_json() -> bool:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from .errors import TOO_LARGE_PATHS
+from .errors import TOO_LARGE_PATH
 from .security import FORM_OVERHEAD_BYTES, SECURITY_HEADERS
 
 FRONTS = ("auto", "nginx", "none")
@@ -40,6 +40,7 @@ WORKER_CONNECTIONS = 8192
 CONNECTIONS_PER_CLIENT = 16
 REQUESTS_PER_SECOND = 20
 REQUEST_BURST = 150
+_TOO_LARGE_JSON = TOO_LARGE_PATH + ".json"  # nginx's own name: the app's page, asked for JSON
 _TOO_MANY_REQUESTS = json.dumps(
     {
         "error": "too_many_requests",
@@ -82,6 +83,7 @@ class Front:
         listen = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         proxy = _PROXY.format(timeout=self.upstream_timeout)
         bodyless = _PROXY_WITHOUT_BODY.format(timeout=self.upstream_timeout)
+        bodyless_to_page = bodyless.replace("http://app;", f"http://app{TOO_LARGE_PATH};")
         return f"""# Rendered by backend/web/front.py at start-up.
 daemon off;
 worker_processes 1;
@@ -118,11 +120,11 @@ http {{
         # The app's headers, on every answer: the app's own and nginx's errors (400, 408, 413).
 {_security_headers()}
         location / {{
-            error_page 413 {TOO_LARGE_PATHS[0]};
+            error_page 413 {TOO_LARGE_PATH};
 {proxy}
         }}
         location /api/ {{
-            error_page 413 {TOO_LARGE_PATHS[1]};
+            error_page 413 {_TOO_LARGE_JSON};
             error_page 429 @too_many_requests;
 {proxy}
         }}
@@ -131,15 +133,16 @@ http {{
             default_type application/json;
             return 429 '{_TOO_MANY_REQUESTS}';
         }}
-        # A body over the limit is answered by the app's own 413 (its page, or JSON under
-        # /api/), asked for without the body nginx refused to read.
-        location = {TOO_LARGE_PATHS[0]} {{
+        # A body over the limit is answered by the app's own 413 (its page, or JSON for the
+        # API), asked for without the body nginx refused to read.
+        location = {TOO_LARGE_PATH} {{
             internal;
 {bodyless}
         }}
-        location = {TOO_LARGE_PATHS[1]} {{
+        location = {_TOO_LARGE_JSON} {{
             internal;
-{bodyless}
+            proxy_set_header Accept application/json;
+{bodyless_to_page}
         }}
     }}
 }}
