@@ -41,7 +41,8 @@ CASES = {
     "WebP 5.8 MP": "gradient 2900 2000 RGB WEBP",
     "JPEG 30 MP progressive": "gradient 6300 4750 RGB JPEG progressive",
     "PNG 24 MP": "gradient 6000 4000 RGB PNG",
-    "PNG 12 MP RGBA": "gradient 4200 2900 RGBA PNG",
+    "PNG 11.6 MP RGBA": "gradient 4000 2900 RGBA PNG",
+    "JPEG 30 MP, 13 scans": "scans 6300 4750 13",
 }
 
 CHILD = r"""
