@@ -77,6 +77,7 @@ class Trickle:
                     sock.send(self._then[index : index + 1])
                 except OSError:
                     self.sockets.remove(sock)  # the server gave up on it: fine
+                    sock.close()
 
     def close(self) -> None:
         self._stop.set()

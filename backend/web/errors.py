@@ -15,12 +15,17 @@ log = logging.getLogger(__name__)
 JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 GENERIC_500 = "something went wrong on our side; please try again"
 RETRY_AFTER_SECONDS = 5  # a 503 (vector store away) is worth retrying soon
+# Where the nginx front sends a request it refused for its size (error_page 413), so that the
+# answer is the app's own: the page in the site's style, or JSON by Accept (the front asks for
+# JSON for /api/ requests).
+TOO_LARGE_PATH = "/errors/too-large"
 
 
 def init_app(app: Flask) -> None:
     """Answer every error as JSON for API clients and as a page in the site's style otherwise."""
     app.register_error_handler(SearchAppError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.add_url_rule(TOO_LARGE_PATH, endpoint="too_large", view_func=_too_large)
 
 
 def wants_json() -> bool:
@@ -39,6 +44,13 @@ def error_response(status: int, code: str, message: str, plain: str | None = Non
         text = plain or message
         body = render_template("error.html", status=status, code=code, message=text)
     return make_response(body, status)
+
+
+def _too_large() -> Response:
+    """The answer to an upload over the limit, for the front to show in place of its own."""
+    from .params import upload_too_large
+
+    raise upload_too_large()
 
 
 def _domain_error(error: SearchAppError) -> Response:
