@@ -92,8 +92,9 @@ class ShopperAdapter:
 
 
 def bias_corrected(similarity: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """The CSLS score 2 x cosine - item bias, capped at 1 (an exact copy stays "100 %")."""
-    return np.minimum(2 * similarity - bias, 1.0)
+    """The CSLS score 2 x cosine - item bias, mapped from [-1, 1] onto [0, 1] like a cosine
+    read as a percentage: 0.5 is a score of 0; an exact copy of a catalog photo stays 1."""
+    return np.clip((2 * similarity - bias + 1) / 2, 0.0, 1.0)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Fitting the shopper adapter (backend/model/adapter.py) on labelled phone and catalogue photos.
 
 Numpy only, deterministic for a seed. The choices below won on products the fit never saw
-(5 folds over the benchmark's grocery products, docs/quality.md#shopper-photos): 256 principal
-directions of the domain-centred photos, whitened by their within-product covariance
+(5 folds over the benchmark's grocery products, docs/quality.md#shopper-photos): every
+direction of the domain-centred photos, whitened by their within-product covariance
 (regularised by a tenth of its mean variance), and 512 reference phone photos for the bias.
 """
 
@@ -17,7 +17,7 @@ from ..model.adapter import ShopperAdapter
 
 @dataclass(frozen=True)
 class AdapterOptions:
-    dims: int = 256  # principal directions kept before whitening
+    dims: int = 1280  # principal directions kept before whitening (all of Lite0's)
     regularisation: float = 0.1  # added to the within-product covariance, x its mean variance
     reference: int = 512  # phone photos kept for the item bias
     neighbours: int = 10  # the item bias averages this many nearest reference photos

@@ -126,7 +126,7 @@ def test_each_model_has_its_own_default_threshold_unless_one_is_set():
     from backend.config import load_settings
 
     # With its bundled shopper adapter (the default) the score is the adapter's.
-    assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.10
+    assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.50
     plain = {"model": "efficientnet_lite0", "model_adapter": "none"}
     assert load_settings({}, plain).search_defaults.threshold == 0.35
     assert load_settings({}, {}).search_defaults.threshold == 0.70  # resnet18
