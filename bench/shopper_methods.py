@@ -114,12 +114,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", default="", help="methods whose name contains this")
+    parser.add_argument("--sweep", action="store_true", help="the shipped method's thresholds")
     args = parser.parse_args()
     grocery = photos(args.bench)
     x = unit(base_vectors(args.bench, grocery, args.cache))
     labels = np.array([p["label"] for p in grocery])
     iconic = np.array([p["iconic"] for p in grocery])
     catalog_labels = labels[iconic]
+    if args.sweep:
+        return sweep(x, labels, iconic, args.folds)
     print(f"{'method':62s}   P@1  top-5 top-12   MRR")
     for name, method in METHODS.items():
         if args.only not in name:
@@ -135,6 +138,27 @@ def main() -> None:
         r = np.concatenate(ranks)
         print(f"{name:62s} {np.mean(r == 1):.3f}  {np.mean(r <= 5):.3f}  {np.mean(r <= 12):.3f}"
               f"  {np.mean(1 / r):.3f}", flush=True)  # fmt: skip
+
+
+def sweep(x, labels, iconic, k: int, top: int = 12) -> None:
+    """The shipped method's served score ((CSLS + 1) / 2) at each threshold, top 12 per photo."""
+    method = METHODS["shipped: centring + whitening (all dims) + CSLS, 512 reference photos"]
+    catalog_labels = labels[iconic]
+    pages = []
+    for fold in folds(list(labels), k):
+        test = np.isin(labels, sorted(fold))
+        scores = np.clip((method(x, ~test, iconic, labels) + 1) / 2, 0, 1)
+        for row in np.where(test & ~iconic)[0]:
+            order = np.argsort(-scores[row])[:top]
+            pages.append((scores[row][order], catalog_labels[order] == labels[row]))
+    print("threshold  with a result  shown per photo  right share  own product shown")
+    for threshold in (0.45, 0.48, 0.50, 0.52, 0.55, 0.60, 0.65):
+        shown = [score >= threshold - 1e-6 for score, _ in pages]
+        right = [s & r for s, (_, r) in zip(shown, pages, strict=True)]
+        count = sum(s.sum() for s in shown)
+        print(f"{threshold:9.2f}  {np.mean([s.any() for s in shown]):13.3f}  "
+              f"{count / len(pages):15.2f}  {sum(r.sum() for r in right) / max(count, 1):11.3f}"
+              f"  {np.mean([r.any() for r in right]):17.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
