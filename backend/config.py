@@ -117,7 +117,7 @@ class Settings:
         """The served default threshold: SIMILARITY_THRESHOLD, else the model's own default."""
         if self.similarity_threshold is not None:
             return self.similarity_threshold
-        return default_threshold(self.model, adapted=self.bundled_adapter_served)
+        return default_threshold(self.model, adapted=self.adapter_served)
 
     @property
     def search_defaults(self) -> SearchOptions:
@@ -152,9 +152,9 @@ class Settings:
         return self.model_adapter, True
 
     @property
-    def bundled_adapter_served(self) -> bool:
-        """Whether the model's bundled adapter is served (its measured threshold applies)."""
-        return self.model_adapter is None and self.adapter_choice[0] is not None
+    def adapter_served(self) -> bool:
+        """Whether a shopper adapter is served: scores are the adapter's, and so is the threshold."""
+        return self.adapter_choice[0] is not None
 
     @property
     def faiss_path(self) -> Path:

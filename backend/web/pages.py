@@ -64,7 +64,7 @@ def site_context() -> dict[str, Any]:
         # Measured for the model alone: a head spreads the similarities differently.
         "threshold_meaning": None
         if settings.model_head
-        else threshold_meaning(settings.model, adapted=settings.bundled_adapter_served),
+        else threshold_meaning(settings.model, adapted=settings.adapter_served),
         "currency": settings.currency,
         "max_upload_bytes": settings.max_upload_bytes,
         "max_upload_mb": settings.max_upload_mb,
