@@ -101,8 +101,8 @@ def test_a_bad_or_foreign_adapter_file_is_refused(tmp_path):
     assert load_settings({"MODEL_ADAPTER": "none"}).adapter_choice == (None, False)
 
 
-@pytest.fixture
-def adapted_app(tmp_path, catalog_path):
+@pytest.fixture(params=["memory", "faiss"])
+def adapted_app(request, tmp_path, catalog_path):
     """The test model with an adapter whose reference photo sits next to the red ball."""
     from backend.extensions import get_service
 
@@ -112,7 +112,10 @@ def adapted_app(tmp_path, catalog_path):
     red = service.store.vector("p1")
     path = tmp_path / "adapter.npz"
     path.write_bytes(simple_adapter(len(red), red[None, :]).to_bytes())
-    config = make_app_config(tmp_path / "adapted", catalog_path) | {"model_adapter": str(path)}
+    config = make_app_config(tmp_path / "adapted", catalog_path) | {
+        "model_adapter": str(path),
+        "vector_backend": request.param,
+    }
     return create_app(config), red
 
 
