@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .model import default_threshold
+from .model import bundled_adapter, default_threshold
 from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,9 @@ class Settings:
     model_weights: str | None = None
     # A projection head fine-tuned on the catalog (`flask finetune`), applied on top of the model.
     model_head: str | None = None
+    # The shopper adapter (phone photo <-> catalogue photo, backend/model/adapter.py): None (unset)
+    # the bundled one for the model when there is one and no head; "none" off; else a file.
+    model_adapter: str | None = None
     # "onnx": the model exported once per identity into model_dir, run by ONNX Runtime (no torch
     # in a serving process); "torch": torch eager.
     model_runtime: str = "onnx"
@@ -121,7 +124,7 @@ class Settings:
         """The served default threshold: SIMILARITY_THRESHOLD, else the model's own default."""
         if self.similarity_threshold is not None:
             return self.similarity_threshold
-        return default_threshold(self.model)
+        return default_threshold(self.model, adapted=self.adapter_served)
 
     @property
     def search_defaults(self) -> SearchOptions:
@@ -148,6 +151,22 @@ class Settings:
         """The search log's size bound in bytes, or None without one (SEARCH_LOG_MAX_MB=0)."""
         return int(self.search_log_max_mb * 1024 * 1024) or None
 
+    def adapter_choice(self) -> tuple[str | None, bool]:
+        """The adapter file to load (None: none) and whether it must fit the model."""
+        if self.model_adapter is None:
+            # Trained on the model's default weights, with no head on top.
+            off = self.model_head or self.model_weights
+            bundled = None if off else bundled_adapter(self.model)
+            return (None if bundled is None else str(bundled)), False
+        if self.model_adapter.lower() == "none":
+            return None, False
+        return self.model_adapter, True
+
+    @property
+    def adapter_served(self) -> bool:
+        """Whether a shopper adapter is served: scores are the adapter's, and so is the threshold."""
+        return self.adapter_choice[0] is not None
+
     @property
     def faiss_path(self) -> Path:
         """The FAISS backend's files live next to index.csv (a cache of it, rebuilt on sync)."""
@@ -163,6 +182,7 @@ ENV_VARS = {
     "MODEL": "model",
     "MODEL_WEIGHTS": "model_weights",
     "MODEL_HEAD": "model_head",
+    "MODEL_ADAPTER": "model_adapter",
     "MODEL_RUNTIME": "model_runtime",
     "MODEL_DIR": "model_dir",
     "OMP_NUM_THREADS": "model_threads",
@@ -323,6 +343,12 @@ def validate(settings: Settings) -> None:
             "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
         )
     _validate_model_runtime(settings)
+    adapter = settings.model_adapter
+    if adapter is not None and adapter.lower() != "none" and not Path(adapter).is_file():
+        raise ConfigError(
+            f"MODEL_ADAPTER={adapter!r} is not a file; give an adapter saved by "
+            "scripts/train_adapter.py, 'none' to turn the bundled one off, or unset it"
+        )
     if settings.model_head is not None and not Path(settings.model_head).is_file():
         raise ConfigError(
             f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "

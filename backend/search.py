@@ -46,7 +46,8 @@ from .index.packed import (
     write_packed,
 )
 from .index.snapshot import Snapshot
-from .model import Embedder, load_embedder
+from .model import Embedder, embed_query, load_embedder
+from .model.adapter import CANDIDATES, bias_corrected
 from .options import SearchOptions, passes
 from .stores import (
     ITEM_VERSION_SCHEME,
@@ -57,6 +58,7 @@ from .stores import (
     row_versions,
     sync_store,
 )
+from .stores.bias import ItemBiases
 from .stores.probe import StoreProbe
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,7 @@ class SearchService:
         self._store_probe: StoreProbe | None = None
         # Why the index on disk was not loaded (another catalog's or model's), while that holds.
         self._refused: str | None = None
+        self._biases: ItemBiases | None = None
         # Image URLs whose download failed, with when: /images/<id> answers 404 at once for a
         # while instead of tying up a request thread on the same dead URL at every view.
         self._failed_downloads: dict[str, float] = {}
@@ -170,8 +173,16 @@ class SearchService:
                         self.settings.model_runtime,
                         self.settings.model_export_dir,
                         self.settings.model_threads,
+                        *self.settings.adapter_choice,
                     )
         return self._embedder
+
+    @property
+    def biases(self) -> ItemBiases:
+        """The indexed items' score corrections for shoppers' photos (none without an adapter)."""
+        if self._biases is None:
+            self._biases = ItemBiases(getattr(self.embedder, "item_bias", None))
+        return self._biases
 
     @property
     def loaded_embedder(self) -> Embedder | None:
@@ -225,6 +236,7 @@ class SearchService:
     ) -> None:
         """Push what changed into the vector store, then swap in the new snapshot."""
         sync_store(self.store, catalog, table, versions)
+        self.biases.replace([entry.id for entry in table.entries], table.vectors)
         self.snapshot = Snapshot.of(catalog, table.entries, table.meta, failed, problem, damaged)
 
     def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
@@ -448,15 +460,16 @@ class SearchService:
         self, image: Image.Image, options: SearchOptions, started: float
     ) -> SearchResult:
         decoded = time.perf_counter()
-        query = self.embedder.embed([image])[0]  # (D,)
+        query = embed_query(self.embedder, image)  # (D,)
         stages = {"decode": decoded - started, "embed": time.perf_counter() - decoded}
-        return self._rank(query, options, started, stages=stages)
+        return self._rank(query, options, started, stages=stages, shopper=True)
 
     def search_vector(
         self, query: np.ndarray, options: SearchOptions | None = None, **changes: Any
     ) -> SearchResult:
-        """Search with a query embedding from an earlier search (same model)."""
-        return self._rank(query, self._resolve(options, changes), time.perf_counter())
+        """Search with a query embedding from an earlier search by image (same model)."""
+        options = self._resolve(options, changes)
+        return self._rank(query, options, time.perf_counter(), shopper=True)
 
     def search_path(
         self, path: Path, options: SearchOptions | None = None, **changes: Any
@@ -501,13 +514,20 @@ class SearchService:
         started: float,
         exclude_id: str | None = None,
         stages: dict[str, float] | None = None,
+        shopper: bool = False,
     ) -> SearchResult:
         self.current()
         k = options.k
         filters = Filters(options.category, options.min_price, options.max_price)
         ranking = time.perf_counter()
         # One more when a product is excluded ("more like this"), so k remain without it.
-        found = self.store.search(query, k + (exclude_id is not None), filters=filters)
+        wanted = k + (exclude_id is not None)
+        correct = shopper and self.biases.active
+        # A shopper's photo: the store's nearest by cosine, re-ranked with each item's bias.
+        found = self.store.search(query, max(wanted, CANDIDATES) if correct else wanted,
+                                  filters=filters)  # fmt: skip
+        if correct:
+            found = self.biases.rerank(found, bias_corrected)
         hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
         done = time.perf_counter()
         seconds = {**(stages or {}), "rank": done - ranking}
@@ -538,6 +558,7 @@ class SearchService:
             self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])
+            self.biases.put(product.id, vector)
             self._edited(edits.with_product(self.snapshot.catalog, product), added=entry)
         return product
 
@@ -549,6 +570,7 @@ class SearchService:
             catalog = edits.without_product(self.snapshot.catalog, product_id)
             self._write_edit(product_id, None, None)
             self.store.delete([product_id])
+            self.biases.drop(product_id)
             self._edited(catalog)
 
     def _refuse_edits_of_a_read_only_catalog(self) -> None:

@@ -64,7 +64,9 @@ def site_context() -> dict[str, Any]:
         "model_identity": embedder.identity if embedder else settings.model,
         "model_head": bool(settings.model_head),
         # Measured for the model alone: a head spreads the similarities differently.
-        "threshold_meaning": None if settings.model_head else threshold_meaning(settings.model),
+        "threshold_meaning": None
+        if settings.model_head
+        else threshold_meaning(settings.model, adapted=settings.adapter_served),
         "currency": settings.currency,
         "max_upload_bytes": settings.max_upload_bytes,
         "max_upload_mb": settings.max_upload_mb,

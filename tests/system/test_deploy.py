@@ -207,9 +207,12 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
 @pytest.mark.slow
 def test_the_demo_model_serves_without_torch_too(tmp_path, model_dir):
     """efficientnet_lite0 with its real weights, as the image bakes it beside MODEL."""
-    from backend.model import load_embedder
+    from backend.model import bundled_adapter, load_embedder
+    from backend.model.adapter import load_adapter
 
     served = load_embedder("efficientnet_lite0", None, model_dir=model_dir)  # the image's build
+    # Served with its bundled shopper adapter, which names itself in the identity.
+    adapted = load_adapter(bundled_adapter("efficientnet_lite0")).identity(served.identity)
     port = free_port()
     env = server_env(tmp_path, port, MODEL="efficientnet_lite0", MODEL_WEIGHTS="")
     env = without_torch(tmp_path / "no-torch", env)
@@ -217,7 +220,7 @@ def test_the_demo_model_serves_without_torch_too(tmp_path, model_dir):
     with gunicorn(env, log) as process:
         base = f"http://127.0.0.1:{port}"
         ready = wait_ready(base, process, log)
-        assert ready["model"] == served.identity and ready["random_weights"] is False
+        assert ready["model"] == adapted and ready["random_weights"] is False
         assert served.identity.endswith("/p2-r256c224-bicubic-tf127/ort-fp32")
         status, body = request_json(f"{base}/api/products/p1/similar?k=3&threshold=0")
         assert status == 200 and len(body["results"]) == 3

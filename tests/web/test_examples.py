@@ -125,8 +125,11 @@ def test_the_slider_says_what_the_threshold_means_for_lite0(tmp_path, catalog_pa
 def test_each_model_has_its_own_default_threshold_unless_one_is_set():
     from backend.config import load_settings
 
-    assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.35
-    assert load_settings({}, {}).search_defaults.threshold == 0.35  # the default model: Lite0
+    # With its bundled shopper adapter (the default) the score is the adapter's.
+    assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.50
+    plain = {"model": "efficientnet_lite0", "model_adapter": "none"}
+    assert load_settings({}, plain).search_defaults.threshold == 0.35
+    assert load_settings({}, {}).search_defaults.threshold == 0.50  # the default model: Lite0
     assert load_settings({}, {"model": "resnet18"}).search_defaults.threshold == 0.70
     assert load_settings({}, {"model": "color_histogram"}).threshold == 0.70
     configured = load_settings({"SIMILARITY_THRESHOLD": "0.55", "MODEL": "efficientnet_lite0"})
