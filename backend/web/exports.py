@@ -14,7 +14,7 @@ from ..insights.export import LOG_FIELDS, csv_lines, json_array, log_objects, lo
 from ..options import blank
 from ..search import SearchResult
 
-RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "image_url")
+RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "match", "image_url")
 FORMATS = ("csv", "json", "html")  # json and html: the channel's usual answer
 
 
@@ -33,7 +33,7 @@ def results_csv(result: SearchResult, filename: str = "search-results.csv") -> R
     rows = [
         (
             rank, hit.product.id, hit.product.name, hit.product.category, hit.product.price,
-            round(hit.similarity, 6),
+            round(hit.similarity, 6), "" if hit.match is None else hit.match,
             url_for("pages.product_image", product_id=hit.product.id, _external=True),
         )
         for rank, hit in enumerate(result.shown, start=1)
