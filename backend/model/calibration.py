@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from .specs import RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,12 @@ def match_percent(chance: float) -> int:
 
 
 def _without_runtime(identity: str) -> str:
-    return identity.rsplit("/", 1)[0]
+    """name/weights/preprocessing of a plain runtime's identity; anything else (a head's
+    `+head-...` after the runtime) whole, so it matches only itself."""
+    parts = identity.split("/")
+    if len(parts) == 4 and parts[3] in RUNTIMES.values():
+        return "/".join(parts[:3])
+    return identity
 
 
 def calibration_path(model_name: str, folder: Path = CALIBRATIONS_DIR) -> Path:
