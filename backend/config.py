@@ -132,6 +132,15 @@ class Settings:
         return default_threshold(self.model)
 
     @property
+    def similarity_floor(self) -> float:
+        """The served default threshold as a cosine: for a calibrated model, the lowest score
+        its default minimum match shows (the search log's best similarities are held to it)."""
+        calibration = self.calibration
+        if calibration is None:
+            return self.threshold
+        return calibration.score_at(round(self.threshold * 100))
+
+    @property
     def search_defaults(self) -> SearchOptions:
         """The search options used where a request leaves them out (the form, API, CLI, OpenAPI)."""
         return SearchOptions(k=self.top_k, threshold=self.threshold)

@@ -63,6 +63,11 @@ class Calibration:
         """The whole percents results of these scores are shown with (rounded to nearest)."""
         return [match_percent(float(chance)) for chance in self.chance(scores)]
 
+    def score_at(self, percent: int) -> float:
+        """The lowest score shown at a minimum match of `percent` (the map inverted)."""
+        chance = min(max(percent - 0.5, 1e-9), 100 - 1e-9) / 100  # where rounding reaches it
+        return (math.log(chance / (1 - chance)) - self.intercept) / self.slope
+
     def meaning(self) -> str | None:
         """What the default minimum hides on the photos it was fitted on, in plain words."""
         measured = self.provenance.get("default_hides")

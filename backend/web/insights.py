@@ -55,7 +55,7 @@ def page():
     if search_log is not None:
         search_log.flush(FLUSH_SECONDS)
     conn = open_for_reading(search_log.path) if search_log is not None else None
-    threshold = current_app.config["SETTINGS"].similarity_threshold
+    threshold = current_app.config["SETTINGS"].similarity_floor
     try:
         insights = summarize(conn, window, threshold)
     finally:

@@ -127,3 +127,20 @@ def test_min_match_needs_a_calibrated_model_and_a_whole_percent():
     with pytest.raises(ConfigError, match="MIN_MATCH='7.5' is not a valid"):
         load_settings({"MODEL": "efficientnet_lite0", "MIN_MATCH": "7.5"})
     assert load_settings({"MODEL": "efficientnet_lite0", "MIN_MATCH": "0"}).threshold == 0.0
+
+
+@pytest.mark.parametrize("percent", [1, 3, 10, 50, 73, 99])
+def test_the_score_at_a_minimum_match_is_where_the_figure_reaches_it(percent):
+    fitted = calibration()
+    score = fitted.score_at(percent)
+    assert fitted.matches(np.array([score + 1e-9]))[0] == percent
+    assert fitted.matches(np.array([score - 1e-6]))[0] == percent - 1
+
+
+def test_the_search_log_holds_best_similarities_to_the_default_as_a_cosine():
+    lite0 = load_settings({"MODEL": "efficientnet_lite0", "MIN_MATCH": "10"})
+    assert lite0.calibration.matches(np.array([lite0.similarity_floor + 1e-9])) == [10]
+    assert load_settings({"MODEL": "resnet18"}).similarity_floor == 0.70
+    assert (
+        load_settings({"MODEL": "resnet18", "SIMILARITY_THRESHOLD": "0.4"}).similarity_floor == 0.4
+    )
