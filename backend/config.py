@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .model import bundled_adapter, default_threshold
+from .model.calibration import Calibration, served_calibration
 from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +53,11 @@ class Settings:
     model_dir: Path | None = None
     # Cores per inference (OMP_NUM_THREADS, which the server splits between its workers); 0: all.
     model_threads: int = 0
-    # None: the model's own measured default (backend/model DEFAULT_THRESHOLDS).
+    # The minimum cosine shown, for a model without a match calibration; None: the model's own
+    # measured default (backend/model DEFAULT_THRESHOLDS).
     similarity_threshold: float | None = None
+    # The minimum match (whole percent) shown, for a calibrated model; None: its calibration's.
+    min_match: int | None = None
     top_k: int = 12
     max_upload_mb: float = 10.0
     # 100 ms of latency per image caps 16 downloads at ~160 images/s, above what the model embeds.
@@ -120,11 +124,34 @@ class Settings:
         return self.model_weights == "random"
 
     @property
+    def calibration(self) -> Calibration | None:
+        """The served model's match calibration (`efficientnet_lite0`'s default weights with its
+        bundled adapter), if any."""
+        return served_calibration(
+            self.model, self.model_weights, self.model_head, self.model_adapter
+        )
+
+    @property
     def threshold(self) -> float:
-        """The served default threshold: SIMILARITY_THRESHOLD, else the model's own default."""
+        """The served default threshold, from 0 to 1: a minimum match for a calibrated model
+        (MIN_MATCH, else its calibration's), else a minimum cosine (SIMILARITY_THRESHOLD, else
+        the model's own default)."""
+        calibration = self.calibration
+        if calibration is not None:
+            minimum = calibration.default_min_match if self.min_match is None else self.min_match
+            return minimum / 100
         if self.similarity_threshold is not None:
             return self.similarity_threshold
         return default_threshold(self.model, adapted=self.adapter_served)
+
+    @property
+    def similarity_floor(self) -> float:
+        """The served default threshold as a cosine: for a calibrated model, the lowest score
+        its default minimum match shows (the search log's best similarities are held to it)."""
+        calibration = self.calibration
+        if calibration is None:
+            return self.threshold
+        return calibration.score_at(round(self.threshold * 100))
 
     @property
     def search_defaults(self) -> SearchOptions:
@@ -187,6 +214,7 @@ ENV_VARS = {
     "MODEL_DIR": "model_dir",
     "OMP_NUM_THREADS": "model_threads",
     "SIMILARITY_THRESHOLD": "similarity_threshold",
+    "MIN_MATCH": "min_match",
     "TOP_K": "top_k",
     "MAX_UPLOAD_MB": "max_upload_mb",
     "DOWNLOAD_WORKERS": "download_workers",
@@ -246,7 +274,7 @@ def _coerce(label: str, name: str, raw: str) -> Any:
             return Path(raw)
         if kind in ("float", "float | None"):
             return float(raw)
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(raw)
         if kind == "bool":
             if raw.lower() not in _TRUE | _FALSE:
@@ -273,6 +301,27 @@ def _place_s3_catalog(values: dict[str, Any]) -> None:
     )
 
 
+def _validate_minimum(settings: Settings) -> None:
+    """MIN_MATCH for a calibrated model, SIMILARITY_THRESHOLD (a cosine) for the others."""
+    if settings.min_match is not None and not 0 <= settings.min_match <= 100:
+        raise ConfigError(f"MIN_MATCH={settings.min_match} must be a whole percent from 0 to 100")
+    calibrated = settings.calibration is not None
+    if calibrated and settings.similarity_threshold is not None:
+        raise ConfigError(
+            f"SIMILARITY_THRESHOLD={settings.similarity_threshold} is a cosine similarity, but "
+            f"MODEL={settings.model} is calibrated: its results are filtered by their chance of "
+            "being the product; unset SIMILARITY_THRESHOLD and set MIN_MATCH (a whole percent, "
+            "e.g. MIN_MATCH=10) instead"
+        )
+    if not calibrated and settings.min_match is not None:
+        raise ConfigError(
+            f"MIN_MATCH={settings.min_match} needs a calibrated model, and MODEL={settings.model}"
+            f"{' with MODEL_WEIGHTS' if settings.model_weights else ''}"
+            f"{' with MODEL_HEAD' if settings.model_head else ''} has no calibration; unset "
+            "MIN_MATCH and set SIMILARITY_THRESHOLD (a cosine from 0 to 1) instead"
+        )
+
+
 def validate(settings: Settings) -> None:
     """Refuse settings that cannot work, naming the setting and the fix."""
     if (
@@ -282,6 +331,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"SIMILARITY_THRESHOLD={settings.similarity_threshold} must be between 0 and 1"
         )
+    _validate_minimum(settings)
     if not MIN_K <= settings.top_k <= MAX_K:
         raise ConfigError(f"TOP_K={settings.top_k} must be between {MIN_K} and {MAX_K}")
     if settings.max_upload_mb <= 0:

@@ -51,7 +51,15 @@ class OptionField:
 
 OPTION_FIELDS = (
     OptionField("k", int, "How many nearest products to consider.", MIN_K, MAX_K),
-    OptionField("threshold", float, "Minimum cosine similarity of the results shown.", 0, 1),
+    OptionField(
+        "threshold",
+        float,
+        "Minimum match of the results shown, from 0 to 1 (0.1: a 10 % chance of being the "
+        'product in the photo); for a model without a calibration, and for "more like '
+        'this", a minimum cosine similarity.',
+        0,
+        1,
+    ),
     OptionField("category", str, "Only products of this category (one of the catalog's)."),
     OptionField("min_price", float, "Only products at this price or more.", 0),
     OptionField("max_price", float, "Only products at this price or less.", 0),
@@ -60,7 +68,8 @@ OPTION_FIELDS = (
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Validated search options; `threshold` is a cosine similarity in [0, 1].
+    """Validated search options; `threshold` in [0, 1] is a minimum match (a chance) where the
+    results carry one, else a minimum cosine similarity.
 
     Build them with `SearchService.options(...)` (the served defaults) or from request values
     with `parse_options`; an out-of-range value raises InvalidInput naming the option.

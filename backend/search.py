@@ -48,7 +48,8 @@ from .index.packed import (
 from .index.snapshot import Snapshot
 from .model import Embedder, embed_query, load_embedder
 from .model.adapter import CANDIDATES, bias_corrected
-from .options import SearchOptions, passes
+from .model.calibration import Calibration
+from .options import MATCH_TOLERANCE, SearchOptions, match_percent, passes
 from .stores import (
     ITEM_VERSION_SCHEME,
     Filters,
@@ -68,6 +69,14 @@ log = logging.getLogger(__name__)
 class Hit:
     product: Product
     similarity: float
+    # The measured chance (whole percent) that this is the product in the photo; None when the
+    # model has no calibration, or for "more like this" (catalogue photo against catalogue).
+    match: int | None = None
+
+    @property
+    def percent(self) -> int:
+        """The figure the threshold is compared with: the match, else the similarity in percent."""
+        return self.match if self.match is not None else match_percent(self.similarity)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class SearchResult:
     query: np.ndarray | None = field(default=None, repr=False, compare=False)
     # Milliseconds per stage ("decode", "embed", "rank"), for the metrics and the search log.
     stages_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    # Whether the hits carry a match: the threshold is then a minimum match, else a similarity.
+    calibrated: bool = False
 
     @property
     def threshold(self) -> float:
@@ -96,12 +107,22 @@ class SearchResult:
 
     @property
     def shown(self) -> list[Hit]:
+        if self.calibrated:
+            minimum = self.threshold * 100 - 100 * MATCH_TOLERANCE
+            return [hit for hit in self.hits if hit.match >= minimum]
         # The tolerance keeps float32 rounding from hiding what is labelled "100 % match".
         return [hit for hit in self.hits if passes(hit.similarity, self.threshold)]
 
     @property
     def hidden_below_threshold(self) -> int:
         return len(self.hits) - len(self.shown)
+
+
+def _matches(calibration: Calibration | None, scores: list[float]) -> list[int | None]:
+    """Each score's match (whole percent), or None for every one without a calibration."""
+    if calibration is None:
+        return [None] * len(scores)
+    return list(calibration.matches(np.asarray(scores, dtype=float)))
 
 
 def _same_scheme(packed: Packed) -> list[str] | None:
@@ -183,6 +204,17 @@ class SearchService:
         if self._biases is None:
             self._biases = ItemBiases(getattr(self.embedder, "item_bias", None))
         return self._biases
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The model's match calibration, if it was fitted on vectors of the model served."""
+        calibration = self.settings.calibration
+        if calibration is None or calibration.fits(self.embedder.identity):
+            return calibration
+        log.error("the match calibration was fitted for %s, not %s: results carry no match; "
+                  "run `python -m bench.calibrate`", calibration.identity,
+                  self.embedder.identity)  # fmt: skip
+        return None
 
     @property
     def loaded_embedder(self) -> Embedder | None:
@@ -516,6 +548,9 @@ class SearchService:
         stages: dict[str, float] | None = None,
         shopper: bool = False,
     ) -> SearchResult:
+        """The k nearest; `shopper`: the query is a shopper's photo, re-ranked with each item's
+        bias when an adapter is served, and figured by the calibration (fitted on such photos,
+        not on catalogue photos against each other)."""
         self.current()
         k = options.k
         filters = Filters(options.category, options.min_price, options.max_price)
@@ -528,11 +563,16 @@ class SearchService:
                                   filters=filters)  # fmt: skip
         if correct:
             found = self.biases.rerank(found, bias_corrected)
-        hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
+        found = [f for f in found if f.product.id != exclude_id][:k]
+        calibration = self.calibration if shopper else None
+        matches = _matches(calibration, [f.score for f in found])
+        hits = [Hit(f.product, f.score, m) for f, m in zip(found, matches, strict=True)]
         done = time.perf_counter()
         seconds = {**(stages or {}), "rank": done - ranking}
         stages_ms = {stage: value * 1000 for stage, value in seconds.items()}
-        return SearchResult(hits, options, (done - started) * 1000, query, stages_ms)
+        return SearchResult(
+            hits, options, (done - started) * 1000, query, stages_ms, calibration is not None
+        )
 
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None

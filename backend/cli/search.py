@@ -87,12 +87,14 @@ def search_command(image: str, **values) -> None:
     for rank, hit in enumerate(result.shown, start=1):
         product = hit.product
         price = "" if product.price is None else f"{product.price:.2f}"
+        chance = "" if hit.match is None else f"{hit.match:>3}%  "
         click.echo(
-            f"{rank:>3}  {hit.similarity:.4f}  {product.id}  {product.name}  "
+            f"{rank:>3}  {hit.similarity:.4f}  {chance}{product.id}  {product.name}  "
             f"[{product.category}]  {price}".rstrip()
         )
     if not result.shown:
-        click.echo(f"no results at or above similarity {result.threshold:.2f}")
+        unit = "match" if result.calibrated else "similarity"
+        click.echo(f"no results at or above {unit} {result.threshold:.2f}")
     if result.hidden_below_threshold:
         click.echo(f"({result.hidden_below_threshold} more below the threshold)")
 

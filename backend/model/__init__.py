@@ -57,7 +57,8 @@ DISPLAY_NAMES = {
     COLOR_HISTOGRAM: "colour histogram",
 }
 
-# The similarity threshold served when SIMILARITY_THRESHOLD is unset. Each model's cosines
+# The similarity threshold served when SIMILARITY_THRESHOLD is unset, for a model without a
+# match calibration (backend/model/calibration.py: those filter by match). Each model's cosines
 # spread differently, so one number cannot mean the same for all. efficientnet_lite0's is
 # measured on the benchmark catalog (docs/quality.md#the-threshold): the highest multiple of
 # 0.05 at which 9 in 10 phone photos taken in a shop still get a result against studio

@@ -150,10 +150,11 @@ def product_json(product: Product) -> dict[str, Any]:
 def result_json(result: SearchResult) -> dict[str, Any]:
     return {
         "results": [
-            product_json(hit.product) | {"similarity": round(hit.similarity, 6)}
+            product_json(hit.product) | {"similarity": round(hit.similarity, 6), "match": hit.match}
             for hit in result.shown
         ],
         "threshold": result.threshold,
+        "threshold_unit": "match" if result.calibrated else "similarity",
         "k": result.k,
         "category": result.category,
         "min_price": result.options.min_price,

@@ -16,7 +16,7 @@ from ..options import blank
 from ..search import SearchResult
 from .security import public_url
 
-RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "image_url")
+RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "match", "image_url")
 FORMATS = ("csv", "json", "html")  # json and html: the channel's usual answer
 
 
@@ -35,7 +35,7 @@ def results_csv(result: SearchResult, filename: str = "search-results.csv") -> R
     rows = [
         (
             rank, hit.product.id, hit.product.name, hit.product.category, hit.product.price,
-            round(hit.similarity, 6),
+            round(hit.similarity, 6), "" if hit.match is None else hit.match,
             image_link(hit.product.id),
         )
         for rank, hit in enumerate(result.shown, start=1)

@@ -59,7 +59,7 @@ def page():
     search_log = get_search_log()
     if search_log is not None:
         search_log.flush(FLUSH_SECONDS)
-    threshold = current_app.config["SETTINGS"].threshold  # the served default, resolved
+    threshold = current_app.config["SETTINGS"].similarity_floor
     with reading(search_log) as conn:
         insights = summarize(conn, window, threshold)
         size = log_size(conn)

@@ -105,17 +105,45 @@ SCHEMAS: dict[str, Any] = {
             _ref("Product"),
             {
                 "type": "object",
-                "required": ["similarity"],
-                "properties": {"similarity": {"type": "number", "minimum": -1, "maximum": 1}},
+                "required": ["similarity", "match"],
+                "properties": {
+                    "similarity": {
+                        "type": "number",
+                        "minimum": -1,
+                        "maximum": 1,
+                        "description": "The raw score (cosine similarity).",
+                    },
+                    "match": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "The measured chance, in whole percent, that this is "
+                        "the product in the photo; null when the model has no calibration, "
+                        'and for "more like this".',
+                    },
+                },
             },
         ]
     },  # fmt: skip
     "SearchResponse": {
         "type": "object",
-        "required": ["results", "threshold", "k", "hidden_below_threshold", "took_ms"],
+        "required": [
+            "results",
+            "threshold",
+            "threshold_unit",
+            "k",
+            "hidden_below_threshold",
+            "took_ms",
+        ],
         "properties": {
             "results": {"type": "array", "items": _ref("Hit"), "description": "Best first."},
             "threshold": {"type": "number"},
+            "threshold_unit": {
+                "type": "string",
+                "enum": ["match", "similarity"],
+                "description": "What the threshold was compared with: `match` / 100 when the "
+                "results carry a match, else the similarity.",
+            },
             "k": {"type": "integer"},
             "category": {"type": ["string", "null"]},
             "min_price": {"type": ["number", "null"]},

@@ -63,10 +63,8 @@ def site_context() -> dict[str, Any]:
         "model_name": display_name(embedder.name if embedder else settings.model),
         "model_identity": embedder.identity if embedder else settings.model,
         "model_head": bool(settings.model_head),
-        # Measured for the model alone: a head spreads the similarities differently.
-        "threshold_meaning": None
-        if settings.model_head
-        else threshold_meaning(settings.model, adapted=settings.adapter_served),
+        "calibrated": settings.calibration is not None,
+        "threshold_meaning": _threshold_meaning(settings),
         "currency": settings.currency,
         "max_upload_bytes": settings.max_upload_bytes,
         "max_upload_mb": settings.max_upload_mb,
@@ -74,6 +72,16 @@ def site_context() -> dict[str, Any]:
 
 
 bp.add_app_template_filter(match_percent, "match_percent")
+
+
+def _threshold_meaning(settings) -> str | None:
+    """What the default minimum hides, as measured: the calibration's own words, else the
+    model's measured cosine default (for the model alone: a head spreads them differently)."""
+    if settings.calibration is not None:
+        return settings.calibration.meaning()
+    if settings.model_head:
+        return None
+    return threshold_meaning(settings.model, adapted=settings.adapter_served)
 
 
 @bp.app_template_global()

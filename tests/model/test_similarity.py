@@ -98,13 +98,13 @@ def test_an_edited_catalog_photo_finds_its_original_first(demo):
 
 
 def test_unrelated_products_score_below_the_default_threshold(demo, in_store):
-    """Against a product of another category, a shopper's photo stays under the served default.
+    """Against a product of another category, a shopper's photo stays under a score of 0.50.
 
-    Measured at the served default 0.50 (the adapter's score): 98.1 % of the 4,928 such pairs
+    Measured at 0.50 (the adapter's score default without a calibration): 98.1 % of the 4,928 such pairs
     are under it; the worst pair scores 0.64. Floor: 90 %. One clear pair, checked alone: an
     in-store photo of a pineapple against the catalogue's oat milk carton (0.31).
     """
-    threshold = demo.options().threshold
+    threshold = 0.50  # the adapter's score default (the served minimum is a match: test_match.py)
     category = {pid: product.category for pid, product in demo.catalog.products.items()}
     below = [
         similarity < threshold
@@ -112,11 +112,12 @@ def test_unrelated_products_score_below_the_default_threshold(demo, in_store):
         for other, similarity in scores.items()
         if category[other] != category[product]
     ]
-    assert threshold == 0.50 and np.mean(below) >= 0.90
+    assert np.mean(below) >= 0.90
     name = {pid: product.name for pid, product in demo.catalog.products.items()}
     oat_milk = next(pid for pid in name if name[pid] == "Oatly Oat Milk")
     pineapple = next(scores for product, scores in in_store if name[product] == "Pineapple")
     assert pineapple[oat_milk] < threshold
+    assert demo.calibration.matches(np.array([pineapple[oat_milk]]))[0] < demo.options().percent
 
 
 def test_the_same_product_ranks_above_another_of_the_same_colour(demo, in_store):

@@ -117,7 +117,7 @@ def test_the_100_percent_position_keeps_what_is_labelled_100_percent(page, base_
     page.locator("#threshold").fill("100")
     visible = page.locator("[data-results] .card:visible")
     expect(visible).to_have_count(1)
-    assert visible.locator(".score").inner_text() == "100% match"
+    assert visible.locator(".score").inner_text() == "similarity 1.00, not calibrated"
     for card in page.locator("[data-results] .card").all():
         label = int(card.get_attribute("data-percent"))
         assert card.is_visible() == (label >= 100)

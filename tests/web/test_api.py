@@ -14,9 +14,9 @@ from backend import create_app
 from backend.extensions import get_service
 from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes, write_catalog
 
-RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity"}
+RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity", "match"}
 SEARCH_KEYS = {
-    "results", "threshold", "k", "category", "min_price", "max_price",
+    "results", "threshold", "threshold_unit", "k", "category", "min_price", "max_price",
     "hidden_below_threshold", "took_ms",
 }  # fmt: skip
 TENT_PNG = image_bytes(draw_image("yellow", "triangle"))
@@ -80,6 +80,8 @@ def test_search_with_a_file_returns_the_documented_shape(client):
     # path (never built from the request's Host).
     assert re.fullmatch(r"/images/p5\?v=[0-9a-f]{16}", best["image_url"])
     assert best["similarity"] == pytest.approx(1.0, abs=1e-3)
+    # Random weights have no calibration: no match, and the threshold is a similarity.
+    assert best["match"] is None and body["threshold_unit"] == "similarity"
     similarities = [hit["similarity"] for hit in body["results"]]
     assert similarities == sorted(similarities, reverse=True)
 

@@ -177,7 +177,16 @@ def test_api_results_as_csv_match_the_json_and_neutralise_formulas(live_app):
     as_json = client.get("/api/products/p1/similar?threshold=0").json["results"]
     rows = parse_csv(client.get("/api/products/p1/similar?threshold=0&format=csv"))
     assert [row["id"] for row in rows] == [hit["id"] for hit in as_json]
-    assert list(rows[0]) == ["rank", "id", "name", "category", "price", "similarity", "image_url"]
+    assert list(rows[0]) == [
+        "rank",
+        "id",
+        "name",
+        "category",
+        "price",
+        "similarity",
+        "match",
+        "image_url",
+    ]
     assert [row["rank"] for row in rows] == [str(n) for n in range(1, len(rows) + 1)]
     evil = next(row for row in rows if row["id"] == "p7")
     assert evil["name"] == "'" + EVIL_NAME
