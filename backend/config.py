@@ -178,6 +178,7 @@ class Settings:
         """The search log's size bound in bytes, or None without one (SEARCH_LOG_MAX_MB=0)."""
         return int(self.search_log_max_mb * 1024 * 1024) or None
 
+    @property
     def adapter_choice(self) -> tuple[str | None, bool]:
         """The adapter file to load (None: none) and whether it must fit the model."""
         if self.model_adapter is None:

@@ -78,13 +78,76 @@ def grocery_split(bench: Path) -> tuple[list[list[str]], list[tuple[str, str]]]:
     return catalog_rows, queries
 
 
-def search_all(bench: Path, model: str, folder: Path) -> tuple[fit.Searches, str, dict[str, int]]:
-    """Search the catalogue photos with every in-store photo through the served search."""
-    from backend.search import SearchService
+def search_all(
+    bench: Path, model: str, folder: Path, folds: int, seed: int, cache: Path | None
+) -> tuple[fit.Searches, str, dict[str, int]]:
+    """Search the catalogue photos with every in-store photo through the served search.
+
+    With the model's bundled shopper adapter, each photo is searched with an adapter trained
+    on the other folds' products (as in `python -m bench.shopper`): the chances are those of a
+    product the adapter never saw, not of the products it was fitted on."""
+    from backend.model import bundled_adapter
 
     catalog_rows, queries = grocery_split(bench)
     catalog_csv = write_products(folder / "products.csv", catalog_rows)
-    settings = bench_settings(folder, catalog_csv, bench, model=model)
+    served = bench_settings(folder / "served", catalog_csv, bench, model=model)
+    identity = _identity(served)
+    if bundled_adapter(model) is None:
+        searches = _search(served, queries)
+        return searches, identity, {"catalog": len(catalog_rows), "queries": len(queries)}
+    parts = []
+    for number, (adapter, fold_queries) in enumerate(
+        _fold_adapters(bench, folder, queries, folds, seed, cache)
+    ):
+        settings = bench_settings(
+            folder / f"fold{number}", catalog_csv, bench, model=model, model_adapter=adapter
+        )
+        parts.append(_search(settings, fold_queries))
+    searches = fit.Searches(
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.right for p in parts]),
+        np.concatenate([p.products for p in parts]),
+    )
+    counts = {"catalog": len(catalog_rows), "queries": len(searches.products)}
+    return searches, identity, counts | {"adapter_folds": folds}
+
+
+def _identity(settings) -> str:
+    from backend.search import SearchService
+
+    return SearchService(settings).embedder.identity
+
+
+def _fold_adapters(bench, folder, queries, folds, seed, cache):
+    """(adapter file, the fold's queries) for folds over products: each adapter is trained on
+    the other folds' products (their phone and catalogue photos, less the excluded photos)."""
+    from backend.model import load_embedder
+    from backend.quality.adapter_training import fit_adapter
+
+    from .shopper import base_vectors, photos
+
+    grocery = [p for p in photos(bench) if p["iconic"] or p["id"] not in excluded_ids()]
+    vectors = base_vectors(bench, grocery, cache)
+    labels = np.array([p["label"] for p in grocery])
+    iconic = np.array([p["iconic"] for p in grocery])
+    product_of = {p["label"]: p["id"] for p in grocery if p["iconic"]}
+    base = load_embedder("efficientnet_lite0").identity.rsplit("/", 1)[0]
+    order = np.random.default_rng(seed).permutation(sorted(product_of))
+    for number in range(folds):
+        held_out = {product_of[label] for label in order[number::folds]}
+        train = np.array([product_of[label] not in held_out for label in labels])
+        adapter = fit_adapter(
+            vectors[train & ~iconic], list(labels[train & ~iconic]),
+            vectors[train & iconic], list(labels[train & iconic]), base,
+        )  # fmt: skip
+        path = folder / f"adapter-fold{number}.npz"
+        path.write_bytes(adapter.to_bytes())
+        yield str(path), [(image, pid) for image, pid in queries if pid in held_out]
+
+
+def _search(settings, queries: list[tuple[str, str]]) -> fit.Searches:
+    from backend.search import SearchService
+
     service = SearchService(settings)
     service.sync()
     options = service.options(k=K, threshold=0.0)
@@ -100,8 +163,8 @@ def search_all(bench: Path, model: str, folder: Path) -> tuple[fit.Searches, str
         if (row + 1) % 200 == 0:
             log.info("searched %d/%d photos (%.0f s)", row + 1, len(queries),
                      time.perf_counter() - started)  # fmt: skip
-    counts = {"catalog": len(catalog_rows), "queries": len(queries)}
-    return fit.Searches(scores, right, products.astype(str)), service.embedder.identity, counts
+    service.close()
+    return fit.Searches(scores, right, products.astype(str))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,10 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="where to write the file (default: shipped)")
+    parser.add_argument("--cache", type=Path, help="backbone embeddings cache (adapter folds)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory() as tmp:
-        searches, identity, counts = search_all(args.bench, args.model, Path(tmp))
+        searches, identity, counts = search_all(
+            args.bench, args.model, Path(tmp), args.folds, args.seed, args.cache
+        )
     check = fit.cross_validate(searches, args.folds, args.seed)
     print(fit.format_reliability(check.bands))
     provenance = {
