@@ -4,13 +4,15 @@ The catalog is the benchmark's grocery catalogue photos (one studio photo per pr
 demo's catalog); the queries are the same products' in-store phone photos, less the demo's
 example photos (backend/data/examples.csv) and the test photos (tests/data/instore.csv). Each
 query goes through the served search (`SearchService.search_path`, threshold off, k=12), so the
-scores are those a shopper's photo gets. Only these MIT-licensed grocery photos are used, never
+scores are those a shopper's photo gets. With the model's bundled shopper adapter, the products
+are cut into folds and each fold's photos are searched with an adapter trained on the other
+folds' products: the figure is the chance for products the adapter never saw. Only these MIT-licensed grocery photos are used, never
 the fashion photos. The fit is checked on folds over products (a product's photos are never in
 both the fit and the check), the reliability table is printed, and the file fitted on every
 product is written next to the model's spec (backend/model/calibrations/<model>.json).
 
 Run it again whenever the scores change (another model, other weights, another way of scoring):
-    python -m bench.calibrate [--model efficientnet_lite0] [--folds 5] [--seed 0]
+    python -m bench.calibrate [--model efficientnet_lite0] [--folds 5] [--seed 0] [--cache FILE]
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-from backend.model import default_threshold
 from tests.conftest import OWNER_TOKEN
 from tests.support.catalogs import draw_image, image_bytes
 
@@ -24,9 +23,15 @@ def client(default_app):
 
 @pytest.fixture(scope="module")
 def threshold(default_app) -> float:
+    """The served minimum: the default model is calibrated, so its calibration's minimum match."""
     settings = default_app.config["SETTINGS"]
-    assert settings.similarity_threshold is None  # nothing pinned: the model's own default
-    return default_threshold(settings.model)
+    assert settings.similarity_threshold is None and settings.min_match is None  # nothing pinned
+    assert settings.calibration is not None
+    return settings.calibration.default_min_match / 100
+
+
+def default_app_settings(client):
+    return client.application.config["SETTINGS"]
 
 
 def search_form(client, **fields):
@@ -74,11 +79,13 @@ def test_results_export_as_csv(client):
         assert rows[0]["id"] == "p1"
 
 
-def test_the_insights_page_shows_the_served_threshold(client, threshold):
+def test_the_insights_page_shows_the_served_threshold(client):
     search_api(client)
     response = client.get("/insights", headers=OWNER)
     assert response.status_code == 200
-    assert f"{threshold:.2f}" in response.get_data(as_text=True)
+    # Best similarities are held to the default minimum as a score (the page shows it).
+    floor = default_app_settings(client).similarity_floor
+    assert f"{floor:.2f}" in response.get_data(as_text=True)
 
 
 def test_the_search_log_exports(client):
