@@ -423,7 +423,7 @@ CATALOG_ROWS = {
     "field-over-csv-limit": (HEADER + GOOD + f"p2,{'x' * 200_000},toys,1,images/p1.png\n", 0, "1 added", "unreadable CSV (field larger than field limit (131072)); rest of the file ignored"),
     "empty-id": (HEADER + GOOD + ",No id,toys,1,images/p1.png\n", 0, "1 added", "row 3: empty id"),
     "bad-price": (HEADER + GOOD + "p2,Nan,toys,nan,images/p1.png\n", 0, "1 added", "row 3: price 'nan' is not a number"),
-    "not-utf8": (HEADER + GOOD + "p2,R\udcff\udcfe,toys,1,images/p1.png\n", 0, "1 added", "row 3: is not valid UTF-8 text"),
+    "not-utf8": (HEADER + GOOD + "p2,R\udc81\udc8d,toys,1,images/p1.png\n", 1, "1 added", "row 3: is not valid UTF-8 text"),
     "traversal": (HEADER + GOOD + "p2,Up,toys,1,../../etc/passwd\n", 0, "1 added", "row 3: image_url '../../etc/passwd' leaves the catalog folder"),
     "absolute-path": (HEADER + GOOD + "p2,Abs,toys,1,/etc/passwd\n", 0, "1 added", "row 3: image_url '/etc/passwd' leaves the catalog folder"),
     "backslash-traversal": (HEADER + GOOD + "p2,Up,toys,1,..\\..\\secret.png\n", 0, "1 added", "leaves the catalog folder"),
