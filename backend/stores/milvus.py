@@ -19,8 +19,11 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as CallTimeout
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
@@ -40,6 +43,7 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COLLECTION = "search_products"
 SCHEMA_VERSION = 1
@@ -48,6 +52,9 @@ BATCH = 2000  # rows per insert (~2 KB each at 512-d: well under gRPC's 64 MB me
 ID_BATCH = 1000  # ids per `id in [...]` expression
 PAGE = 10_000  # rows per page when reading every id and version
 SLOT_WAIT = 1.0  # seconds a request waits for a free Milvus slot before a 503
+# Seconds for opening the store: creating and loading a collection takes Milvus seconds to
+# minutes (a big one is read into memory), unlike any call made while serving.
+OPEN_TIMEOUT = 300.0
 TEXT_FIELDS = ("name", "category", "image_url")
 PRODUCT_FIELDS = ["id", "name", "category", "price", "priced", "image_url"]
 
@@ -99,20 +106,28 @@ class MilvusStore(VectorStore):
         self.exact_limit = exact_limit
         self.collection = collection
         self._slots = threading.BoundedSemaphore(slots)
+        # The calls run on these threads, one per slot: a request waits for its answer at most
+        # `timeout`, whatever pymilvus's own retries and reconnections take.
+        self._calls = ThreadPoolExecutor(slots, thread_name_prefix="milvus")
         try:
-            self._client = MilvusClient(uri=uri, token=token or "", timeout=timeout)
-        except MilvusException as error:
-            raise store_error(uri, "cannot connect to", error) from None
-        with self._call("cannot use"):
-            self.index = self._ensure_collection(index)
+            self._client = self._run(
+                lambda: MilvusClient(uri=uri, token=token or "", timeout=timeout),
+                "cannot connect to",
+            )
+            self.index = self._run(
+                lambda: self._ensure_collection(index), "cannot use", max(timeout, OPEN_TIMEOUT)
+            )
+        except BaseException:
+            self._calls.shutdown(wait=False, cancel_futures=True)
+            raise
 
     # -- the collection ------------------------------------------------------------------------
 
     def _ensure_collection(self, index: HnswIndex) -> HnswIndex:
         """Create the collection on first use; refuse a newer schema; remake it for another width."""
         client = self._client
-        if client.has_collection(self.collection):
-            described = client.describe_collection(self.collection)
+        if client.has_collection(self.collection, timeout=OPEN_TIMEOUT):
+            described = client.describe_collection(self.collection, timeout=OPEN_TIMEOUT)
             meta = _read_meta(described.get("description", ""))
             if meta.get("schema_version", 0) > SCHEMA_VERSION:
                 raise StoreError(
@@ -128,14 +143,14 @@ class MilvusStore(VectorStore):
                 )
             stored = _vector_dim(described)
             if stored == self.dim:
-                client.load_collection(self.collection)  # a no-op when loaded already
+                client.load_collection(self.collection, timeout=OPEN_TIMEOUT)  # no-op if loaded
                 return HnswIndex(**meta["index"])
             log.warning(
                 "the Milvus collection %s held %s-dimensional vectors of another model; remade "
                 "for this model's %d-dimensional ones (the next index sync fills it again)",
                 self.collection, stored, self.dim,
             )  # fmt: skip
-            client.drop_collection(self.collection)
+            client.drop_collection(self.collection, timeout=OPEN_TIMEOUT)
         self._create(index)
         return index
 
@@ -158,30 +173,42 @@ class MilvusStore(VectorStore):
         params.add_index("embedding", index_type="HNSW", metric_type="IP", params=asdict(index))
         try:
             self._client.create_collection(
-                self.collection, schema=schema, index_params=params, consistency_level="Session"
-            )
+                self.collection, schema=schema, index_params=params, consistency_level="Session",
+                timeout=OPEN_TIMEOUT,
+            )  # fmt: skip
         except MilvusException as error:
             if "already exist" not in str(error):  # another process made it first
                 raise
-        self._client.load_collection(self.collection)
+        self._client.load_collection(self.collection, timeout=OPEN_TIMEOUT)
         log.info("created the Milvus collection %s (schema v%d, %s)", self.collection,
                  SCHEMA_VERSION, index.describe())  # fmt: skip
 
-    @contextlib.contextmanager
-    def _call(self, what: str = "lost the connection to") -> Iterator[None]:
-        """One bounded call: a free slot (so a slow Milvus holds at most `slots` threads), and
-        Milvus's errors as StoreError (503)."""
+    def _run(
+        self, work: Callable[[], T], what: str = "lost the connection to", timeout: float = 0
+    ) -> T:
+        """Run one call to Milvus, bounded: at most `slots` at once per process (a slow Milvus
+        holds no more threads than that), answered or abandoned within `timeout`; Milvus's
+        errors become StoreError (503). An abandoned call keeps its slot until it ends."""
         if not self._slots.acquire(timeout=SLOT_WAIT):
             raise StoreError(
                 f"every Milvus call of this process is still waiting after {SLOT_WAIT:g} s "
                 f"(Milvus at MILVUS_URI={mask_url(self.uri)} is slow or unreachable)"
             )
         try:
-            yield
+            future = self._calls.submit(work)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        timeout = timeout or self.timeout
+        try:
+            return future.result(timeout=timeout)
+        except CallTimeout:
+            raise StoreError(
+                f"Milvus at MILVUS_URI={mask_url(self.uri)} did not answer within {timeout:g} s"
+            ) from None
         except MilvusException as error:
             raise store_error(self.uri, what, error) from None
-        finally:
-            self._slots.release()
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -194,8 +221,7 @@ class MilvusStore(VectorStore):
                 self._row(products[i], vectors[i], versions[i])
                 for i in range(start, min(start + BATCH, len(products)))
             ]
-            with self._call():
-                self._client.upsert(self.collection, rows)
+            self._run(lambda rows=rows: self._client.upsert(self.collection, rows))
 
     def _row(self, product: Product, vector: np.ndarray, version: str) -> dict:
         return {
@@ -214,26 +240,28 @@ class MilvusStore(VectorStore):
         ids = list(dict.fromkeys(ids))
         deleted = 0
         for start in range(0, len(ids), ID_BATCH):
-            chunk = ids[start : start + ID_BATCH]
-            expression = f"id in {_literal(chunk)}"
-            with self._call():
-                # Milvus counts the ids asked for, stored or not: count the stored ones first.
-                there = self._client.query(
-                    self.collection, filter=expression, output_fields=["id"],
-                    consistency_level="Strong",
-                )  # fmt: skip
-                if there:
-                    self._client.delete(self.collection, ids=[row["id"] for row in there])
-            deleted += len(there)
+            deleted += self._run(lambda chunk=ids[start : start + ID_BATCH]: self._delete(chunk))
         return deleted
+
+    def _delete(self, ids: list[str]) -> int:
+        # Milvus counts the ids asked for, stored or not: count the stored ones first. (By
+        # expression, not `ids=`: pymilvus quotes those without escaping them.)
+        expression = f"id in {_literal(ids)}"
+        there = self._client.query(
+            self.collection, filter=expression, output_fields=["id"], consistency_level="Strong"
+        )
+        if there:
+            self._client.delete(self.collection, filter=expression)
+        return len(there)
 
     # -- reads ------------------------------------------------------------------------------
 
     def count(self) -> int:
-        with self._call():
-            rows = self._client.query(
+        rows = self._run(
+            lambda: self._client.query(
                 self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
             )
+        )
         return int(rows[0]["count(*)"])
 
     def versions(self) -> dict[str, str]:
@@ -241,22 +269,24 @@ class MilvusStore(VectorStore):
         after = None
         while True:  # pages in id order (a Milvus query returns at most 16,384 rows)
             expression = "" if after is None else f"id > {_literal(after)}"
-            with self._call():
-                rows = self._client.query(
+            rows = self._run(
+                lambda expression=expression: self._client.query(
                     self.collection, filter=expression, output_fields=["id", "version"],
                     limit=PAGE, consistency_level="Strong",
-                )  # fmt: skip
+                )
+            )  # fmt: skip
             versions.update((row["id"], row["version"]) for row in rows)
             if len(rows) < PAGE:
                 return versions
             after = max(row["id"] for row in rows)
 
     def vector(self, product_id: str) -> np.ndarray | None:
-        with self._call():
-            rows = self._client.query(
+        rows = self._run(
+            lambda: self._client.query(
                 self.collection, filter=f"id == {_literal(product_id)}",
                 output_fields=["embedding"], consistency_level="Strong",
-            )  # fmt: skip
+            )
+        )  # fmt: skip
         return np.asarray(rows[0]["embedding"], dtype=np.float32) if rows else None
 
     def search(
@@ -271,12 +301,13 @@ class MilvusStore(VectorStore):
             return []
         query = np.asarray(query, dtype=np.float32)  # (D,)
         expression = _expression(filters)
-        with self._call():
-            found = self._client.search(
+        found = self._run(
+            lambda: self._client.search(
                 self.collection, data=[query.tolist()], filter=expression, limit=k,
                 output_fields=PRODUCT_FIELDS, consistency_level="Session",
                 search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
-            )[0]  # fmt: skip
+            )[0]
+        )  # fmt: skip
         hits = [StoreHit(_product(hit["entity"]), float(hit["distance"])) for hit in found]
         if len(hits) < k and self.exact_limit > 0:
             hits = self._exact_if_short(query, k, expression, hits)
@@ -284,18 +315,21 @@ class MilvusStore(VectorStore):
 
     def _exact_if_short(self, query, k, expression, hits) -> list[StoreHit]:
         """The graph walk came back short: if more rows match, rank them exactly here."""
-        with self._call():
-            matching = self._client.query(
+        matching = self._run(
+            lambda: self._client.query(
                 self.collection, filter=expression, output_fields=["count(*)"],
                 consistency_level="Session",
-            )[0]["count(*)"]  # fmt: skip
-            if matching <= len(hits) or matching > self.exact_limit:
-                return hits
-            rows = self._client.query(
+            )[0]["count(*)"]
+        )  # fmt: skip
+        if matching <= len(hits) or matching > self.exact_limit:
+            return hits
+        rows = self._run(
+            lambda: self._client.query(
                 self.collection, filter=expression or 'id != ""',
                 output_fields=[*PRODUCT_FIELDS, "embedding"], limit=matching,
                 consistency_level="Session",
-            )  # fmt: skip
+            )
+        )  # fmt: skip
         log.info("milvus store: the walk found %d of %d; ranked %d rows exactly", len(hits), k,
                  len(rows))  # fmt: skip
         vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)  # (M, D)
@@ -303,6 +337,7 @@ class MilvusStore(VectorStore):
         return [StoreHit(_product(rows[i]), float(s)) for i, s in zip(chosen, scores, strict=True)]
 
     def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             self._client.close()
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,14 @@ PORT_KEYS = (
     "etcd_port", "proxy_port", "proxy_internal_port", "root_coord_port", "query_coord_port",
     "query_node_port", "index_coord_port", "index_node_port", "data_coord_port", "data_node_port",
 )  # fmt: skip
+
+
+def _state(task: Path) -> str:
+    """A thread's state letter in /proc (T: stopped)."""
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # the thread has ended
+        return "T"
 
 
 def embedded_etcd_config(folder: Path, client_port: int) -> Path:
@@ -87,7 +96,13 @@ class Milvus:
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): it keeps its connections but answers nothing."""
-        os.kill(self.server.server_proc.pid, signal.SIGSTOP)
+        pid = self.server.server_proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while not all(_state(task) == "T" for task in Path(f"/proc/{pid}/task").iterdir()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("Milvus did not stop on SIGSTOP")
+            time.sleep(0.01)
 
     def resume(self) -> None:
         os.kill(self.server.server_proc.pid, signal.SIGCONT)
