@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -65,6 +66,19 @@ class Milvus:
                 # The template has no key for it: point the embedded etcd at its file.
                 content = content.replace("\netcd:\n", f"\netcd:\n  config:\n    path: {etcd}\n", 1)
                 return super().update_extra_configs(content)
+
+            def try_bind_port(self, port: int) -> socket.socket | None:
+                # Its check that a port is free, as the server binds it (SO_REUSEADDR): after a
+                # restart the old connections' TIME_WAIT must not make the same port look taken.
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                    sock.listen()
+                except OSError:
+                    sock.close()
+                    return None
+                return sock
 
         self.server = MilvusServer(Config(data_dir=str(folder), **self.ports))
         # Its health port: found free here, so the server's own search from 9091 upwards (which
