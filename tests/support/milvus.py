@@ -107,6 +107,8 @@ class Milvus:
             process.kill()
             process.wait(10)
         self.server.stop()  # closes its log files; the process is gone already
+        # The one file the binary writes outside its folder, named by its process id.
+        Path(f"/tmp/milvus/server_id_{process.pid}").unlink(missing_ok=True)
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): it keeps its connections but answers nothing."""
