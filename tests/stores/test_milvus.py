@@ -219,3 +219,23 @@ def test_milvus_a_frozen_server_costs_a_search_its_timeout_and_holds_few_threads
     busy = [m for m, _ in outcomes if m.startswith("every Milvus call of this process")]
     assert len(busy) == 4, outcomes
     assert store.search(VECTORS[9], 10) == before  # the same client, working again
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"milvus_ef_search": 0}, "MILVUS_EF_SEARCH=0 must be 1-32768"),
+        ({"milvus_timeout": 0.0}, "MILVUS_TIMEOUT=0.0 must be 0.1-300 seconds"),
+        ({"milvus_uri": "mysql://shop:pw@db:3306/shop"},
+         "MILVUS_URI=mysql://shop:***@db:3306/shop does not match VECTOR_BACKEND=milvus"),
+    ],
+)  # fmt: skip
+def test_milvus_settings_are_checked_and_their_secrets_kept_out_of_repr(overrides, message):
+    from backend.config import load_settings
+    from backend.errors import ConfigError
+
+    base = {"vector_backend": "milvus", "milvus_uri": "http://root:pw@h:19530/shop"}
+    settings = load_settings(environ={}, overrides=base | {"milvus_token": TOKEN})
+    assert TOKEN not in repr(settings) and "root:pw" not in repr(settings)
+    with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
+        load_settings(environ={}, overrides=base | overrides)
