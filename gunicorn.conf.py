@@ -47,8 +47,11 @@ keepalive = 5
 _front = _choose_front(os.environ.get("FRONT", "auto"), _host, _port, timeout)
 bind = f"unix:{_front.socket}" if _front else f"{_host}:{_port}"
 accesslog = "-"
-if _front:  # the client's address, as nginx saw it (gunicorn's peer is nginx's socket)
-    access_log_format = '%({x-real-ip}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+# The path without its query string, and no referrer (a page's address with its query): a
+# shopper's pasted image URL, a token or a name in a query string stays out of the log. With a
+# front, the client's address as nginx saw it (gunicorn's peer is nginx's socket).
+_client = "%({x-real-ip}i)s" if _front else "%(h)s"
+access_log_format = _client + ' %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # No control socket: it would live in a shared place ($HOME) and nothing here uses it.
@@ -119,8 +122,10 @@ def post_worker_init(worker) -> None:
     """Load the model and the index into this worker before it accepts requests."""
     from backend.boot import load_worker
     from backend.errors import SearchAppError
+    from backend.images.budget import return_large_blocks_to_the_system
 
     worker.wsgi.debug = False  # never the debugger in production, whatever FLASK_DEBUG says
+    return_large_blocks_to_the_system()  # decoded images, freed, must not stay in the worker
     try:
         load_worker(worker.wsgi)
     except SearchAppError as error:

@@ -38,7 +38,26 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app, settings)
     for command in (*search.COMMANDS, *catalog.COMMANDS, *quality.COMMANDS):
         app.cli.add_command(command)
+    if _served_by_flask_run():
+        from .boot import sync_in_background
+
+        sync_in_background(app)  # gunicorn syncs before its workers start; `flask run` here
     return app
+
+
+def _served_by_flask_run() -> bool:
+    """Whether this process is the one `flask run` serves from (not its reloader's watcher)."""
+    import click
+    from flask.helpers import get_debug_flag
+    from werkzeug.serving import is_running_from_reloader
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.info_name != "run":
+        return False
+    reload = context.params.get("reload")
+    if reload is None:  # `flask run` reloads by default in debug mode
+        reload = get_debug_flag()
+    return not reload or is_running_from_reloader()
 
 
 def _stop_command_on_bad_setting(error: ConfigError) -> None:

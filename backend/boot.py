@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
 
 import numpy as np
 from flask import Flask
@@ -38,6 +39,9 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
             logged = done
 
     catalog, report = service.sync(progress=progress)
+    if report.replaced_model:
+        log.warning("%s was built with model %s: every image was embedded again with this one",
+                    service.settings.index_path.name, report.replaced_model)  # fmt: skip
     for skipped in catalog.skipped[:MAX_LISTED]:
         log.warning("skipped %s %s", catalog.path.name, skipped)
     for product_id, reason in list(report.failed.items())[:MAX_LISTED]:
@@ -45,6 +49,11 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
     hidden = max(len(catalog.skipped) - MAX_LISTED, 0) + max(len(report.failed) - MAX_LISTED, 0)
     if hidden:
         log.warning("... and %d more skipped rows or failed images", hidden)
+    if catalog.csv_format.note:
+        log.info("catalog %s %s", catalog.path.name, catalog.csv_format.note)
+    if catalog.undecodable_rows:
+        log.warning("%d rows of %s could not be read: the file %s", catalog.undecodable_rows,
+                    catalog.path.name, catalog.decoding_advice)  # fmt: skip
     log.info("index: %s in %.1f s; %d products searchable",
              report.summary(), report.seconds, service.indexed_count())  # fmt: skip
 
@@ -63,6 +72,24 @@ def load_worker(app: Flask) -> None:
         gc.enable()
     gc.freeze()  # what is loaded lives as long as the worker: later collections skip it
     log.info("worker ready: %d of %d products searchable", service.indexed_count(), len(catalog))
+
+
+def sync_in_background(app: Flask) -> threading.Thread:
+    """Sync and load the index in a thread, so that a server without a start-up sync (`flask run`)
+    turns ready (`/readyz`) by itself instead of at its first search."""
+    service = get_service(app)
+
+    def run() -> None:
+        try:
+            sync_index(service)
+        except SearchAppError as error:  # the first search tries again and shows the reason
+            log.error("cannot load the index: %s", error.message)
+        except OSError as error:
+            log.error("cannot load the index: %s", error)
+
+    thread = threading.Thread(target=run, name="index-sync", daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .model import default_threshold
+from .model import bundled_adapter, default_threshold
+from .model.calibration import Calibration, served_calibration
 from .options import MAX_K, MIN_K, SearchOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_CATALOG = PACKAGE_DIR / "data" / "products.csv"
 MIN_ADMIN_TOKEN_CHARS = 16
 MAX_SEARCH_LOG_DAYS = 3660
+MIN_SEARCH_LOG_MB, MAX_SEARCH_LOG_MB = 1, 1_000_000
 MAX_CURRENCY_CHARS = 8
 
 
@@ -32,11 +35,17 @@ class Settings:
     # More folders where relative image paths are looked up after the catalog's own: for code
     # that serves a catalog's rows from elsewhere (the benchmarks); not an environment setting.
     image_dirs: tuple[Path, ...] = ()
-    model: str = "resnet18"
-    # None: torchvision's ImageNet weights (hub cache, else download); a file path; or "random".
+    # EfficientNet-Lite0: its ImageNet weights install with the requirements (no download), and
+    # it is the model the threshold and the quality figures were measured with (docs/quality.md).
+    model: str = "efficientnet_lite0"
+    # None: the model's ImageNet weights (Lite0's installed package; torchvision's from the hub
+    # cache, else downloaded); a file path; or "random".
     model_weights: str | None = None
     # A projection head fine-tuned on the catalog (`flask finetune`), applied on top of the model.
     model_head: str | None = None
+    # The shopper adapter (phone photo <-> catalogue photo, backend/model/adapter.py): None (unset)
+    # the bundled one for the model when there is one and no head; "none" off; else a file.
+    model_adapter: str | None = None
     # "onnx": the model exported once per identity into model_dir, run by ONNX Runtime (no torch
     # in a serving process); "torch": torch eager.
     model_runtime: str = "onnx"
@@ -44,8 +53,11 @@ class Settings:
     model_dir: Path | None = None
     # Cores per inference (OMP_NUM_THREADS, which the server splits between its workers); 0: all.
     model_threads: int = 0
-    # None: the model's own measured default (backend/model DEFAULT_THRESHOLDS).
+    # The minimum cosine shown, for a model without a match calibration; None: the model's own
+    # measured default (backend/model DEFAULT_THRESHOLDS).
     similarity_threshold: float | None = None
+    # The minimum match (whole percent) shown, for a calibrated model; None: its calibration's.
+    min_match: int | None = None
     top_k: int = 12
     max_upload_mb: float = 10.0
     # 100 ms of latency per image caps 16 downloads at ~160 images/s, above what the model embeds.
@@ -90,6 +102,8 @@ class Settings:
     # next to index.csv (the data folder).
     search_log_days: int = 90
     search_log_path: Path | None = None
+    # Past this size the log's oldest rows go (about 3,000 searches a MB); 0: no size bound.
+    search_log_max_mb: float = 500.0
     # Bearer token for /metrics (Prometheus); unset disables it. Kept out of repr and logs.
     metrics_token: str | None = field(default=None, repr=False)
     # An S3-compatible service (MinIO, R2, Spaces...) for s3:// images; unset: AWS S3 itself.
@@ -118,11 +132,34 @@ class Settings:
         return self.model_weights == "random"
 
     @property
+    def calibration(self) -> Calibration | None:
+        """The served model's match calibration (`efficientnet_lite0`'s default weights with its
+        bundled adapter), if any."""
+        return served_calibration(
+            self.model, self.model_weights, self.model_head, self.model_adapter
+        )
+
+    @property
     def threshold(self) -> float:
-        """The served default threshold: SIMILARITY_THRESHOLD, else the model's own default."""
+        """The served default threshold, from 0 to 1: a minimum match for a calibrated model
+        (MIN_MATCH, else its calibration's), else a minimum cosine (SIMILARITY_THRESHOLD, else
+        the model's own default)."""
+        calibration = self.calibration
+        if calibration is not None:
+            minimum = calibration.default_min_match if self.min_match is None else self.min_match
+            return minimum / 100
         if self.similarity_threshold is not None:
             return self.similarity_threshold
-        return default_threshold(self.model)
+        return default_threshold(self.model, adapted=self.adapter_served)
+
+    @property
+    def similarity_floor(self) -> float:
+        """The served default threshold as a cosine: for a calibrated model, the lowest score
+        its default minimum match shows (the search log's best similarities are held to it)."""
+        calibration = self.calibration
+        if calibration is None:
+            return self.threshold
+        return calibration.score_at(round(self.threshold * 100))
 
     @property
     def search_defaults(self) -> SearchOptions:
@@ -145,6 +182,28 @@ class Settings:
         return self.search_log_path or self.index_path.with_name("searches.sqlite")
 
     @property
+    def search_log_max_bytes(self) -> int | None:
+        """The search log's size bound in bytes, or None without one (SEARCH_LOG_MAX_MB=0)."""
+        return int(self.search_log_max_mb * 1024 * 1024) or None
+
+    @property
+    def adapter_choice(self) -> tuple[str | None, bool]:
+        """The adapter file to load (None: none) and whether it must fit the model."""
+        if self.model_adapter is None:
+            # Trained on the model's default weights, with no head on top.
+            off = self.model_head or self.model_weights
+            bundled = None if off else bundled_adapter(self.model)
+            return (None if bundled is None else str(bundled)), False
+        if self.model_adapter.lower() == "none":
+            return None, False
+        return self.model_adapter, True
+
+    @property
+    def adapter_served(self) -> bool:
+        """Whether a shopper adapter is served: scores are the adapter's, and so is the threshold."""
+        return self.adapter_choice[0] is not None
+
+    @property
     def faiss_path(self) -> Path:
         """The FAISS backend's files live next to index.csv (a cache of it, rebuilt on sync)."""
         return self.index_path.with_name(self.index_path.name + ".faiss")
@@ -159,10 +218,12 @@ ENV_VARS = {
     "MODEL": "model",
     "MODEL_WEIGHTS": "model_weights",
     "MODEL_HEAD": "model_head",
+    "MODEL_ADAPTER": "model_adapter",
     "MODEL_RUNTIME": "model_runtime",
     "MODEL_DIR": "model_dir",
     "OMP_NUM_THREADS": "model_threads",
     "SIMILARITY_THRESHOLD": "similarity_threshold",
+    "MIN_MATCH": "min_match",
     "TOP_K": "top_k",
     "MAX_UPLOAD_MB": "max_upload_mb",
     "DOWNLOAD_WORKERS": "download_workers",
@@ -185,6 +246,7 @@ ENV_VARS = {
     "MILVUS_TIMEOUT": "milvus_timeout",
     "SEARCH_LOG_DAYS": "search_log_days",
     "SEARCH_LOG_PATH": "search_log_path",
+    "SEARCH_LOG_MAX_MB": "search_log_max_mb",
     "METRICS_TOKEN": "metrics_token",
     "S3_ENDPOINT_URL": "s3_endpoint_url",
     "CURRENCY": "currency",
@@ -225,7 +287,7 @@ def _coerce(label: str, name: str, raw: str) -> Any:
             return Path(raw)
         if kind in ("float", "float | None"):
             return float(raw)
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(raw)
         if kind == "bool":
             if raw.lower() not in _TRUE | _FALSE:
@@ -252,6 +314,27 @@ def _place_s3_catalog(values: dict[str, Any]) -> None:
     )
 
 
+def _validate_minimum(settings: Settings) -> None:
+    """MIN_MATCH for a calibrated model, SIMILARITY_THRESHOLD (a cosine) for the others."""
+    if settings.min_match is not None and not 0 <= settings.min_match <= 100:
+        raise ConfigError(f"MIN_MATCH={settings.min_match} must be a whole percent from 0 to 100")
+    calibrated = settings.calibration is not None
+    if calibrated and settings.similarity_threshold is not None:
+        raise ConfigError(
+            f"SIMILARITY_THRESHOLD={settings.similarity_threshold} is a cosine similarity, but "
+            f"MODEL={settings.model} is calibrated: its results are filtered by their chance of "
+            "being the product; unset SIMILARITY_THRESHOLD and set MIN_MATCH (a whole percent, "
+            "e.g. MIN_MATCH=10) instead"
+        )
+    if not calibrated and settings.min_match is not None:
+        raise ConfigError(
+            f"MIN_MATCH={settings.min_match} needs a calibrated model, and MODEL={settings.model}"
+            f"{' with MODEL_WEIGHTS' if settings.model_weights else ''}"
+            f"{' with MODEL_HEAD' if settings.model_head else ''} has no calibration; unset "
+            "MIN_MATCH and set SIMILARITY_THRESHOLD (a cosine from 0 to 1) instead"
+        )
+
+
 def validate(settings: Settings) -> None:
     """Refuse settings that cannot work, naming the setting and the fix."""
     if (
@@ -261,6 +344,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"SIMILARITY_THRESHOLD={settings.similarity_threshold} must be between 0 and 1"
         )
+    _validate_minimum(settings)
     if not MIN_K <= settings.top_k <= MAX_K:
         raise ConfigError(f"TOP_K={settings.top_k} must be between {MIN_K} and {MAX_K}")
     if settings.max_upload_mb <= 0:
@@ -292,6 +376,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"SEARCH_LOG_DAYS={settings.search_log_days} must be 0 (no log) to {MAX_SEARCH_LOG_DAYS}"
         )
+    max_mb = settings.search_log_max_mb
+    if not (max_mb == 0 or MIN_SEARCH_LOG_MB <= max_mb <= MAX_SEARCH_LOG_MB):
+        raise ConfigError(
+            f"SEARCH_LOG_MAX_MB={max_mb:g} must be 0 (no size bound) or {MIN_SEARCH_LOG_MB} to "
+            f"{MAX_SEARCH_LOG_MB} (megabytes)"
+        )
     for variable, path in (
         ("INDEX_PATH", settings.index_path),
         ("CATALOG_PATH", settings.catalog_path),
@@ -316,6 +406,12 @@ def validate(settings: Settings) -> None:
             "leave it unset to use torchvision's ImageNet weights, or set it to 'random'"
         )
     _validate_model_runtime(settings)
+    adapter = settings.model_adapter
+    if adapter is not None and adapter.lower() != "none" and not Path(adapter).is_file():
+        raise ConfigError(
+            f"MODEL_ADAPTER={adapter!r} is not a file; give an adapter saved by "
+            "scripts/train_adapter.py, 'none' to turn the bundled one off, or unset it"
+        )
     if settings.model_head is not None and not Path(settings.model_head).is_file():
         raise ConfigError(
             f"MODEL_HEAD={settings.model_head!r} is not a file; give the head saved by "
@@ -386,6 +482,35 @@ def _validate_database_url(settings: Settings) -> None:
             f"DATABASE_URL={mask_url(url)} does not match VECTOR_BACKEND={backend}: "
             f"it must start with {schemes[0]}://, e.g. {example}"
         )
+    if not _parses(url, backend):
+        percent = " (%25 for a literal %)" if "%" in url else ""
+        raise ConfigError(
+            f"DATABASE_URL={mask_url(url)} cannot be parsed; the form is {example}, with any "
+            f"@ : / ? # % in the user name or password percent-encoded{percent}"
+        )
+
+
+def _parses(url: str, backend: str) -> bool:
+    """Whether the database driver can read the URL (its error text, which may quote the
+    password, is never shown)."""
+    if backend == "pgvector":
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(url)
+        except ProgrammingError:
+            return False
+        return True
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # a bracket left open, a port that is not a number or out of range
+        return False
+    return port is None or port > 0
+
+
+# What may be shown of the server part of a database URL: host, port, database name.
+_SERVER_PART = re.compile(r"[\w.\-\[\]:/%]*")
 
 
 MILVUS_SCHEMES = ("http", "https", "tcp")
@@ -412,16 +537,21 @@ def _validate_milvus(settings: Settings) -> None:
 
 
 def mask_url(url: str) -> str:
-    """A URL as it may be shown: any password replaced by ***, the query string left out."""
+    """A URL as it may be shown: user, host, port and database; no password, no query.
+
+    The last @ ends the user info, even with an unescaped @ or / in a password; what follows is
+    shown up to the first character a host, port or database name does not hold.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "(not a URL)"
-    rest = rest.split("?", 1)[0]
-    if "@" in rest:  # the last @ ends the user info, even with an unescaped @ or / in a password
-        userinfo, host = rest.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        rest = f"{user}{':***' if colon else ''}@{host}"
-    return f"{scheme}://{rest}"
+    userinfo, at, server = rest.rpartition("@")
+    server = _SERVER_PART.match(server).group()
+    if not at:
+        return f"{scheme}://{server}"
+    user, colon, _ = userinfo.partition(":")
+    user = _SERVER_PART.match(user).group().split("/")[0]
+    return f"{scheme}://{user}{':***' if colon else ''}@{server}"
 
 
 def _validate_currency(currency: str | None) -> None:

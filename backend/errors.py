@@ -11,9 +11,14 @@ class SearchAppError(Exception):
     # What a visitor is told of a server-side error (5xx), whose message is for the operator.
     public_message: str | None = None
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, plain: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        # The same in words for a form's visitor, where `message` names request parameters as
+        # API clients spell them ("min_price=5 must not be above max_price=2").
+        self.plain = plain or message
         if status is not None:
             self.status = status
 
@@ -90,3 +95,17 @@ class AdminDisabled(SearchAppError):
 
     status = 403
     code = "admin_disabled"
+
+
+class SearchLogUnreadable(SearchAppError):
+    """The search log's file cannot be read (damaged, or not a SQLite file); searches go on.
+
+    The visitor is the shop owner, behind the admin token: told what is wrong and what to do;
+    the file's full path goes to the server log only."""
+
+    status = 503
+    code = "search_log_unreadable"
+
+    def __init__(self, message: str, *, detail: str) -> None:
+        super().__init__(f"{message} ({detail})")
+        self.public_message = message

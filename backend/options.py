@@ -26,6 +26,16 @@ THRESHOLD_FORMS = (
     "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The options as the search form labels them, for messages to people (the API names parameters).
+LABELS = {
+    "k": "the number of results",
+    "threshold": "the minimum similarity",
+    "category": "the category",
+    "min_price": "the lowest price",
+    "max_price": "the highest price",
+    "image_url": "the image URL",
+    "query": "the earlier search",
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,15 @@ class OptionField:
 
 OPTION_FIELDS = (
     OptionField("k", int, "How many nearest products to consider.", MIN_K, MAX_K),
-    OptionField("threshold", float, "Minimum cosine similarity of the results shown.", 0, 1),
+    OptionField(
+        "threshold",
+        float,
+        "Minimum match of the results shown, from 0 to 1 (0.1: a 10 % chance of being the "
+        'product in the photo); for a model without a calibration, and for "more like '
+        'this", a minimum cosine similarity.',
+        0,
+        1,
+    ),
     OptionField("category", str, "Only products of this category (one of the catalog's)."),
     OptionField("min_price", float, "Only products at this price or more.", 0),
     OptionField("max_price", float, "Only products at this price or less.", 0),
@@ -50,7 +68,8 @@ OPTION_FIELDS = (
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Validated search options; `threshold` is a cosine similarity in [0, 1].
+    """Validated search options; `threshold` in [0, 1] is a minimum match (a chance) where the
+    results carry one, else a minimum cosine similarity.
 
     Build them with `SearchService.options(...)` (the served defaults) or from request values
     with `parse_options`; an out-of-range value raises InvalidInput naming the option.
@@ -65,16 +84,22 @@ class SearchOptions:
     def __post_init__(self) -> None:
         k, threshold = self.k, self.threshold
         if isinstance(k, bool) or not isinstance(k, int) or not MIN_K <= k <= MAX_K:
-            raise InvalidInput(f"k={k!s:.20} must be a whole number from {MIN_K} to {MAX_K}")
+            raise _invalid("k", k, f"must be a whole number from {MIN_K} to {MAX_K}")
         if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
-            raise InvalidInput(f"threshold={threshold!s:.20} must be between 0 and 1")
+            raise InvalidInput(
+                f"threshold={threshold!s:.20} must be between 0 and 1",
+                plain="The minimum similarity must be between 0 and 100 %",
+            )
         for name in ("min_price", "max_price"):
             price = getattr(self, name)
             if price is not None and (not _is_number(price) or not 0 <= price < math.inf):
-                raise InvalidInput(f"{name}={price!s:.20} must be a number of at least 0")
+                raise _invalid(name, price, "must be a number of at least 0")
         if None not in (self.min_price, self.max_price) and self.min_price > self.max_price:
+            low, high = self.min_price, self.max_price
             raise InvalidInput(
-                f"min_price={self.min_price:g} must not be above max_price={self.max_price:g}"
+                f"min_price={low:g} must not be above max_price={high:g}",
+                plain=f"The lowest price ({low:g}) is above the highest price ({high:g}): "
+                "lower the first or raise the second",
             )
 
     def with_changes(self, **changes: Any) -> SearchOptions:
@@ -141,7 +166,10 @@ def parse_threshold(raw: Any, default: float, percent: bool) -> float:
     written = raw.strip() if isinstance(raw, str) else repr(raw)
     share = number * 100 if "." in written and 0.0 <= number <= 1.0 else number
     if not 0.0 <= share <= 100.0 or abs(share - round(share)) > 1e-9:
-        raise InvalidInput(f"threshold={raw!s:.20} must be {THRESHOLD_FORMS}")
+        raise InvalidInput(
+            f"threshold={raw!s:.20} must be {THRESHOLD_FORMS}",
+            plain=f"The minimum similarity ({raw!s:.20}) must be {THRESHOLD_FORMS}",
+        )
     return round(share) / 100
 
 
@@ -168,7 +196,7 @@ def parse_int(raw: Any, name: str, default: int, low: int, high: int) -> int:
         return default
     number = parse_number(raw, name)
     if not number.is_integer() or not low <= number <= high:
-        raise InvalidInput(f"{name}={raw!s:.20} must be a whole number from {low} to {high}")
+        raise _invalid(name, raw, f"must be a whole number from {low} to {high}")
     return int(number)
 
 
@@ -177,7 +205,7 @@ def parse_price(raw: Any, name: str, default: float | None) -> float | None:
         return default
     number = parse_number(raw, name)
     if number < 0:
-        raise InvalidInput(f"{name}={raw!s:.20} must be a number of at least 0")
+        raise _invalid(name, raw, "must be a number of at least 0")
     return number
 
 
@@ -186,36 +214,57 @@ def parse_category(raw: Any, categories: Collection[str], default: str | None = 
         return default
     category = parse_text(raw, "category", MAX_TEXT_CHARS)
     if category not in categories:
-        raise InvalidInput(f"category {category!r} is not in the catalog")
+        raise InvalidInput(
+            f"category {category!r} is not in the catalog",
+            plain=f"There is no category “{category:.50}” in the catalog; choose one from the list",
+        )
     return category
 
 
 def parse_text(raw: Any, name: str, max_chars: int) -> str:
     """A one-line text value: a string, stripped, bounded, without control characters."""
     if not isinstance(raw, str):
-        raise InvalidInput(f"{name} must be a string")
+        raise _unfit(name, "must be a string")
     text = raw.strip()
     if len(text) > max_chars:
-        raise InvalidInput(f"{name} is longer than {max_chars} characters")
+        raise _unfit(name, f"is longer than {max_chars} characters")
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
-        raise InvalidInput(f"{name} contains control characters")
+        raise _unfit(name, "contains control characters")
     if _SURROGATE.search(text):
         # JSON can spell a lone surrogate ("\udcff"): it is no character, and UTF-8 cannot hold it.
-        raise InvalidInput(f"{name} contains an invalid character (a lone UTF-16 surrogate)")
+        raise _unfit(name, "contains an invalid character (a lone UTF-16 surrogate)")
     return text
 
 
 def parse_number(raw: Any, name: str) -> float:
     """A finite number from a JSON number or a decimal string; anything else is refused."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise InvalidInput(f"{name} must be a number")
+        raise InvalidInput(f"{name} must be a number", plain=f"{_label(name)} must be a number")
     try:
         number = float(raw)
     except (ValueError, OverflowError):
-        raise InvalidInput(f"{name}={raw!s:.20} is not a number") from None
+        raise _invalid(name, raw, "is not a number") from None
     if not math.isfinite(number):
-        raise InvalidInput(f"{name} must be a finite number")
+        raise InvalidInput(
+            f"{name} must be a finite number", plain=f"{_label(name)} must be a finite number"
+        )
     return number
+
+
+def _invalid(name: str, raw: Any, problem: str) -> InvalidInput:
+    """A bad value, named as the API spells it ("k=0 must be...") and as the form labels it."""
+    return InvalidInput(
+        f"{name}={raw!s:.20} {problem}", plain=f"{_label(name)} ({raw!s:.20}) {problem}"
+    )
+
+
+def _unfit(name: str, problem: str) -> InvalidInput:
+    return InvalidInput(f"{name} {problem}", plain=f"{_label(name)} {problem}")
+
+
+def _label(name: str) -> str:
+    label = LABELS.get(name, name)
+    return label[0].upper() + label[1:]
 
 
 def blank(raw: Any) -> bool:

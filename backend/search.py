@@ -26,6 +26,7 @@ from .images.fetch import FetchPolicy, fetch
 from .images.s3 import S3Reader
 from .images.sources import ImageLocator, file_signature, read_limited, save_upload
 from .index.index_file import (
+    DAMAGED_ROW,
     Entry,
     IndexMeta,
     IndexTable,
@@ -36,10 +37,19 @@ from .index.index_file import (
 )
 from .index.indexer import Indexer, SyncReport
 from .index.locks import edit_lock, publish_sync, sync_stamp
-from .index.packed import Packed, is_current, packed_path, read_packed, write_packed
+from .index.packed import (
+    BadVectors,
+    Packed,
+    is_current,
+    packed_path,
+    read_packed,
+    write_packed,
+)
 from .index.snapshot import Snapshot
-from .model import Embedder, load_embedder
-from .options import SearchOptions, passes
+from .model import Embedder, embed_query, load_embedder
+from .model.adapter import CANDIDATES, bias_corrected
+from .model.calibration import Calibration
+from .options import MATCH_TOLERANCE, SearchOptions, match_percent, passes
 from .stores import (
     ITEM_VERSION_SCHEME,
     Filters,
@@ -49,6 +59,8 @@ from .stores import (
     row_versions,
     sync_store,
 )
+from .stores.bias import ItemBiases
+from .stores.probe import StoreProbe
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,14 @@ log = logging.getLogger(__name__)
 class Hit:
     product: Product
     similarity: float
+    # The measured chance (whole percent) that this is the product in the photo; None when the
+    # model has no calibration, or for "more like this" (catalogue photo against catalogue).
+    match: int | None = None
+
+    @property
+    def percent(self) -> int:
+        """The figure the threshold is compared with: the match, else the similarity in percent."""
+        return self.match if self.match is not None else match_percent(self.similarity)
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,8 @@ class SearchResult:
     query: np.ndarray | None = field(default=None, repr=False, compare=False)
     # Milliseconds per stage ("decode", "embed", "rank"), for the metrics and the search log.
     stages_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    # Whether the hits carry a match: the threshold is then a minimum match, else a similarity.
+    calibrated: bool = False
 
     @property
     def threshold(self) -> float:
@@ -85,6 +107,9 @@ class SearchResult:
 
     @property
     def shown(self) -> list[Hit]:
+        if self.calibrated:
+            minimum = self.threshold * 100 - 100 * MATCH_TOLERANCE
+            return [hit for hit in self.hits if hit.match >= minimum]
         # The tolerance keeps float32 rounding from hiding what is labelled "100 % match".
         return [hit for hit in self.hits if passes(hit.similarity, self.threshold)]
 
@@ -93,10 +118,22 @@ class SearchResult:
         return len(self.hits) - len(self.shown)
 
 
+def _matches(calibration: Calibration | None, scores: list[float]) -> list[int | None]:
+    """Each score's match (whole percent), or None for every one without a calibration."""
+    if calibration is None:
+        return [None] * len(scores)
+    return list(calibration.matches(np.asarray(scores, dtype=float)))
+
+
 def _same_scheme(packed: Packed) -> list[str] | None:
     """The packed store versions, if computed the way this code computes them."""
     scheme, versions = packed.row_versions or (None, None)
     return versions if scheme == ITEM_VERSION_SCHEME else None
+
+
+def model_name(identity: str) -> str:
+    """The MODEL setting of a model identity ("name/weights/preprocessing/runtime")."""
+    return identity.split("/", 1)[0]
 
 
 class SearchService:
@@ -134,6 +171,10 @@ class SearchService:
         self._next_stamp_check = 0.0
         self.stamp_check_seconds = 2.0
         self._store: VectorStore | None = None
+        self._store_probe: StoreProbe | None = None
+        # Why the index on disk was not loaded (another catalog's or model's), while that holds.
+        self._refused: str | None = None
+        self._biases: ItemBiases | None = None
         # Image URLs whose download failed, with when: /images/<id> answers 404 at once for a
         # while instead of tying up a request thread on the same dead URL at every view.
         self._failed_downloads: dict[str, float] = {}
@@ -153,8 +194,27 @@ class SearchService:
                         self.settings.model_runtime,
                         self.settings.model_export_dir,
                         self.settings.model_threads,
+                        *self.settings.adapter_choice,
                     )
         return self._embedder
+
+    @property
+    def biases(self) -> ItemBiases:
+        """The indexed items' score corrections for shoppers' photos (none without an adapter)."""
+        if self._biases is None:
+            self._biases = ItemBiases(getattr(self.embedder, "item_bias", None))
+        return self._biases
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The model's match calibration, if it was fitted on vectors of the model served."""
+        calibration = self.settings.calibration
+        if calibration is None or calibration.fits(self.embedder.identity):
+            return calibration
+        log.error("the match calibration was fitted for %s, not %s: results carry no match; "
+                  "run `python -m bench.calibrate`", calibration.identity,
+                  self.embedder.identity)  # fmt: skip
+        return None
 
     @property
     def loaded_embedder(self) -> Embedder | None:
@@ -171,6 +231,16 @@ class SearchService:
                 if self._store is None:
                     self._store = open_store(self.settings, dim, identity)
         return self._store
+
+    def store_problem(self) -> tuple[str, str] | None:
+        """Why the vector store could not answer a search now: (for anyone, for the operator);
+        None when it can. Asked with a deadline; a store in this process is not asked."""
+        store = self._store
+        if store is None or not store.remote:
+            return None
+        if self._store_probe is None:
+            self._store_probe = StoreProbe(store.probe)
+        return self._store_probe.problem()
 
     def close(self) -> None:
         """Release the vector store's connections (pgvector) or memory."""
@@ -194,10 +264,12 @@ class SearchService:
         failed: dict[str, str],
         problem: str | None = None,
         versions: list[str] | None = None,
+        damaged: int = 0,
     ) -> None:
         """Push what changed into the vector store, then swap in the new snapshot."""
         sync_store(self.store, catalog, table, versions)
-        self.snapshot = Snapshot.of(catalog, table.entries, table.meta, failed, problem)
+        self.biases.replace([entry.id for entry in table.entries], table.vectors)
+        self.snapshot = Snapshot.of(catalog, table.entries, table.meta, failed, problem, damaged)
 
     def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""
@@ -206,6 +278,7 @@ class SearchService:
             catalog = self._load_catalog(fetch=True)
             table, report = self._indexer().sync(catalog, progress)
             self._publish(catalog, table, report.failed)
+            self._refused = None
             store.flush()  # only a syncing process writes the store's files (FAISS)
             self._pack(catalog, table)
             self._sync_stamp = publish_sync(self.settings.index_path)
@@ -246,15 +319,25 @@ class SearchService:
         For server processes whose index another process has just synced: rows of products no
         longer in the catalog, or of another model, are left out rather than re-embedded. An
         index built from another catalog is never loaded: a server keeps what it has, and one
-        that has nothing yet serves nothing and says why (`/readyz`).
+        that has nothing yet serves nothing and says why (`/readyz`). Damaged rows (a vector
+        not finite or not of unit length) are never served: a server keeps the index it has, and
+        one that has nothing yet serves the intact rows, not ready, saying why.
         """
         with self._sync_lock:
             self._sync_stamp = sync_stamp(self.settings.index_path)  # before reading: no gap
             identity = self.embedder.identity
-            catalog, table, versions = self._read_synced()
-            foreign = self._foreign_catalog(table.meta)
-            if foreign is not None:
-                return self._refuse_foreign_index(catalog, foreign)
+            catalog, table, versions, note = self._read_synced()
+            problem = self._unusable_index_problem(table)
+            if problem is not None:
+                return self._refuse_index(catalog, problem)
+            self._refused = None
+            damaged, damage = table.damaged, self._damage_problem(table)
+            if damage is not None:
+                note = damage if note is None else f"{note}; {damage}"
+                if self.snapshot is not None:
+                    self.snapshot = self.snapshot.with_problem(note)  # the last good index
+                    return self.snapshot.catalog
+            reasons = dict.fromkeys(table.damaged_ids & catalog.products.keys(), DAMAGED_ROW)
             keep = [
                 row
                 for row, entry in enumerate(table.entries)
@@ -265,18 +348,36 @@ class SearchService:
                 rows = [(table.entries[row], table.vectors[row]) for row in keep]
                 table = IndexTable.from_rows(rows, self.embedder.dim, table.meta)
                 versions = None
-            self._publish(catalog, table, {}, versions=versions)
+            self._publish(catalog, table, reasons, note, versions, damaged)
             return catalog
 
-    def _read_synced(self) -> tuple[Catalog, IndexTable, list[str] | None]:
+    def _read_synced(self) -> tuple[Catalog, IndexTable, list[str] | None, str | None]:
         """The catalog, index.csv and the rows' store versions if known: from their pack when
-        it is current, else parsed."""
+        it is current and intact, else parsed; and why a pack was refused."""
         settings = self.settings
-        packed = read_packed(settings.index_path, settings.catalog_path, self._image_base())
+        name = packed_path(settings.index_path).name
+        try:
+            packed = read_packed(settings.index_path, settings.catalog_path, self._image_base())
+        except BadVectors as error:
+            note = f"{name} was refused ({error}); loaded {settings.index_path.name} instead"
+            log.error("%s; the next `flask index` packs it again", note)
+            catalog = self._load_catalog(fetch=False)
+            return catalog, read_index(settings.index_path), None, note
         if packed is None:
-            return self._load_catalog(fetch=False), read_index(settings.index_path), None
-        log.info("loaded %s, packed by the last sync", packed_path(settings.index_path).name)
-        return packed.catalog, packed.table, _same_scheme(packed)
+            catalog = self._load_catalog(fetch=False)
+            return catalog, read_index(settings.index_path), None, None
+        log.info("loaded %s, packed by the last sync", name)
+        return packed.catalog, packed.table, _same_scheme(packed), None
+
+    def _damage_problem(self, table: IndexTable) -> str | None:
+        if not table.damaged:
+            return None
+        rows = "row" if table.damaged == 1 else "rows"
+        return (
+            f"{self.settings.index_path.name} has {table.damaged} damaged {rows} (a vector not "
+            "finite or not of unit length, a torn line or a repeated id), not served; run "
+            "`flask index` to embed those products again"
+        )
 
     def _foreign_catalog(self, meta: IndexMeta) -> str | None:
         """The other catalog index.csv was built from, or None when it is this one's."""
@@ -285,17 +386,35 @@ class SearchService:
         return None if recorded in (None, expected) else recorded
 
     def _foreign_index_problem(self, foreign: str) -> str:
-        return (
-            f"{self.settings.index_path.name} was built from another catalog ({foreign}); "
-            "run `flask index` with this server's CATALOG_PATH, or give each catalog its own "
-            "INDEX_PATH"
+        log.error("%s was built from the catalog %s", self.settings.index_path, foreign)
+        return (  # said by the public /readyz: the other catalog's path is in the log only
+            f"{self.settings.index_path.name} was built from another catalog; run `flask index` "
+            "with this server's CATALOG_PATH, or give each catalog its own INDEX_PATH"
         )
 
-    def _refuse_foreign_index(self, catalog: Catalog, foreign: str) -> Catalog:
-        problem = self._foreign_index_problem(foreign)
+    def _unusable_index_problem(self, table: IndexTable) -> str | None:
+        """Why this server cannot search with index.csv (another catalog's or another model's)."""
+        foreign = self._foreign_catalog(table.meta)
+        if foreign is not None:
+            return self._foreign_index_problem(foreign)
+        built_with = table.main_model()
+        served = self.embedder.identity
+        if built_with is None or built_with == served:
+            return None
+        kept = "kept the index it has" if self.snapshot is not None else "serving nothing"
+        return (
+            f"{self.settings.index_path.name} on disk was built with model {built_with}; this "
+            f"server runs model {served}: {kept}; restart with MODEL={model_name(built_with)} "
+            f"or re-index with MODEL={model_name(served)}"
+        )
+
+    def _refuse_index(self, catalog: Catalog, problem: str) -> Catalog:
+        """Keep answering from what was loaded before, saying why (or serve nothing yet)."""
         log.error("not loading %s: %s", self.settings.index_path, problem)
+        self._refused = problem
         if self.snapshot is not None:
-            return self.snapshot.catalog  # keep answering from what was loaded before
+            self.snapshot = self.snapshot.with_problem(problem)
+            return self.snapshot.catalog
         self._publish(catalog, IndexTable.from_rows([], self.embedder.dim), {}, problem)
         return catalog
 
@@ -373,15 +492,16 @@ class SearchService:
         self, image: Image.Image, options: SearchOptions, started: float
     ) -> SearchResult:
         decoded = time.perf_counter()
-        query = self.embedder.embed([image])[0]  # (D,)
+        query = embed_query(self.embedder, image)  # (D,)
         stages = {"decode": decoded - started, "embed": time.perf_counter() - decoded}
-        return self._rank(query, options, started, stages=stages)
+        return self._rank(query, options, started, stages=stages, shopper=True)
 
     def search_vector(
         self, query: np.ndarray, options: SearchOptions | None = None, **changes: Any
     ) -> SearchResult:
-        """Search with a query embedding from an earlier search (same model)."""
-        return self._rank(query, self._resolve(options, changes), time.perf_counter())
+        """Search with a query embedding from an earlier search by image (same model)."""
+        options = self._resolve(options, changes)
+        return self._rank(query, options, time.perf_counter(), shopper=True)
 
     def search_path(
         self, path: Path, options: SearchOptions | None = None, **changes: Any
@@ -426,18 +546,33 @@ class SearchService:
         started: float,
         exclude_id: str | None = None,
         stages: dict[str, float] | None = None,
+        shopper: bool = False,
     ) -> SearchResult:
+        """The k nearest; `shopper`: the query is a shopper's photo, re-ranked with each item's
+        bias when an adapter is served, and figured by the calibration (fitted on such photos,
+        not on catalogue photos against each other)."""
         self.current()
         k = options.k
         filters = Filters(options.category, options.min_price, options.max_price)
         ranking = time.perf_counter()
         # One more when a product is excluded ("more like this"), so k remain without it.
-        found = self.store.search(query, k + (exclude_id is not None), filters=filters)
-        hits = [Hit(f.product, f.score) for f in found if f.product.id != exclude_id][:k]
+        wanted = k + (exclude_id is not None)
+        correct = shopper and self.biases.active
+        # A shopper's photo: the store's nearest by cosine, re-ranked with each item's bias.
+        found = self.store.search(query, max(wanted, CANDIDATES) if correct else wanted,
+                                  filters=filters)  # fmt: skip
+        if correct:
+            found = self.biases.rerank(found, bias_corrected)
+        found = [f for f in found if f.product.id != exclude_id][:k]
+        calibration = self.calibration if shopper else None
+        matches = _matches(calibration, [f.score for f in found])
+        hits = [Hit(f.product, f.score, m) for f, m in zip(found, matches, strict=True)]
         done = time.perf_counter()
         seconds = {**(stages or {}), "rank": done - ranking}
         stages_ms = {stage: value * 1000 for stage, value in seconds.items()}
-        return SearchResult(hits, options, (done - started) * 1000, query, stages_ms)
+        return SearchResult(
+            hits, options, (done - started) * 1000, query, stages_ms, calibration is not None
+        )
 
     def put_product(
         self, product_id: str, fields: Mapping[str, Any], image: bytes | None = None
@@ -463,6 +598,7 @@ class SearchService:
             self._write_edit(product.id, product, (entry, vector))
             version = item_version(entry.fingerprint, entry.model, product)
             self.store.upsert([product], vector[None, :], [version])
+            self.biases.put(product.id, vector)
             self._edited(edits.with_product(self.snapshot.catalog, product), added=entry)
         return product
 
@@ -474,6 +610,7 @@ class SearchService:
             catalog = edits.without_product(self.snapshot.catalog, product_id)
             self._write_edit(product_id, None, None)
             self.store.delete([product_id])
+            self.biases.drop(product_id)
             self._edited(catalog)
 
     def _refuse_edits_of_a_read_only_catalog(self) -> None:
@@ -507,6 +644,8 @@ class SearchService:
                 raise ConfigError(self._foreign_index_problem(foreign))
             if sync_stamp(self.settings.index_path) != self._sync_stamp:
                 self.load_index()  # else our sync mark would hide their edit from us for good
+            if self._refused is not None:  # our model's row must not go into another's index
+                raise ConfigError(self._refused)
             with self._sync_lock:
                 yield
 

@@ -69,7 +69,7 @@ def work_dir(model: str, runtime: str) -> Path:
     return DATA_DIR / "api_latency" / f"{model}-{runtime}"
 
 
-# Where a default server (resnet18 on ONNX Runtime) keeps its index.
+# Where a resnet18 server on ONNX Runtime (the script's default --model) keeps its index.
 WORK_DIR = work_dir("resnet18", "onnx")
 
 

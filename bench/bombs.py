@@ -6,7 +6,10 @@ Each case runs in its own child process (MODEL_WEIGHTS=random ResNet18): the mod
 then one upload goes through `SearchService.search_bytes` (decode, preprocess, embed). Prints
 the outcome, the seconds of that one call (wall and CPU) and the peak RSS before and after it.
 The uploads: extreme aspect ratios (tiny PNGs that preprocessing scales up), progressive JPEGs
-of repeated scans (each scan is a pass over every block), and an ordinary photo for reference.
+of repeated scans (each scan is a pass over every block; also behind a junk byte or a restart
+marker, which once hid them from the scan count), 40-megapixel images that compress to a few
+hundred kB (WebP and PNG are decoded whole), the largest of them still accepted, and an
+ordinary photo for reference. `python -m bench.upload_load` puts them on a running server.
 `--root` runs another checkout's code (to measure a version before a change).
 """
 
@@ -27,6 +30,19 @@ CASES = {
     "PNG 16383x2": "narrow 16383 2",
     "JPEG 36 MP, 2,010 scans": "scans 6000 6000 2010",
     "JPEG 36 MP, 27 scans": "scans 6000 6000 27",
+    "JPEG 36 MP, 11 scans": "scans 6000 6000 11",
+    "JPEG 4 MP, 2,000 scans, junk": "scans 2000 2000 2000 junk",
+    "JPEG 4 MP, 2,000 scans, RST": "scans 2000 2000 2000 restart",
+    "JPEG 36 MP, 300 scans, junk": "scans 6000 6000 300 junk",
+    "WebP 40 MP": "gradient 7300 5479 RGB WEBP",
+    "PNG 40 MP": "gradient 7300 5479 RGB PNG",
+    "JPEG 40 MP": "gradient 7300 5479 RGB JPEG",
+    "JPEG 40 MP progressive": "gradient 7300 5479 RGB JPEG progressive",
+    "WebP 5.8 MP": "gradient 2900 2000 RGB WEBP",
+    "JPEG 30 MP progressive": "gradient 6300 4750 RGB JPEG progressive",
+    "PNG 24 MP": "gradient 6000 4000 RGB PNG",
+    "PNG 11.6 MP RGBA": "gradient 4000 2900 RGBA PNG",
+    "JPEG 30 MP, 13 scans": "scans 6300 4750 13",
 }
 
 CHILD = r"""
@@ -48,10 +64,19 @@ def scan_bomb(size, scans):
             found.append((start, position))
     start, end = found[-1]
     return data[:end] + data[start:end] * (scans - len(found)) + data[end:]
-kind, *numbers = sys.argv[1].split()
-numbers = [int(n) for n in numbers]
+def hide(data, how):
+    # What libjpeg skips before the first scan: a stray byte, or a restart marker.
+    first = data.index(b"\xff\xda")
+    return data[:first] + {"junk": b"\x00", "restart": b"\xff\xd0"}[how] + data[first:]
+kind, *words = sys.argv[1].split()
+numbers = [int(n) for n in words if n.isdigit()]
 buffer = io.BytesIO()
-if kind == "photo":
+if kind == "gradient":
+    mode, fmt, *options = words[2:]
+    grey = Image.linear_gradient("L").resize(tuple(numbers[:2]))
+    grey.convert(mode).save(buffer, fmt, progressive=bool(options))
+    data = buffer.getvalue()
+elif kind == "photo":
     Image.effect_noise((640, 480), 40).convert("RGB").save(buffer, "JPEG")
     data = buffer.getvalue()
 elif kind == "narrow":
@@ -59,7 +84,9 @@ elif kind == "narrow":
     data = buffer.getvalue()
 else:
     data = scan_bomb(tuple(numbers[:2]), numbers[2])
-service = SearchService(load_settings(overrides={"model_weights": "random"}))
+    if len(words) > 3:
+        data = hide(data, words[3])
+service = SearchService(load_settings(overrides={"model": "resnet18", "model_weights": "random"}))
 service.embedder.embed([Image.new("RGB", (224, 224))])
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 before, wall, cpu = peak(), time.perf_counter(), time.process_time()

@@ -15,8 +15,8 @@ from pathlib import Path
 from .common import REPO_ROOT, Context, Figure
 
 P50_TARGET_MS = 15.0
-# resnet18 random-init (the default MODEL's cost), then the demo's model with its real weights,
-# which the target is held to.
+# resnet18 random-init (an option, with the smallest vectors), then the default model with its
+# real weights, which the target is held to.
 MODELS = ("resnet18", "efficientnet_lite0")
 TARGET_MODEL = "efficientnet_lite0"
 

@@ -77,6 +77,7 @@ class Trickle:
                     sock.send(self._then[index : index + 1])
                 except OSError:
                     self.sockets.remove(sock)  # the server gave up on it: fine
+                    sock.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -198,7 +199,8 @@ def server_rss_mb(pid: int) -> float:
 def start_server(root: Path, front: str, port: int, log: Path) -> subprocess.Popen:
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
-        "HOST": "127.0.0.1", "PORT": str(port), "FRONT": front, "MODEL_WEIGHTS": "random",
+        "HOST": "127.0.0.1", "PORT": str(port), "FRONT": front, "MODEL": "resnet18",
+        "MODEL_WEIGHTS": "random",
         "INDEX_PATH": str(WORK_DIR / f"index-{hashlib.sha1(bytes(root)).hexdigest()[:8]}.csv"),
         "CACHE_DIR": str(WORK_DIR / "cache"), "SECRET_KEY": "bench",
         # UNSAFE outside tests: lets the app fetch from the local dripping image host.

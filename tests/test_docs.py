@@ -72,6 +72,7 @@ def test_python_api_example_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("CATALOG_PATH", str(catalog))
     monkeypatch.setenv("INDEX_PATH", str(tmp_path / "index" / "index.csv"))
     monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODEL", "resnet18")
     monkeypatch.setenv("MODEL_WEIGHTS", "random")
     monkeypatch.setenv("SIMILARITY_THRESHOLD", "0")
     monkeypatch.chdir(tmp_path)

@@ -1,8 +1,9 @@
 """How a products.csv is written: its encoding and separator, detected from its first bytes.
 
 Spreadsheets export CSV in several ways: Excel's "CSV UTF-8" (UTF-8 with a BOM), "Unicode text"
-(UTF-16 with a BOM, tab-separated), and in many European locales semicolons instead of commas.
-The header's columns are known, so the separator is the one that finds them all.
+(UTF-16 with a BOM, tab-separated), plain "CSV" on Windows (Windows-1252, no BOM), and in many
+European locales semicolons instead of commas. The header's columns are known, so the separator is
+the one that finds them all.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -29,7 +31,8 @@ RESAVE_AS_UTF8 = (
 class CsvFormat:
     """A products.csv's encoding, separator and line ending, kept when the file is rewritten."""
 
-    encoding: str = "utf-8"  # "utf-8", "utf-8-sig" (with a BOM) or "utf-16" (with a BOM)
+    # "utf-8", "utf-8-sig" (with a BOM), "utf-16" (with a BOM) or "cp1252" (Windows-1252)
+    encoding: str = "utf-8"
     delimiter: str = ","
     # Excel's optional first line "sep=;" that names the separator; kept on rewrite.
     separator_line: bool = False
@@ -40,9 +43,23 @@ class CsvFormat:
 
     @property
     def description(self) -> str:
-        names = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16"}
         separators = {",": "commas", ";": "semicolons", "\t": "tabs"}
-        return f"{names[self.encoding]}, separated by {separators[self.delimiter]}"
+        return f"{ENCODING_NAMES[self.encoding]}, separated by {separators[self.delimiter]}"
+
+    @property
+    def note(self) -> str | None:
+        """What an owner should know of how the file was read, or None when it is as expected."""
+        if self.encoding == "cp1252":
+            return f"read as {ENCODING_NAMES['cp1252']}"
+        return None
+
+
+ENCODING_NAMES = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8 with BOM",
+    "utf-16": "UTF-16",
+    "cp1252": "Windows-1252 (not UTF-8)",
+}
 
 
 def detect_format(path: Path) -> CsvFormat:
@@ -71,7 +88,27 @@ def _encoding(head: bytes, path: Path) -> str:
             f"{path.name} looks like UTF-16 without a byte-order mark, which cannot be read "
             f"reliably; {RESAVE_AS_UTF8}"
         )
-    return "utf-8"
+    return "cp1252" if reads_as_cp1252(path) else "utf-8"
+
+
+def reads_as_cp1252(path: Path) -> bool:
+    """Whether a file without a BOM is Windows-1252: not valid UTF-8, yet every byte is one of
+    its characters, and no valid UTF-8 sequence beyond ASCII anywhere.
+
+    The last condition keeps a UTF-8 file with a few stray bytes as UTF-8 (its bad rows are
+    skipped with the advice), where reading it as Windows-1252 would garble every accent.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    undecodable = False
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            if any(byte in chunk for byte in _UNUSED_IN_CP1252):
+                return False
+            text = decoder.decode(chunk)
+            if _UTF8_BEYOND_ASCII.search(text):
+                return False
+            undecodable = undecodable or bool(_ESCAPED_BYTE.search(text))
+    return undecodable or bool(_ESCAPED_BYTE.search(decoder.decode(b"", final=True)))
 
 
 def _delimiter(first_line: str) -> str:
@@ -105,3 +142,5 @@ def guess_encoding(path: Path) -> str:
 
 
 _UNUSED_IN_CP1252 = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a byte surrogateescape could not decode
+_UTF8_BEYOND_ASCII = re.compile("[\u0080-\ud7ff\ue000-\U0010ffff]")

@@ -16,7 +16,7 @@ from typing import Any
 from ..atomic import atomic_writer
 from ..errors import CatalogNotWritable, InvalidInput, NotFound
 from ..options import MAX_TEXT_CHARS, MAX_URL_CHARS, parse_text
-from .csv_format import detect_format
+from .csv_format import ENCODING_NAMES, RESAVE_AS_UTF8, CsvFormat, detect_format
 from .prices import check_price, format_price, parse_price
 from .products import Catalog, Product, check_image_url
 
@@ -99,6 +99,8 @@ def write_catalog_row(path: Path, product_id: str, product: Product | None) -> N
         body.append(row)
     if product is not None and not placed:
         body.append(_row_for(product, header, [""] * len(header)))
+    if product is not None:
+        _check_encodable(product, csv_format, path)
     with atomic_writer(
         path, "w", encoding=csv_format.encoding, errors="surrogateescape", newline=""
     ) as handle:
@@ -106,6 +108,19 @@ def write_catalog_row(path: Path, product_id: str, product: Product | None) -> N
             handle, delimiter=csv_format.delimiter, lineterminator=_line_ending(path)
         )
         writer.writerows([*preamble, rows[0], *body])
+
+
+def _check_encodable(product: Product, csv_format: CsvFormat, path: Path) -> None:
+    """Refuse text the file's encoding cannot hold (Windows-1252 has "é" and "€" but no "ő"),
+    before anything is written: the file stays as it was."""
+    text = "".join((product.id, product.name, product.category, product.image_url))
+    try:
+        text.encode(csv_format.encoding)
+    except UnicodeEncodeError as error:
+        raise InvalidInput(
+            f"product {product.id!r}: {text[error.start : error.end]!r} cannot be written to "
+            f"{path.name}, which is {ENCODING_NAMES[csv_format.encoding]}; {RESAVE_AS_UTF8}"
+        ) from None
 
 
 def _line_ending(path: Path) -> str:

@@ -47,6 +47,8 @@ class Product:
 class SkippedRow:
     row: int  # line number in the file, header = 1
     reason: str
+    # Lost to the file's encoding (bytes that are not text in it), not to what the row says.
+    undecodable: bool = False
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.reason}"
@@ -71,6 +73,11 @@ class Catalog:
         # build a new one), so computing it once is safe.
         return sorted({p.category for p in self.products.values() if p.category})
 
+    @property
+    def undecodable_rows(self) -> int:
+        """How many rows were lost to the file's encoding: the file needs re-saving."""
+        return sum(row.undecodable for row in self.skipped)
+
     @functools.cached_property
     def decoding_advice(self) -> str:
         """Why rows with undecodable bytes were refused, and the fix (worked out once)."""
@@ -80,7 +87,8 @@ class Catalog:
 def load_catalog(path: Path, image_base: str | None = None) -> Catalog:
     """Read products.csv strictly; bad rows are skipped and reported, never fatal.
 
-    The file may be UTF-8 (with or without a BOM) or UTF-16 with a BOM, separated by commas,
+    The file may be UTF-8 (with or without a BOM), UTF-16 with a BOM or Windows-1252 (when it is
+    not UTF-8 and reads cleanly as such, see `csv_format`), separated by commas,
     semicolons or tabs: the header, whose columns are known, tells which. `image_base` (a
     catalog read from s3://bucket/folder/) prefixes the relative image paths.
     """
@@ -125,10 +133,11 @@ def _add_row(
     try:
         product = parse_row(header, cells, catalog.products)
     except ValueError as error:
-        reason = str(error)
-        if _UNDECODABLE.search("\n".join(cells)):  # only on the error path: rows are many
-            reason = catalog.decoding_advice
-        catalog.skipped.append(SkippedRow(line, reason))
+        # Only on the error path: rows are many.
+        if _UNDECODABLE.search("\n".join(cells)):
+            catalog.skipped.append(SkippedRow(line, catalog.decoding_advice, undecodable=True))
+        else:
+            catalog.skipped.append(SkippedRow(line, str(error)))
         return
     if image_base is not None and not product.is_remote:
         product = replace(product, image_url=image_base + product.image_url)

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..config import PROJECT_ROOT
+from ..extensions import get_service
 from . import friendly_errors, progress_bar
 
 RANDOM_QUALITY_NOTICE = (
@@ -40,6 +41,10 @@ ks_option = click.option(
 @labels_option
 @ks_option
 @click.option(
+    "--queries", "queries_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Shopper photos (CSV image,label): search the catalog with each, as the API does.",
+)  # fmt: skip
+@click.option(
     "--model",
     "models",
     multiple=True,
@@ -63,13 +68,21 @@ ks_option = click.option(
 def evaluate_command(
     labels_path: Path | None,
     ks: list[int],
+    queries_path: Path | None,
     models: tuple[str, ...],
     out,
     worst: int,
     top_k: int | None,
 ) -> None:
-    """Leave-one-out retrieval quality on the catalog: P@K, R@K, mAP, per label, threshold sweep."""
+    """Leave-one-out retrieval quality on the catalog: P@K, R@K, mAP, per label, threshold sweep.
+
+    With --queries: shopper photos searched against the catalog (P@1, top-5, top-12, MRR, the
+    reliability of the figure on the cards).
+    """
     from dataclasses import replace
+
+    if queries_path is not None:
+        return evaluate_shopper(queries_path, labels_path, out)
 
     from ..quality.labels import load_labels, product_labels
     from ..quality.leave_one_out import evaluate_vectors
@@ -126,6 +139,34 @@ def evaluate_command(
     write_json(out / "evaluation.json", results, context)
     write_figure(out / "evaluation.png", results)
     click.echo(f"\nwrote {out / 'evaluation.json'} and {out / 'evaluation.png'}")
+
+
+def evaluate_shopper(queries_path: Path, labels_path: Path | None, out: Path | None) -> None:
+    """`flask evaluate --queries`: the served search, photo by photo."""
+    from ..quality.labels import load_labels
+    from ..quality.shopper import evaluate_queries, load_queries
+    from ..quality.shopper_report import (
+        format_shopper,
+        write_shopper_figure,
+        write_shopper_json,
+    )
+
+    settings = current_app.config["SETTINGS"]
+    queries = load_queries(queries_path)
+    labels = load_labels(labels_path) if labels_path else None
+    service = get_service()
+    with progress_bar("syncing the catalog") as progress:
+        service.sync(progress)
+    with progress_bar(f"searching with {len(queries)} photos") as progress:
+        result = evaluate_queries(service, queries, labels, progress)
+    if service.embedder.random_weights:
+        click.secho(RANDOM_QUALITY_NOTICE, fg="yellow", err=True)
+    click.echo(format_shopper(result))
+    out = out or PROJECT_ROOT / "artifacts"
+    context = {"catalog": str(settings.catalog_path), "queries": str(queries_path)}
+    write_shopper_json(out / "shopper.json", result, context)
+    write_shopper_figure(out / "shopper.png", result)
+    click.echo(f"\nwrote {out / 'shopper.json'} and {out / 'shopper.png'}")
 
 
 @click.command("finetune")

@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 
 from ..extensions import get_service
 from ..options import parse_options
+from ..search import model_name
 from . import echo_model, friendly_errors, progress_bar, search_option_flags
 
 
@@ -25,7 +26,19 @@ def index_command() -> None:
         click.echo(f"skipped {catalog.path.name} {skipped}", err=True)
     for product_id, reason in report.failed.items():
         click.echo(f"failed {product_id}: {reason}", err=True)
+    if catalog.csv_format.note:
+        click.echo(f"catalog: {catalog.path.name} {catalog.csv_format.note}")
     click.echo(f"index: {report.summary()} in {report.seconds:.1f} s")
+    if report.damaged_rows:
+        click.secho(
+            f"NOTE: {service.settings.index_path.name} had {report.damaged_rows} damaged "
+            "row(s) (a vector not finite or not of unit length, a torn line or a repeated id); "
+            "left out, and their products embedded again",
+            fg="yellow",
+            err=True,
+        )
+    if report.replaced_model:
+        click.secho(replaced_model_notice(service, report.replaced_model), fg="yellow", err=True)
     if service.indexed_count() == 0 and (catalog.products or catalog.skipped):
         skipped, failed = len(catalog.skipped), len(report.failed)
         raise click.ClickException(
@@ -33,6 +46,24 @@ def index_command() -> None:
             f"{'row' if skipped == 1 else 'rows'} skipped, {failed} "
             f"{'image' if failed == 1 else 'images'} failed; the reasons are above)"
         )
+    lost = catalog.undecodable_rows
+    if lost:
+        # The shop now serves a catalog without them: a script running this must notice.
+        raise click.ClickException(
+            f"{lost} {'row' if lost == 1 else 'rows'} of {catalog.path.name} could not be "
+            f"read and {'is' if lost == 1 else 'are'} not searchable: the file "
+            f"{catalog.decoding_advice}"
+        )
+
+
+def replaced_model_notice(service, old: str) -> str:
+    """What a re-index with another model did, and what a server still running the old one does."""
+    new = service.embedder.identity
+    return (
+        f"NOTE: {service.settings.index_path.name} was built with model {old}; every image was "
+        f"embedded again with {new}. A server still running model {old} keeps its old index "
+        f"(its /readyz says so) until restarted with MODEL={model_name(new)}"
+    )
 
 
 @click.command("search")
@@ -56,12 +87,14 @@ def search_command(image: str, **values) -> None:
     for rank, hit in enumerate(result.shown, start=1):
         product = hit.product
         price = "" if product.price is None else f"{product.price:.2f}"
+        chance = "" if hit.match is None else f"{hit.match:>3}%  "
         click.echo(
-            f"{rank:>3}  {hit.similarity:.4f}  {product.id}  {product.name}  "
+            f"{rank:>3}  {hit.similarity:.4f}  {chance}{product.id}  {product.name}  "
             f"[{product.category}]  {price}".rstrip()
         )
     if not result.shown:
-        click.echo(f"no results at or above similarity {result.threshold:.2f}")
+        unit = "match" if result.calibrated else "similarity"
+        click.echo(f"no results at or above {unit} {result.threshold:.2f}")
     if result.hidden_below_threshold:
         click.echo(f"({result.hidden_below_threshold} more below the threshold)")
 

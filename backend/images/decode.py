@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import time
 import warnings
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from PIL import GifImagePlugin, Image, ImageFile, ImageOps
 
 from ..errors import ImageError
+from .budget import DecodeBudget
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 MAX_PIXELS = 40_000_000
@@ -23,14 +25,34 @@ MAX_ASPECT_RATIO = 20
 # seconds each on a large image (libjpeg-turbo advises a scan limit for untrusted input). Ordinary
 # encoders write 1 to 10 scans; the second bound keeps scans x megapixels, the actual work, small.
 MAX_JPEG_SCANS = 100
-MAX_SCAN_MEGAPIXELS = 1000
+MAX_SCAN_MEGAPIXELS = 400  # 0.75 ms of CPU per scan-megapixel at worst: 0.3 s of decoding
 # Wall time one decode may take; checked between the blocks fed to the decoder.
 DECODE_SECONDS = 5.0
 _DECODE_BLOCK = 16 * 1024
+# Bytes of decoded pixels one process holds at once: with the model and index (about 120 MB) and
+# the uploads in flight, a worker stays under 350 MB, room for one on a 512 MB instance. A JPEG is
+# decoded at the reduced scale the model needs (a 40 MP one takes about 5 MB), but a progressive
+# one keeps all its coefficients (3 bytes a pixel: 31 MP at most); other formats are decoded
+# whole, so this memory bounds their pixel count (25 MP for an RGB PNG, 6 MP for a WebP), and
+# with it their CPU time (about 0.35 s at those sizes). A decode waits for room.
+DECODE_MEMORY_BYTES = 96 * 1024 * 1024
+DECODE_BUDGET = DecodeBudget(DECODE_MEMORY_BYTES)
+# Bytes per pixel of Pillow's storage by mode (RGB is stored as 4 bytes too).
+_STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
+# libwebp decodes into two canvases of its own, and Pillow copies one out as bytes before the
+# image has it: 16 bytes a pixel measured, where a PNG takes its image's 4.
+_DECODER_BYTES = {"WEBP": 12}
+# Image.reduce premultiplies alpha in a full-size copy first.
+_REDUCE_COPY_BYTES = {"RGBA": 4, "LA": 4}
+# Modes Image.reduce averages directly; others are converted (4-8 bytes per pixel) first.
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"})
+# Flattening to RGB: an RGBA copy and the RGB result at worst.
+_CONVERT_BYTES = 8
 
 # Image.open wants a sequence; JPEG first because it is by far the most common upload.
 _OPEN_ORDER = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 _ALLOWED_TEXT = "JPEG, PNG, WebP, GIF, BMP"
+_FORMAT_NAMES = {"WEBP": "WebP"}
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # What Pillow's decoders raise on malformed input; none of it may escape as a server error.
 _DECODE_ERRORS = (
@@ -47,12 +69,14 @@ def decode_image(
     max_pixels: int = MAX_PIXELS,
     max_frames: int = MAX_FRAMES,
     seconds: float = DECODE_SECONDS,
+    budget: DecodeBudget = DECODE_BUDGET,
 ) -> Image.Image:
     """Decode untrusted bytes into an RGB image: first frame, EXIF orientation applied, no metadata.
 
-    `min_size` lets JPEG decoding scale down by a power of two while both sides stay >= min_size.
+    `min_size` lets decoding scale down while both sides stay >= min_size: JPEG while decoding
+    (by a power of two), other formats right after (by an integer factor, keeping twice min_size).
     Every bound is checked from the header before any pixel is decoded (size, shape, frames, JPEG
-    scans); the decoding itself stops after `seconds`.
+    scans, memory); the decoding holds its pixels' bytes of `budget` and stops after `seconds`.
     """
     if not data:
         raise ImageError("file is empty")
@@ -61,14 +85,20 @@ def decode_image(
         _check_pixels(im, max_pixels)
         _check_shape(im)
         _check_frames(im, max_frames)
-        if data[:2] == b"\xff\xd8":  # JPEG, and MPO (JPEG frames)
-            _check_scans(data, im.size)
-        if min_size is not None and min_size > 0:
+        source, coefficients = im.size, 0
+        if data[:2] == b"\xff\xd8" and _check_scans(data, im.size) > 1:  # JPEG, and MPO
+            coefficients = _coefficient_bytes(im)
+        min_size = min_size if min_size and min_size > 0 else None
+        if min_size is not None:
             # Only the JPEG decoder honours a draft; every other format ignores it.
             im.draft("RGB", (min_size, min_size))
-        _load_within(im, seconds)
-        ImageOps.exif_transpose(im, in_place=True)
-        return _to_rgb(im)
+        factor = _reduce_factor(im, min_size)
+        needed = _check_memory(im, source, factor, budget.capacity, coefficients)
+        with budget.reserve(needed):
+            _load_within(im, seconds)
+            reduced = _reduce(im, factor)
+            ImageOps.exif_transpose(reduced, in_place=True)
+            return _to_rgb(reduced)
 
 
 def image_format(data: bytes) -> str | None:
@@ -158,34 +188,127 @@ def _check_shape(im: Image.Image) -> None:
         )
 
 
-def _check_scans(data: bytes, size: tuple[int, int]) -> None:
-    """Refuse JPEGs with more scans than an encoder writes, before decoding any of them."""
+def _reduce_factor(im: Image.Image, min_size: int | None) -> int:
+    """The integer factor to shrink by right after decoding, keeping the shorter side >= 2x min_size.
+
+    Twice the size the model needs keeps its resize as sharp as from the full image (Pillow's own
+    reducing_gap); the full-size copies that conversion to RGB makes are what this saves.
+    """
+    if min_size is None or im.mode not in _REDUCIBLE_MODES:
+        return 1
+    return max(min(im.size) // (2 * min_size), 1)
+
+
+def _check_memory(
+    im: Image.Image, source: tuple[int, int], factor: int, capacity: int, coefficients: int
+) -> int:
+    """The bytes decoding will hold at once; refuse an image that could never fit `capacity`.
+
+    `im.size` is the decoded size (a JPEG's draft is smaller than its `source` size);
+    `coefficients` what the JPEG decoder keeps besides.
+    """
+    width, height = im.size
+    pixels = width * height
+    full = _STORAGE_BYTES.get(im.mode, 4) + _DECODER_BYTES.get(im.format or "", 0)
+    if factor > 1:
+        full += _REDUCE_COPY_BYTES.get(im.mode, 0)
+    needed = pixels * full + pixels // (factor * factor) * _CONVERT_BYTES + coefficients
+    if needed > capacity:
+        accepted = capacity * source[0] * source[1] / needed
+        name = _FORMAT_NAMES.get(im.format or "", im.format)
+        jpeg = "" if im.format == "JPEG" else f"; a JPEG may have {_megapixels(MAX_PIXELS)}"
+        raise ImageError(
+            f"image is {source[0]}x{source[1]} pixels, more than this server decodes whole: "
+            f"a {name} of this kind may have {_megapixels(accepted, 1)} megapixels{jpeg}"
+        )
+    return needed
+
+
+def _coefficient_bytes(im: Image.Image) -> int:
+    """What libjpeg keeps of a JPEG of several scans (progressive): every DCT coefficient.
+
+    Two bytes each, 64 per 8x8 block of each component at its sampling: 3 bytes a pixel for
+    the usual 4:2:0, 6 for 4:4:4, at full size whatever the draft scale.
+    """
+    layers = getattr(im, "layer", None) or [(0, 1, 1, 0)] * len(im.getbands())
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+    width, height = im.size
+    blocks = sum(
+        math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8)
+        for _, h, v, _ in layers
+    )
+    return blocks * 64 * 2
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """Shrink a decoded image by averaging factor x factor blocks; the metadata goes along."""
+    if factor == 1 or im.mode not in _REDUCIBLE_MODES:
+        return im
+    reduced = im.reduce(factor)
+    reduced.info = dict(im.info)
+    return reduced
+
+
+def _check_scans(data: bytes, size: tuple[int, int]) -> int:
+    """Refuse JPEGs with more scans than an encoder writes, before decoding any; their count."""
     megapixels = size[0] * size[1] / 1_000_000
     limit = min(MAX_JPEG_SCANS, max(int(MAX_SCAN_MEGAPIXELS / megapixels), 1))
-    if count_jpeg_scans(data, stop_after=limit) > limit:
+    scans = count_jpeg_scans(data, stop_after=limit)
+    if scans > limit:
         raise ImageError(
             f"JPEG has more than {limit} scans for its size; save it again as a normal JPEG"
         )
+    return scans
 
 
 def count_jpeg_scans(data: bytes, stop_after: int) -> int:
-    """Count the start-of-scan markers of a JPEG by walking its segments, stopping past a limit."""
-    scans, position, end = 0, 2, len(data)
-    while position + 4 <= end and scans <= stop_after:
-        if data[position] != 0xFF:
-            break  # not a marker where one must be: the decoder reports the corruption
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            position += 1
-            continue
-        if marker == 0xD9:  # end of image
+    """Count the start-of-scan markers of a JPEG as libjpeg finds them, stopping past a limit.
+
+    libjpeg skips any bytes between segments ("extraneous bytes before marker") and ignores
+    restart markers outside a scan, so the count must too: a junk byte or a stray RSTn before the
+    first scan once hid every scan behind it from a stricter walk.
+    """
+    scans, position = 0, 2
+    while scans <= stop_after:
+        found = _next_marker(data, position)
+        if found is None:
             break
-        length = int.from_bytes(data[position + 2 : position + 4], "big")
-        position += 2 + length
+        marker, position = found
+        if marker == 0xD9:  # end of image: libjpeg reads no further
+            break
+        if marker in _STANDALONE_MARKERS:
+            continue
+        if position + 2 > len(data):
+            break
+        position += int.from_bytes(data[position : position + 2], "big")
         if marker == 0xDA:
             scans += 1
             position = _end_of_entropy_data(data, position)
     return scans
+
+
+# Markers without a length: TEM, the restart markers RST0-RST7, and start of image.
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8), 0xD8})
+
+
+def _next_marker(data: bytes, position: int) -> tuple[int, int] | None:
+    """The next marker at or after `position` and the offset just past it, as libjpeg reads it.
+
+    Anything before an 0xFF is skipped, as are fill bytes (0xFF 0xFF) and stuffed zeros (0xFF 0x00).
+    """
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0:
+            return None
+        while position < len(data) and data[position] == 0xFF:
+            position += 1
+        if position >= len(data):
+            return None
+        marker = data[position]
+        position += 1
+        if marker != 0x00:
+            return marker, position
 
 
 def _end_of_entropy_data(data: bytes, position: int) -> int:
@@ -270,6 +393,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return rgb
 
 
-def _megapixels(pixels: int) -> str:
-    """Format a pixel count in megapixels for messages."""
-    return f"{pixels / 1_000_000:g}"
+def _megapixels(pixels: float, digits: int | None = None) -> str:
+    """Format a pixel count in megapixels for messages (rounded down to `digits` decimals)."""
+    if digits is None:
+        return f"{pixels / 1_000_000:g}"
+    scale = 10**digits
+    return f"{int(pixels / 1_000_000 * scale) / scale:g}"

@@ -169,7 +169,9 @@ def _real_root_at(root: Path, second: int) -> str:
 
 def save_upload(catalog_folder: Path, data: bytes) -> str:
     """Keep an uploaded photo under the catalog folder (named by its content); return its image_url."""
-    decode_image(data)  # refuse anything that is not an image we accept, before storing it
+    # Refuse anything that is not an image we accept, before storing it (decoded at the least
+    # scale that tells: a check, not a picture).
+    decode_image(data, min_size=1)
     extension = EXTENSIONS[image_format(data)]
     name = f"{UPLOADS}/{hashlib.sha256(data).hexdigest()[:32]}{extension}"
     path = catalog_folder / name

@@ -39,6 +39,10 @@ MAX_FAILURES_KEPT = 100
 FAILURES_BUDGET_CHARS = 32 * 1024
 MAX_REASON_CHARS = 300
 MAX_META_BYTES = 2 * FAILURES_BUDGET_CHARS
+# How far from 1 a stored vector's length may be: float16 storage rounds it by about 1e-3;
+# anything further is damage (a flipped bit, a row overwritten), never a model's output.
+UNIT_TOLERANCE = 0.01
+DAMAGED_ROW = "its row of index.csv is damaged (left out); `flask index` embeds it again"
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ class IndexTable:
     entries: list[Entry] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     meta: IndexMeta = field(default_factory=IndexMeta)
+    # Rows of the file left out as damaged, and the ids of those whose id could still be read.
+    damaged: int = 0
+    damaged_ids: frozenset[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -127,6 +134,11 @@ class IndexTable:
         entries, vectors = zip(*rows, strict=True)
         stacked = np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
         return cls(list(entries), stacked, meta)
+
+    def main_model(self) -> str | None:
+        """The model identity most rows were embedded with (None for an empty table)."""
+        counts = collections.Counter(entry.model for entry in self.entries)
+        return counts.most_common(1)[0][0] if counts else None
 
     def rows(self) -> list[tuple[Entry, np.ndarray]]:
         return list(zip(self.entries, self.vectors, strict=True))
@@ -145,9 +157,11 @@ def read_index(path: Path) -> IndexTable:
     except (ValueError, csv.Error, UnicodeDecodeError) as error:
         log.warning("index %s is unreadable (%s); it will be rebuilt", path, error)
         return IndexTable()
-    table, damaged = rows.table()
-    if damaged:
-        log.warning("index %s: %d damaged row(s) left out; they will be rebuilt", path, damaged)
+    table = rows.table()
+    if table.damaged:
+        log.warning(
+            "index %s: %d damaged row(s) left out; they will be rebuilt", path, table.damaged
+        )
     return table
 
 
@@ -206,14 +220,16 @@ class _Rows:
         self.widths.append(len(vector))
         self.raw += vector
 
-    def table(self) -> tuple[IndexTable, int]:
-        """The intact rows as a table, and how many rows were left out as damaged."""
+    def table(self) -> IndexTable:
+        """The intact rows as a table, saying how many rows were left out as damaged."""
         heads, raw, damaged = self.heads, self.raw, self.damaged
+        lost: set[str] = set()
         if not heads:
-            return IndexTable(meta=self.meta), damaged
+            return IndexTable(meta=self.meta, damaged=damaged)
         width = max(set(self.widths), key=self.widths.count)  # that of most rows
         if self.widths.count(width) != len(heads):  # a torn vector: keep the full ones
             keep = [row for row, w in enumerate(self.widths) if w == width]
+            lost.update(head[0] for head, w in zip(heads, self.widths, strict=True) if w != width)
             offsets = list(itertools.accumulate(self.widths, initial=0))
             raw = b"".join(raw[offsets[row] : offsets[row + 1]] for row in keep)
             damaged += len(heads) - len(keep)
@@ -221,16 +237,21 @@ class _Rows:
         try:
             vectors, unit = _unit_vectors(raw, len(heads))
         except ValueError:
-            return IndexTable(meta=self.meta), damaged + len(heads)
+            lost.update(head[0] for head in heads)
+            return IndexTable(
+                meta=self.meta, damaged=damaged + len(heads), damaged_ids=frozenset(lost)
+            )
         ids = [head[0] for head in heads]
         repeated = {pid for pid, count in collections.Counter(ids).items() if count > 1}
         if repeated:  # which of two rows is right cannot be told: embed that product again
             unit &= np.array([pid not in repeated for pid in ids])
         if not unit.all():
             damaged += int((~unit).sum())
+            lost.update(pid for pid, ok in zip(ids, unit, strict=True) if not ok)
             heads = [head for head, ok in zip(heads, unit, strict=True) if ok]
             vectors = np.ascontiguousarray(vectors[unit])
-        return IndexTable([Entry(*head) for head in heads], vectors, self.meta), damaged
+        entries = [Entry(*head) for head in heads]
+        return IndexTable(entries, vectors, self.meta, damaged, frozenset(lost))
 
 
 def _read_plain(handle, rows: _Rows) -> None:
@@ -314,15 +335,25 @@ def _unit_vectors(raw: bytes | bytearray, n: int) -> tuple[np.ndarray, np.ndarra
         raise ValueError("vectors have inconsistent lengths")
     vectors = np.frombuffer(raw, dtype=STORED_DTYPE).astype(np.float32)
     vectors = vectors.reshape(n, width // STORED_DTYPE.itemsize)  # (N, D)
-    # A non-finite component makes its row's squared norm non-finite too: one check covers both.
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # (N, 1)
-    with np.errstate(invalid="ignore"):
-        unit = np.isfinite(norms[:, 0]) & (np.abs(norms[:, 0] - 1.0) < 0.01)  # (N,)
+    norms = row_norms(vectors)[:, None]  # (N, 1)
+    unit = is_unit(norms[:, 0])  # (N,)
     if unit.all():
         vectors /= norms
     else:
         vectors[unit] /= norms[unit]
     return vectors, unit
+
+
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """Each row's length, (N, D) -> (N,); non-finite for a row with a non-finite component."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+
+
+def is_unit(norms: np.ndarray) -> np.ndarray:
+    """Which lengths (N,) are finite and 1 within UNIT_TOLERANCE: (N,) bool."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(norms) & (np.abs(norms - 1.0) < UNIT_TOLERANCE)
 
 
 def encode_vector(vector: np.ndarray) -> str:

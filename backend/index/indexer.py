@@ -47,6 +47,10 @@ class SyncReport:
     seconds: float = 0.0
     # The catalog another index.csv was built from, when it was found and rebuilt.
     replaced_catalog: str | None = None
+    # The model index.csv was built with, when it was another one (its images embedded again).
+    replaced_model: str | None = None
+    # Rows of index.csv found damaged (left out, their products embedded again).
+    damaged_rows: int = 0
 
     @property
     def changed(self) -> bool:
@@ -118,6 +122,10 @@ class Indexer:
                         self.index_path, previous.meta.catalog, reference)  # fmt: skip
             report.replaced_catalog = previous.meta.catalog
             previous = IndexTable()
+        report.damaged_rows = previous.damaged
+        built_with = previous.main_model()
+        if built_with not in (None, self.embedder.identity):
+            report.replaced_model = built_with
         old = {entry.id: (entry, vector) for entry, vector in previous.rows()}
         report.removed = [pid for pid in old if pid not in catalog.products]
         etags = self._s3_etags(catalog)

@@ -6,11 +6,15 @@ modification and change times) of the products.csv and index.csv it was made fro
 worker that finds both files unchanged reads the pack instead of parsing them, and maps its
 vectors straight into memory: no parsing, no copy, and the pages are shared by every worker.
 Any mismatch or damage sends the worker back to parsing the CSV files, so the pack is only
-ever a shortcut, never a second record.
+ever a shortcut, never a second record. Its vectors are checked as they are mapped, in one
+vectorised pass: each row finite and of unit length, and equal to the check the sync recorded
+for it (its dot product with a fixed +-1 vector), so a row overwritten or moved in place is
+refused too.
 
 Layout: a magic line, the header's length, the header (JSON), the text columns (UTF-8, values
 joined by the unit separator, which no catalog field or index cell may hold), padding, then the
-vectors as little-endian float32, row after row, at an offset aligned for numpy.
+vectors as little-endian float32, row after row, at an offset aligned for numpy, then each row's
+check (float32).
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ from ..atomic import atomic_writer
 from ..catalog import Catalog, Product
 from ..catalog.csv_format import CsvFormat
 from ..catalog.products import SkippedRow
-from .index_file import STORED_DTYPE, Entry, IndexMeta, IndexTable
+from .index_file import STORED_DTYPE, Entry, IndexMeta, IndexTable, is_unit, row_norms
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"similarity-search packed index 1\n"
+MAGIC = b"similarity-search packed index 2\n"
 SEPARATOR = "\x1f"
 ALIGN = 64  # bytes: where the vectors start
 VECTOR_DTYPE = np.dtype("<f4")
@@ -42,6 +46,14 @@ MAX_HEADER_BYTES = 64 << 20  # the skipped rows and prices of a large catalog
 BLOCK_ROWS = 4096  # vectors rounded and written this many rows at a time
 # What reading a damaged or foreign pack raises: it is then not used, never an error.
 DAMAGED = (OSError, ValueError, KeyError, TypeError)
+# How far a row's check may be from the recorded one: float32 sums in another order differ by
+# about 1e-5; a row of another product by about its distance to it (0.1 and more).
+CHECK_TOLERANCE = 1e-3
+CHECK_ROWS = 256  # vectors checked this many rows at a time (about 1 MB: in the cache)
+
+
+class BadVectors(ValueError):
+    """The pack's vectors are not what the sync wrote: not finite, not unit, moved."""
 
 
 class Packed(NamedTuple):
@@ -74,9 +86,9 @@ def sources_stamp(catalog_path: Path, index_path: Path, image_base: str | None) 
 
 
 def is_current(index_path: Path, catalog_path: Path, image_base: str | None = None) -> bool:
-    """Whether the pack was made from the files there now."""
+    """Whether the pack was made from the files there now, its vectors intact."""
     sources = sources_stamp(catalog_path, index_path, image_base)
-    return _read_header(packed_path(index_path), sources) is not None
+    return _intact(packed_path(index_path), sources)
 
 
 def write_packed(
@@ -97,7 +109,7 @@ def write_packed(
     if sources["catalog"] is None or sources["index"] is None:
         return False
     path = packed_path(index_path)
-    if _read_header(path, sources) is not None:
+    if _intact(path, sources):
         return False  # made from these very files already
     products = list(catalog.products.values())
     columns = {f"product_{name}": [getattr(p, name) for p in products] for name in PRODUCT_COLUMNS}
@@ -130,9 +142,41 @@ def write_packed(
         for block in blocks.values():
             handle.write(block)
         handle.write(b"\0" * padding)
+        checks = []
         for start in range(0, len(vectors), BLOCK_ROWS):
-            handle.write(as_stored(vectors[start : start + BLOCK_ROWS]).tobytes())
+            block = as_stored(vectors[start : start + BLOCK_ROWS])  # (B, D)
+            handle.write(block.tobytes())
+            checks.append(block @ _probe(block.shape[1]))  # (B,)
+        if checks:
+            handle.write(np.concatenate(checks).astype(VECTOR_DTYPE).tobytes())
     return True
+
+
+def _probe(dim: int) -> np.ndarray:
+    """A fixed +-1 vector (D,) from integer arithmetic alone: the same on every machine."""
+    bits = (np.arange(dim, dtype=np.uint64) * np.uint64(2654435761) >> np.uint64(13)) & np.uint64(1)
+    return np.where(bits == 1, 1.0, -1.0).astype(VECTOR_DTYPE)
+
+
+def check_vectors(vectors: np.ndarray, expected: np.ndarray, ids: list[str]) -> None:
+    """Raise BadVectors naming the first bad row: not finite, not unit, or not the row the
+    sync wrote there (`expected`: the checks it recorded, (N,)). One pass over (N, D), in
+    blocks small enough that the second look at a block finds it in the cache."""
+    probe = _probe(vectors.shape[1]) if len(vectors) else None
+    for start in range(0, len(vectors), CHECK_ROWS):
+        block = vectors[start : start + CHECK_ROWS]  # (B, D)
+        unit = is_unit(row_norms(block))  # (B,)
+        with np.errstate(invalid="ignore", over="ignore"):
+            moved = ~(
+                np.abs(block @ probe - expected[start : start + len(block)]) <= CHECK_TOLERANCE
+            )
+        for bad, what in (
+            (~unit, "is not finite or not of unit length"),
+            (moved, "is not the vector the sync wrote there (moved or overwritten)"),
+        ):
+            if bad.any():
+                row = start + int(np.argmax(bad))
+                raise BadVectors(f"the vector of row {row + 1} (product {ids[row]!r}) {what}")
 
 
 def as_stored(vectors: np.ndarray) -> np.ndarray:
@@ -162,23 +206,32 @@ def read_packed(
             if header is None:
                 return None
             columns = _columns(handle, header)
-            vectors = _vectors(handle, header)
+            vectors, checks = _vectors(handle, header)
+        check_vectors(vectors, checks, columns["entry_id"])
         catalog = _catalog(catalog_path, header, columns)
         table = _table(header, columns, vectors, catalog)
         scheme = header["row_versions"]
         versions = None if scheme is None else (scheme, columns["entry_version"])
+    except BadVectors:
+        raise
     except DAMAGED as error:
         log.warning("%s is unreadable (%s); parsing the CSV files instead", path, error)
         return None
     return Packed(catalog, table, versions)
 
 
-def _read_header(path: Path, sources: dict) -> dict | None:
+def _intact(path: Path, sources: dict) -> bool:
+    """Whether the pack at `path` was made from `sources`, its vectors as the sync wrote them."""
     try:
         with path.open("rb") as handle:
-            return _header(handle, sources)
+            header = _header(handle, sources)
+            if header is None:
+                return False
+            ids = _columns(handle, header)["entry_id"]
+            check_vectors(*_vectors(handle, header), ids)
     except DAMAGED:
-        return None
+        return False
+    return True
 
 
 def _header(handle, sources: dict) -> dict | None:
@@ -205,16 +258,19 @@ def _columns(handle, header: dict) -> dict[str, list[str]]:
     return columns
 
 
-def _vectors(handle, header: dict) -> np.ndarray:
-    """(N, D) float32 mapped from the file, read-only; a row is never copied into the heap."""
+def _vectors(handle, header: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) float32 mapped from the file, read-only, and the rows' checks (N,); a row is never
+    copied into the heap."""
     rows, dim = header["shape"]
     offset = handle.tell() + (-handle.tell() % ALIGN)
     if rows == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    if os.fstat(handle.fileno()).st_size != offset + rows * dim * VECTOR_DTYPE.itemsize:
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    values = rows * dim + rows  # the vectors, then one check per row
+    if os.fstat(handle.fileno()).st_size != offset + values * VECTOR_DTYPE.itemsize:
         raise ValueError("the vectors are cut short")
-    mapped = np.memmap(handle, dtype=VECTOR_DTYPE, mode="r", offset=offset, shape=(rows, dim))
-    return mapped.view(np.ndarray)  # a plain array over the same pages
+    mapped = np.memmap(handle, dtype=VECTOR_DTYPE, mode="r", offset=offset, shape=(values,))
+    flat = mapped.view(np.ndarray)  # a plain array over the same pages
+    return flat[: rows * dim].reshape(rows, dim), flat[rows * dim :]
 
 
 def _catalog(catalog_path: Path, header: dict, columns: dict[str, list[str]]) -> Catalog:

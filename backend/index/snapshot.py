@@ -22,13 +22,15 @@ class Snapshot:
         entries: dict[str, Entry],
         failed: dict[str, str] | None = None,
         problem: str | None = None,
+        damaged: int = 0,
     ) -> None:
         self.catalog = catalog
         self.entries = entries  # product id -> its index.csv entry, for the indexed products only
         self.products = [catalog.products[pid] for pid in entries]
         self.row_of = {pid: row for row, pid in enumerate(entries)}
         self.failed = failed or {}  # product id -> why its image could not be indexed
-        self.problem = problem  # why nothing could be loaded, when that is the case
+        self.problem = problem  # why the index on disk could not be (wholly) loaded
+        self.damaged = damaged  # rows of index.csv left out as damaged: not ready
 
     @classmethod
     def of(
@@ -38,6 +40,7 @@ class Snapshot:
         meta: IndexMeta,
         failed: dict[str, str],
         problem: str | None = None,
+        damaged: int = 0,
     ) -> Snapshot:
         """The snapshot of a table: failure reasons from its meta line and from `failed`."""
         indexed = {entry.id: entry for entry in entries if entry.id in catalog.products}
@@ -46,7 +49,13 @@ class Snapshot:
             for pid, why in (meta.failed | failed).items()
             if pid in catalog.products and pid not in indexed
         }
-        return cls(catalog, indexed, reasons, problem)
+        return cls(catalog, indexed, reasons, problem, damaged)
+
+    def with_problem(self, problem: str | None) -> Snapshot:
+        """The same view, saying `problem` (why a newer index was not loaded)."""
+        copy = Snapshot.__new__(Snapshot)
+        copy.__dict__.update(self.__dict__, problem=problem)
+        return copy
 
     @functools.cached_property
     def searchable(self) -> list[Product]:

@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .records import PRUNED_FOR_SIZE, read_count, used_bytes
+
 STAGES = ("took", "decode", "embed", "rank")  # "took": the whole search
 SIMILARITY_BINS = 20  # of 0.05 over [0, 1]; below 0 counts in the first, 1 in the last
 TOP_PRODUCTS = 10
@@ -125,6 +127,27 @@ def summarize(conn: sqlite3.Connection | None, window: Window, threshold: float)
         best_at_or_above=best_at_or_above,
         latency={stage: _percentiles(conn, f"{stage}_ms", span) for stage in STAGES},
         unserved=list(_unserved(conn, span)),
+    )
+
+
+@dataclass(frozen=True)
+class LogSize:
+    """How full the log is, and what its size bound cost so far (every process's)."""
+
+    used_bytes: int = 0
+    pruned_for_size: int = 0  # the oldest searches deleted to stay within SEARCH_LOG_MAX_MB
+    oldest: dt.datetime | None = None  # the oldest search kept
+
+
+def log_size(conn: sqlite3.Connection | None) -> LogSize:
+    """Cheap whatever the log's length: header fields, one count, the first entry of an index."""
+    if conn is None:
+        return LogSize()
+    (oldest,) = conn.execute("SELECT MIN(at) FROM searches").fetchone()
+    return LogSize(
+        used_bytes=used_bytes(conn),
+        pruned_for_size=read_count(conn, PRUNED_FOR_SIZE),
+        oldest=None if oldest is None else dt.datetime.fromtimestamp(oldest, dt.UTC),
     )
 
 

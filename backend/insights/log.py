@@ -6,6 +6,11 @@ so it wakes rarely and takes little CPU and GIL time from the searches. When the
 write fails (unwritable folder, locked or broken database) the batch is dropped: both are
 counted and logged, and searches never notice. Several server processes share one file: each
 writes in short transactions and waits up to the busy timeout for the others.
+
+Two bounds keep the file from filling a disk: rows older than the retention go (hourly), and
+when its pages hold more than `max_bytes` the oldest rows go, a chunk per transaction, until
+they hold SHRINK_TO of it; SQLite reuses the freed pages, so the file stays near the bound. The
+size is read from the file's header after each batch (microseconds, whatever its length).
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from .records import BUSY_TIMEOUT_SECONDS, INSERT, SearchRecord, connect
+from .records import (
+    BUSY_TIMEOUT_SECONDS,
+    INSERT,
+    PRUNED_FOR_SIZE,
+    SearchRecord,
+    add_count,
+    connect,
+    used_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +44,7 @@ GATHER_SECONDS = 1.0  # the writer waits this long for more records before writi
 RETRY_OPEN_SECONDS = 5.0  # after a failure, records arriving sooner are dropped as failed
 PRUNE_EVERY_SECONDS = 3600.0
 PRUNE_CHUNK = 2000  # rows per delete: each holds the write lock only briefly
+SHRINK_TO = 0.9  # of max_bytes, once over it: the next pruning for size is far off
 IDLE_SECONDS = 20.0  # an idle writer closes its file and ends; the next search starts another
 WARN_EVERY_SECONDS = 60.0
 DAY_SECONDS = 86400
@@ -44,17 +58,22 @@ class SearchLog:
         path: Path,
         retention_days: int,
         *,
+        max_bytes: int | None = None,
         queue_size: int = QUEUE_SIZE,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
         on_lost: Callable[[str, int], None] | None = None,
+        on_pruned: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.retention_days = retention_days
+        self.max_bytes = max_bytes or None  # None: no bound but the age
         self.queue_size = queue_size
         self.busy_timeout = busy_timeout
         self.clock = clock
         self._on_lost = on_lost
+        self._on_pruned = on_pruned
+        self._shrinking = False  # over max_bytes a moment ago: pruning on to SHRINK_TO of it
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: deque[SearchRecord] = deque()
@@ -69,6 +88,7 @@ class SearchLog:
         self._next_prune = 0.0
         self._last_warning = -WARN_EVERY_SECONDS
         self.written = self.dropped = self.failed = 0
+        self.pruned = {"age": 0, "size": 0}  # rows this process deleted, by reason
 
     def record(self, record: SearchRecord) -> None:
         """Queue one search for the writer; never blocks for I/O and never raises."""
@@ -128,6 +148,7 @@ class SearchLog:
                     return
                 if batch:
                     conn = self._write(conn, batch)
+                conn = self._bound_size(conn)
                 conn = self._prune_if_due(conn)
                 with self._lock:
                     self._pending -= len(batch)
@@ -195,6 +216,7 @@ class SearchLog:
                     "(SELECT id FROM searches WHERE at < ? LIMIT ?)",
                     (cutoff, PRUNE_CHUNK),
                 ).rowcount
+                self._pruned("age", deleted)
                 if deleted < PRUNE_CHUNK:
                     self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                     return conn
@@ -206,6 +228,55 @@ class SearchLog:
             self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
             conn.close()
             return None
+
+    def _bound_size(self, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        """Over max_bytes, delete the oldest rows, a chunk per transaction, until the pages
+        hold SHRINK_TO of it; searches waiting are written first, and pruning goes on after."""
+        if conn is None or self.max_bytes is None:
+            return conn
+        try:
+            if not self._shrinking and used_bytes(conn) <= self.max_bytes:
+                return conn
+            self._shrinking = True
+            while used_bytes(conn) > self.max_bytes * SHRINK_TO:
+                if not self._delete_oldest(conn):
+                    break  # nothing left to delete: the bound is below an empty log's size
+                with self._lock:
+                    if self._queue:
+                        return conn
+            self._shrinking = False
+            return conn
+        except Exception as error:  # housekeeping again: the writer goes on
+            self._warn(f"keeping the search log {self.path} within its size failed: {error}")
+            conn.close()
+            return None
+
+    def _delete_oldest(self, conn: sqlite3.Connection) -> int:
+        """Delete the PRUNE_CHUNK oldest rows (by id: the order they were written) and count
+        them in the file, in one transaction; how many went."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = conn.execute(
+                "DELETE FROM searches WHERE id IN (SELECT id FROM searches ORDER BY id LIMIT ?)",
+                (PRUNE_CHUNK,),
+            ).rowcount
+            add_count(conn, PRUNED_FOR_SIZE, deleted)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._pruned("size", deleted)
+        return deleted
+
+    def _pruned(self, reason: str, count: int) -> None:
+        if not count:
+            return
+        self.pruned[reason] += count
+        if self._on_pruned is not None:
+            try:
+                self._on_pruned(reason, count)
+            except Exception:  # as with on_lost: a metrics hook never breaks the log
+                log.exception("the search log's on_pruned hook failed")
 
     def _failed(self, count: int, error: Exception) -> None:
         self.failed += count

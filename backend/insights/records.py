@@ -17,7 +17,11 @@ from urllib.parse import urlsplit
 TOP_LOGGED = 10  # results kept per search, best first: enough to see what came close
 CHANNELS = ("page", "api")
 KINDS = ("upload", "url", "similar", "refine", "example")  # example: a home-page shopper photo
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `counts` table; a version 1 file gains it at the first write
+READABLE_VERSIONS = (1, 2)
+PRUNED_FOR_SIZE = "pruned_for_size"  # rows deleted, oldest first, to keep within the size bound
+# The WAL file is cut back to this after a checkpoint: on disk, the log is its pages plus this.
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
 BUSY_TIMEOUT_SECONDS = 5.0
 
 SCHEMA = """
@@ -44,6 +48,10 @@ CREATE TABLE IF NOT EXISTS searches (
     model TEXT NOT NULL        -- the model identity: similarities compare only within one
 );
 CREATE INDEX IF NOT EXISTS searches_at ON searches (at);
+CREATE TABLE IF NOT EXISTS counts (
+    name TEXT PRIMARY KEY,     -- pruned_for_size
+    value INTEGER NOT NULL     -- since the log was created, by every process
+);
 """
 
 COLUMNS = (
@@ -111,6 +119,7 @@ def connect(path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             conn.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
     except BaseException:
@@ -124,8 +133,45 @@ def open_for_reading(path: Path) -> sqlite3.Connection | None:
     if not path.is_file():
         return None
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-    conn.execute("PRAGMA query_only=1")
-    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+    try:
+        conn.execute("PRAGMA query_only=1")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except BaseException:  # e.g. another file in its place: the caller says so
+        conn.close()
+        raise
+    if version not in READABLE_VERSIONS:
         conn.close()
         return None
     return conn
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """What the log's pages hold, free pages left out: what its size bound counts. Cheap: the
+    page counts are in the file's header, whatever the number of rows."""
+    page_size, pages, free = (
+        conn.execute(f"PRAGMA {name}").fetchone()[0]
+        for name in ("page_size", "page_count", "freelist_count")
+    )
+    return (pages - free) * page_size
+
+
+def add_count(conn: sqlite3.Connection, name: str, value: int) -> None:
+    """Add to a count kept in the file (in the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO counts (name, value) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        (name, value),
+    )
+
+
+def read_count(conn: sqlite3.Connection | None, name: str) -> int:
+    """A count kept in the file; 0 without a log, or in a log of version 1 (no counts yet)."""
+    if conn is None:
+        return 0
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counts'"
+    ).fetchone()
+    if not has_table:
+        return 0
+    row = conn.execute("SELECT value FROM counts WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else 0

@@ -115,6 +115,12 @@ class VectorStore(abc.ABC):
     def flush(self) -> None:
         """Persist pending changes (backends that keep files); a no-op elsewhere."""
 
+    # Whether `probe` asks something outside this process (a database) that may fail.
+    remote = False
+
+    def probe(self) -> None:
+        """Raise StoreError when a search could not be answered now; cheap (for /readyz)."""
+
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
 

@@ -71,6 +71,7 @@ class MySQLStore(VectorStore):
     """Vectors kept in MySQL / MariaDB, searched exactly in this process's memory."""
 
     name = "mysql"
+    remote = True
 
     def __init__(self, url: str, dim: int, *, model: str = "", pool_size: int = 4) -> None:
         self.url = url
@@ -114,6 +115,9 @@ class MySQLStore(VectorStore):
     ) -> list[StoreHit]:
         self._catch_up()
         return self._memory.search(query, k, threshold=threshold, filters=filters)
+
+    def probe(self) -> None:
+        self._catch_up()  # what every search does first
 
     def _catch_up(self) -> None:
         """Read the change marker (one primary-key read); load what changed if it moved."""

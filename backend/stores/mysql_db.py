@@ -43,7 +43,14 @@ _REASONS = {
 
 def connect_args(url: str) -> dict[str, Any]:
     """PyMySQL's connection arguments from mysql://user:password@host:port/database?options."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its text may quote the password: never shown
+        raise StoreError(
+            f"DATABASE_URL={mask_url(url)} cannot be parsed; the form is "
+            "mysql://user:password@host:3306/database, with any @ : / ? # % in the user name "
+            "or password percent-encoded"
+        ) from None
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:

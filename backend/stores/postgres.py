@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..catalog import Product
+from ..config import mask_url
 from ..errors import InvalidInput
 from .base import NO_FILTERS, Filters, StoreError, StoreHit, VectorStore, cut, prepare_batch
 
@@ -102,6 +103,12 @@ def connect(url: str, timeout: float = 5) -> psycopg.Connection:
     """Open one connection, or raise StoreError naming the server and the fix."""
     try:
         return psycopg.connect(url, connect_timeout=max(1, int(timeout)))
+    except psycopg.ProgrammingError:  # an unreadable URL; its text may quote the password
+        raise StoreError(
+            f"DATABASE_URL={mask_url(url)} cannot be parsed; the form is "
+            "postgresql://user:password@host:5432/database, with any @ : / ? # % in the user "
+            "name or password percent-encoded"
+        ) from None
     except psycopg.OperationalError as error:
         reason = " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__
         raise StoreError(
@@ -288,6 +295,7 @@ def _configure(conn: psycopg.Connection) -> None:
 
 class PgVectorStore(VectorStore):
     name = "pgvector"
+    remote = True
 
     def __init__(
         self,
@@ -381,6 +389,16 @@ class PgVectorStore(VectorStore):
             return conn.execute(f"DELETE FROM {TABLE} WHERE id = ANY(%s)", [ids]).rowcount
 
     # -- reads ------------------------------------------------------------------------------
+
+    def probe(self) -> None:
+        try:
+            with self._connection() as conn:
+                conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+        except psycopg.Error as error:  # the table gone, a privilege revoked
+            raise StoreError(
+                f"PostgreSQL at {describe(self.url)} refused a search: "
+                f"{' '.join(str(error).split())}"
+            ) from None
 
     def count(self) -> int:
         with self._connection() as conn:

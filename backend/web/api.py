@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..catalog import Product
 from ..errors import InvalidInput, NotFound
@@ -16,7 +16,7 @@ from .exports import results_csv, wants_csv
 from .openapi import openapi_document
 from .pages import image_src
 from .params import paginate, parse_search_options, read_query_image, request_values
-from .security import public_url
+from .security import presents_token, public_url
 from .telemetry import describe_query, record_search
 
 bp = Blueprint("api", __name__)
@@ -81,34 +81,60 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the index is loaded and something is searchable; counts and what failed, why."""
+    """Readiness: the index is loaded, something is searchable, the store answers; counts.
+
+    Which rows failed and why (paths, URLs) only for a request with the admin token.
+    """
     service = get_service()
     settings = service.settings
+    # What this process would answer from now: a sync by another process is looked at first
+    # (a stat every 2 s), so a re-index with another model is named here before any search.
+    service.reload_if_synced_elsewhere()
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
     body: dict[str, Any] = {
         "ready": snapshot is not None,
         "random_weights": settings.random_weights,
     }
     if snapshot is None:
-        return jsonify(body | {"status": "loading"}), 503
+        return _no_store(jsonify(body | {"status": "loading"}), 503)
+    operator = bool(settings.admin_token) and presents_token(settings.admin_token)
     catalog = snapshot.catalog
     failed = snapshot.unsearchable
-    # A catalog with rows of which none can be searched is a broken deployment, not a ready one.
-    empty = not snapshot.products and bool(catalog.products or catalog.skipped)
+    status, problem = _readiness(service, snapshot, operator)
     body.update(
-        ready=not empty,
-        status="nothing_searchable" if empty else "ready",
+        ready=status == "ready",
+        status=status,
         model=service.embedder.identity,
         catalog_size=len(catalog),
         indexed=len(snapshot.products),
         skipped_rows=len(catalog.skipped),
         failed_images=len(failed),
-        skipped=[{"row": s.row, "reason": s.reason} for s in catalog.skipped[:MAX_LISTED]],
-        failed=[{"id": pid, "reason": why} for pid, why in islice(failed.items(), MAX_LISTED)],
     )
-    if snapshot.problem:
-        body["problem"] = snapshot.problem
-    return jsonify(body), 503 if empty else 200
+    if operator:
+        body["skipped"] = [{"row": s.row, "reason": s.reason} for s in catalog.skipped[:MAX_LISTED]]
+        body["failed"] = [{"id": p, "reason": why} for p, why in islice(failed.items(), MAX_LISTED)]
+    if problem:
+        body["problem"] = problem
+    return _no_store(jsonify(body), 200 if status == "ready" else 503)
+
+
+def _readiness(service, snapshot, operator: bool) -> tuple[str, str | None]:
+    """The status and what is wrong, if anything (the store's details for the operator)."""
+    catalog = snapshot.catalog
+    unavailable = service.store_problem()
+    if unavailable is not None:
+        return "store_unavailable", unavailable[1] if operator else unavailable[0]
+    # A catalog with rows of which none can be searched is a broken deployment, not a ready one.
+    if not snapshot.products and (catalog.products or catalog.skipped):
+        return "nothing_searchable", snapshot.problem
+    if snapshot.damaged:
+        return "index_damaged", snapshot.problem
+    return "ready", snapshot.problem
+
+
+def _no_store(response: Response, status: int) -> tuple[Response, int]:
+    response.headers["Cache-Control"] = "no-store"  # a proxy must not answer for the server
+    return response, status
 
 
 def product_json(product: Product) -> dict[str, Any]:
@@ -124,10 +150,11 @@ def product_json(product: Product) -> dict[str, Any]:
 def result_json(result: SearchResult) -> dict[str, Any]:
     return {
         "results": [
-            product_json(hit.product) | {"similarity": round(hit.similarity, 6)}
+            product_json(hit.product) | {"similarity": round(hit.similarity, 6), "match": hit.match}
             for hit in result.shown
         ],
         "threshold": result.threshold,
+        "threshold_unit": "match" if result.calibrated else "similarity",
         "k": result.k,
         "category": result.category,
         "min_price": result.options.min_price,

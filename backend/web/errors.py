@@ -15,12 +15,17 @@ log = logging.getLogger(__name__)
 JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 GENERIC_500 = "something went wrong on our side; please try again"
 RETRY_AFTER_SECONDS = 5  # a 503 (vector store away) is worth retrying soon
+# Where the nginx front sends a request it refused for its size (error_page 413), so that the
+# answer is the app's own: the page in the site's style, or JSON by Accept (the front asks for
+# JSON for /api/ requests).
+TOO_LARGE_PATH = "/errors/too-large"
 
 
 def init_app(app: Flask) -> None:
     """Answer every error as JSON for API clients and as a page in the site's style otherwise."""
     app.register_error_handler(SearchAppError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.add_url_rule(TOO_LARGE_PATH, endpoint="too_large", view_func=_too_large)
 
 
 def wants_json() -> bool:
@@ -30,13 +35,22 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    """Render one error, as `{"error": code, "message": ...}` or as the HTML error page."""
+def error_response(status: int, code: str, message: str, plain: str | None = None) -> Response:
+    """Render one error, as `{"error": code, "message": ...}` or as the HTML error page (with
+    the `plain` wording, for people, where the message names request parameters)."""
     if wants_json():
         body = jsonify(error=code, message=message)
     else:
-        body = render_template("error.html", status=status, code=code, message=message)
+        text = plain or message
+        body = render_template("error.html", status=status, code=code, message=text)
     return make_response(body, status)
+
+
+def _too_large() -> Response:
+    """The answer to an upload over the limit, for the front to show in place of its own."""
+    from .params import upload_too_large
+
+    raise upload_too_large()
 
 
 def _domain_error(error: SearchAppError) -> Response:
@@ -47,7 +61,8 @@ def _domain_error(error: SearchAppError) -> Response:
         if error.status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return with_retry_after(error_response(error.status, error.code, error.message), error)
+    response = error_response(error.status, error.code, error.message, error.plain)
+    return with_retry_after(response, error)
 
 
 def with_retry_after(response: Response, error: SearchAppError) -> Response:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from flask import Response, url_for
 
 from ..errors import InvalidInput
+from ..extensions import get_service
 from ..insights.aggregates import Window
-from ..insights.export import LOG_FIELDS, csv_lines, json_array, log_objects, log_rows
+from ..insights.export import LOG_FIELDS, as_objects, csv_lines, json_array
 from ..options import blank
 from ..search import SearchResult
+from .security import public_url
 
-RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "image_url")
+RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "match", "image_url")
 FORMATS = ("csv", "json", "html")  # json and html: the channel's usual answer
 
 
@@ -33,22 +35,32 @@ def results_csv(result: SearchResult, filename: str = "search-results.csv") -> R
     rows = [
         (
             rank, hit.product.id, hit.product.name, hit.product.category, hit.product.price,
-            round(hit.similarity, 6),
-            url_for("pages.product_image", product_id=hit.product.id, _external=True),
+            round(hit.similarity, 6), "" if hit.match is None else hit.match,
+            image_link(hit.product.id),
         )
         for rank, hit in enumerate(result.shown, start=1)
     ]  # fmt: skip
     return download(csv_lines(RESULT_FIELDS, rows), "text/csv", filename)
 
 
-def log_download(conn: sqlite3.Connection | None, window: Window, fmt: str) -> Response:
-    """The window's logged searches, oldest first, streamed as CSV or JSON."""
+def image_link(product_id: str) -> str:
+    """A product image's link as the API gives it: on PUBLIC_BASE_URL, else a relative path;
+    never on the request's Host, which the client chooses."""
+    version = get_service().image_version(product_id)
+    args = {"v": version} if version else {}
+    return public_url(url_for("pages.product_image", product_id=product_id, **args))
+
+
+def log_download(
+    conn: sqlite3.Connection | None, rows: Iterator[tuple[Any, ...]], window: Window, fmt: str
+) -> Response:
+    """The window's logged searches (`rows`, read from `conn`, which the response closes),
+    oldest first, streamed as CSV or JSON."""
     filename = f"searches-{window.first.isoformat()}-to-{window.last.isoformat()}.{fmt}"
     if fmt == "csv":
-        chunks = csv_lines(LOG_FIELDS, log_rows(conn, window))
-        response = download(chunks, "text/csv", filename)
+        response = download(csv_lines(LOG_FIELDS, rows), "text/csv", filename)
     else:
-        response = download(json_array(log_objects(conn, window)), "application/json", filename)
+        response = download(json_array(as_objects(rows)), "application/json", filename)
     if conn is not None:
         response.call_on_close(conn.close)
     return response

@@ -12,21 +12,41 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from .errors import TOO_LARGE_PATH
 from .security import FORM_OVERHEAD_BYTES, SECURITY_HEADERS
 
 FRONTS = ("auto", "nginx", "none")
-# Seconds a client may take to send its headers, or between two reads of its body.
-CLIENT_TIMEOUT = 10
+# Seconds a client may take to send its headers, or between two reads of its body: a client
+# trickling a byte every 5 s is cut off.
+CLIENT_TIMEOUT = 4
+SEND_TIMEOUT = 10  # seconds between two writes an answer may wait for the client to read
+# Connections nginx holds at once: 4,096 clients, each one also a socket to gunicorn at worst.
+WORKER_CONNECTIONS = 8192
+# Per client address: requests being processed at once (a browser opens about 6 connections),
+# and requests a second, with a burst above it: a page of 100 products asks for its 100
+# thumbnails at once.
+CONNECTIONS_PER_CLIENT = 16
+REQUESTS_PER_SECOND = 20
+REQUEST_BURST = 150
+_TOO_LARGE_JSON = TOO_LARGE_PATH + ".json"  # nginx's own name: the app's page, asked for JSON
+_TOO_MANY_REQUESTS = json.dumps(
+    {
+        "error": "too_many_requests",
+        "message": "too many requests from your address at once; try again in a few seconds",
+    }
+)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -43,6 +63,9 @@ class Front:
     run_dir: Path
     max_body_bytes: int
     upstream_timeout: int
+    # Proxies whose X-Forwarded-For names the client (FORWARDED_ALLOW_IPS): the limits then hold
+    # per client behind them instead of for all their clients together.
+    trusted_proxies: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
     @property
@@ -55,20 +78,20 @@ class Front:
 
     def render(self) -> str:
         """nginx.conf for this front."""
-        headers = "\n".join(
-            f'        proxy_hide_header {name};\n        add_header {name} "{value}" always;'
-            for name, value in SECURITY_HEADERS.items()
-        )
         run = self.run_dir
         user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket
         listen = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        proxy = _PROXY.format(timeout=self.upstream_timeout)
+        bodyless = _PROXY_WITHOUT_BODY.format(timeout=self.upstream_timeout)
+        bodyless_to_page = bodyless.replace("http://app;", f"http://app{TOO_LARGE_PATH};")
         return f"""# Rendered by backend/web/front.py at start-up.
 daemon off;
 worker_processes 1;
+worker_rlimit_nofile {2 * WORKER_CONNECTIONS + 64};
 pid {run}/nginx.pid;
 error_log stderr warn;
 {user}
-events {{ worker_connections 1024; }}
+events {{ worker_connections {WORKER_CONNECTIONS}; }}
 http {{
     # gunicorn logs each request (X-Real-IP): a non-root nginx cannot open the container's stdout.
     access_log off;
@@ -84,25 +107,73 @@ http {{
     large_client_header_buffers 4 8k;
     client_max_body_size {self.max_body_bytes};
     client_body_buffer_size 256k;
-    send_timeout 30s;
+    send_timeout {SEND_TIMEOUT}s;
     keepalive_timeout 5s;
     reset_timedout_connection on;
+    # A refused request's unread body is not waited for long.
+    lingering_time {CLIENT_TIMEOUT}s;
+    lingering_timeout 2s;
+{self._client_limits()}
     upstream app {{ server unix:{self.socket}; }}
     server {{
         listen {listen};
         # The app's headers, on every answer: the app's own and nginx's errors (400, 408, 413).
-{headers}
+{_security_headers()}
         location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;  # gunicorn's log then shows the protocol clients use
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_read_timeout {self.upstream_timeout}s;
+            error_page 413 {TOO_LARGE_PATH};
+{proxy}
+        }}
+        location /api/ {{
+            error_page 413 {_TOO_LARGE_JSON};
+            error_page 429 @too_many_requests;
+{proxy}
+        }}
+        # The per-client limits answer API clients in the API's own shape, without the app.
+        location @too_many_requests {{
+            default_type application/json;
+            return 429 '{_TOO_MANY_REQUESTS}';
+        }}
+        # A body over the limit is answered by the app's own 413 (its page, or JSON for the
+        # API), asked for without the body nginx refused to read.
+        location = {TOO_LARGE_PATH} {{
+            internal;
+{bodyless}
+        }}
+        location = {_TOO_LARGE_JSON} {{
+            internal;
+            proxy_set_header Accept application/json;
+{bodyless_to_page}
         }}
     }}
 }}
 """
+
+    def _client_limits(self) -> str:
+        """Per-client connection and request limits, keyed on the client's address."""
+        trusted = "".join(f"    set_real_ip_from {proxy};\n" for proxy in self.trusted_proxies)
+        real_ip = (
+            f"{trusted}    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n"
+            if trusted
+            else ""
+        )
+        return f"""{real_ip}    # The local health check (127.0.0.1, ::1) is never turned away; everyone else is limited.
+    geo $limited {{
+        default 1;
+        127.0.0.1 0;
+        ::1 0;
+    }}
+    map $limited $limit_key {{
+        0 "";
+        default $binary_remote_addr;
+    }}
+    limit_conn_zone $limit_key zone=per_client:4m;
+    limit_conn per_client {CONNECTIONS_PER_CLIENT};
+    limit_req_zone $limit_key zone=requests:4m rate={REQUESTS_PER_SECOND}r/s;
+    limit_req zone=requests burst={REQUEST_BURST} nodelay;
+    limit_conn_status 429;
+    limit_req_status 429;
+    limit_conn_log_level warn;
+    limit_req_log_level warn;"""
 
     def start(self) -> None:
         """Write the configuration and start nginx; it dies with the calling process."""
@@ -147,10 +218,42 @@ def choose_front(kind: str, host: str, port: int, settings: Settings, timeout: i
     if shutil.which("nginx") is None:
         raise FrontError("FRONT=nginx but nginx is not installed; install it, or set FRONT=none")
     run_dir = Path(tempfile.mkdtemp(prefix="search-front-"))
-    # A little over the app's own limit, so that a slightly oversized upload gets the app's
-    # answer (its page, or JSON); nginx refuses anything larger before reading it.
-    max_body = settings.max_upload_bytes + FORM_OVERHEAD_BYTES + 1024 * 1024
-    return Front(host, port, run_dir, max_body, timeout)
+    # The app's own request limit (MAX_CONTENT_LENGTH): whatever nginx passes on, the app reads
+    # whole, so it never refuses a body unread and closes on nginx mid-send (a 502). A larger
+    # body is refused by nginx, with the app's 413 (error_page).
+    max_body = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    return Front(host, port, run_dir, max_body, timeout, trusted_proxies(os.environ))
+
+
+def trusted_proxies(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The addresses of FORWARDED_ALLOW_IPS, when set; gunicorn's default (loopback) is not."""
+    raw = environ.get("FORWARDED_ALLOW_IPS", "")
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    return tuple("0.0.0.0/0" if name == "*" else name for name in names) + (
+        ("::/0",) if "*" in names else ()
+    )
+
+
+def _security_headers() -> str:
+    return "\n".join(
+        f'        proxy_hide_header {name};\n        add_header {name} "{value}" always;'
+        for name, value in SECURITY_HEADERS.items()
+    )
+
+
+_PROXY = """            proxy_pass http://app;
+            proxy_http_version 1.1;  # gunicorn's log then shows the protocol clients use
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_read_timeout {timeout}s;"""
+_PROXY_WITHOUT_BODY = (
+    """            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Content-Type "";
+"""
+    + _PROXY
+)
 
 
 def _die_with_parent() -> None:

@@ -8,15 +8,19 @@ turns the pages off (403).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 from markupsafe import Markup
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, SearchLogUnreadable
 from ..extensions import get_service
-from ..insights.aggregates import SIMILARITY_BINS, Insights, Window, summarize
+from ..insights.aggregates import SIMILARITY_BINS, Insights, Window, log_size, summarize
+from ..insights.export import log_rows, started
+from ..insights.log import SearchLog
 from ..insights.records import open_for_reading
 from ..options import blank
 from .charts import Frame, bar_list, column_chart, line_chart
@@ -30,6 +34,7 @@ DEFAULT_DAYS = 30
 MAX_PAGE_DAYS = 366  # one bar per day: a year still reads
 MAX_EXPORT_DAYS = 3660
 FLUSH_SECONDS = 1.0  # this process's latest searches show at once, without waiting long
+EARLIEST_DAY = dt.date(1970, 1, 1)  # searches are logged in Unix time
 require_token(
     bp,
     "admin_token",
@@ -54,13 +59,10 @@ def page():
     search_log = get_search_log()
     if search_log is not None:
         search_log.flush(FLUSH_SECONDS)
-    conn = open_for_reading(search_log.path) if search_log is not None else None
-    threshold = current_app.config["SETTINGS"].similarity_threshold
-    try:
+    threshold = current_app.config["SETTINGS"].similarity_floor
+    with reading(search_log) as conn:
         insights = summarize(conn, window, threshold)
-    finally:
-        if conn is not None:
-            conn.close()
+        size = log_size(conn)
     catalog = get_service().catalog
     names = {pid: product.name for pid in product_ids(insights) if (product := catalog.get(pid))}
     return render_template(
@@ -70,6 +72,7 @@ def page():
         charts=charts(insights, names, threshold),
         threshold=threshold,
         search_log=search_log,
+        log_size=size,
         days_choices=(7, 30, 90),
     )
 
@@ -81,11 +84,53 @@ def export(fmt: str):
     search_log = get_search_log()
     if search_log is not None:
         search_log.flush(FLUSH_SECONDS)
-    return log_download(open_for_reading(search_log.path) if search_log else None, window, fmt)
+    conn = None
+    try:
+        conn = open_for_reading(search_log.path) if search_log is not None else None
+        rows = started(log_rows(conn, window))  # a log that cannot be read fails here, not mid-body
+    except sqlite3.DatabaseError as error:
+        if conn is not None:
+            conn.close()
+        raise unreadable(search_log, error) from error
+    return log_download(conn, rows, window, fmt)
+
+
+@contextmanager
+def reading(search_log: SearchLog | None) -> Iterator[sqlite3.Connection | None]:
+    """A query-only connection to the log (None: logging off or nothing logged yet); a log
+    that SQLite cannot read (a damaged file, another file in its place) is a 503 that says so."""
+    conn = None
+    try:
+        conn = open_for_reading(search_log.path) if search_log is not None else None
+        yield conn
+    except sqlite3.DatabaseError as error:
+        raise unreadable(search_log, error) from error
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def unreadable(search_log: SearchLog | None, error: sqlite3.DatabaseError) -> SearchLogUnreadable:
+    name = search_log.path.name if search_log is not None else "searches.sqlite"
+    if "locked" in str(error):  # another process held it past the busy timeout: it passes
+        advice = "Try again in a moment."
+    else:
+        advice = (
+            "Searches go on, but none is logged while it stays so: restore the file from a "
+            "backup, or move it away and the server starts a new log at the next search."
+        )
+    return SearchLogUnreadable(
+        f"The search log ({name}) cannot be read: {error}. {advice}",
+        detail=str(search_log.path if search_log is not None else name),
+    )
 
 
 def parse_window(values: Mapping[str, Any], max_days: int) -> Window:
-    """UTC days `from`-`to` (ISO dates, both included), or the last `days`; default 30 days."""
+    """UTC days `from`-`to` (ISO dates, both included), or the last `days`; default 30 days.
+
+    A range is cut to the days a search can have been logged on, from EARLIEST_DAY to today:
+    the calendar's ends (year 1, 9999) are a 400 here rather than an overflow in the middle of
+    a page or a download."""
     today = dt.datetime.now(dt.UTC).date()
     if blank(values.get("from")) and blank(values.get("to")):
         days = _whole(values.get("days"), "days", DEFAULT_DAYS)
@@ -93,12 +138,24 @@ def parse_window(values: Mapping[str, Any], max_days: int) -> Window:
             raise InvalidInput(f"days={days} must be from 1 to {max_days}")
         return Window.last_days(days, today)
     last = _date(values.get("to"), "to", today)
-    first = _date(values.get("from"), "from", last - dt.timedelta(days=DEFAULT_DAYS - 1))
+    first = _date(values.get("from"), "from", _days_before(last, DEFAULT_DAYS - 1))
     if first > last:
         raise InvalidInput(f"from={first} must not be after to={last}")
-    if (last - first).days + 1 > max_days:
-        raise InvalidInput(f"the range {first} to {last} is longer than {max_days} days")
-    return Window(first, last)
+    clamped = Window(max(first, EARLIEST_DAY), min(last, today))
+    if clamped.first > clamped.last:
+        raise InvalidInput(
+            f"the range {first} to {last} holds no day with searches: the log's days run "
+            f"from {EARLIEST_DAY} to today, {today} (UTC)"
+        )
+    if (clamped.last - clamped.first).days + 1 > max_days:
+        raise InvalidInput(
+            f"the range {clamped.first} to {clamped.last} is longer than {max_days} days"
+        )
+    return clamped
+
+
+def _days_before(day: dt.date, days: int) -> dt.date:
+    return day - dt.timedelta(days=days) if day.toordinal() > days else dt.date.min
 
 
 def _date(raw: Any, name: str, default: dt.date) -> dt.date:

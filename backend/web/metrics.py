@@ -67,6 +67,12 @@ class Metrics:
             "Searches not written to the search log: dropped (queue full) or failed (write error).",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self.log_pruned = Counter(
+            f"{PREFIX}_search_log_pruned",
+            "Logged searches deleted: age (older than SEARCH_LOG_DAYS) or size (the oldest, to "
+            "keep the log within SEARCH_LOG_MAX_MB).",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
 
     def observe_search(self, result: SearchResult, channel: str, kind: str) -> None:
         for stage, ms in result.stages_ms.items():
@@ -75,6 +81,9 @@ class Metrics:
 
     def count_lost(self, reason: str, count: int) -> None:
         self.log_lost.labels(reason).inc(count)
+
+    def count_pruned(self, reason: str, count: int) -> None:
+        self.log_pruned.labels(reason).inc(count)
 
 
 class IndexCollector(Collector):

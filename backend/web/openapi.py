@@ -105,17 +105,45 @@ SCHEMAS: dict[str, Any] = {
             _ref("Product"),
             {
                 "type": "object",
-                "required": ["similarity"],
-                "properties": {"similarity": {"type": "number", "minimum": -1, "maximum": 1}},
+                "required": ["similarity", "match"],
+                "properties": {
+                    "similarity": {
+                        "type": "number",
+                        "minimum": -1,
+                        "maximum": 1,
+                        "description": "The raw score (cosine similarity).",
+                    },
+                    "match": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "The measured chance, in whole percent, that this is "
+                        "the product in the photo; null when the model has no calibration, "
+                        'and for "more like this".',
+                    },
+                },
             },
         ]
     },  # fmt: skip
     "SearchResponse": {
         "type": "object",
-        "required": ["results", "threshold", "k", "hidden_below_threshold", "took_ms"],
+        "required": [
+            "results",
+            "threshold",
+            "threshold_unit",
+            "k",
+            "hidden_below_threshold",
+            "took_ms",
+        ],
         "properties": {
             "results": {"type": "array", "items": _ref("Hit"), "description": "Best first."},
             "threshold": {"type": "number"},
+            "threshold_unit": {
+                "type": "string",
+                "enum": ["match", "similarity"],
+                "description": "What the threshold was compared with: `match` / 100 when the "
+                "results carry a match, else the similarity.",
+            },
             "k": {"type": "integer"},
             "category": {"type": ["string", "null"]},
             "min_price": {"type": ["number", "null"]},
@@ -185,7 +213,16 @@ SCHEMAS: dict[str, Any] = {
         "required": ["ready", "status", "random_weights"],
         "properties": {
             "ready": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["ready", "loading", "nothing_searchable"]},
+            "status": {
+                "type": "string",
+                "enum": [
+                    "ready",
+                    "loading",
+                    "nothing_searchable",
+                    "index_damaged",
+                    "store_unavailable",
+                ],
+            },
             "random_weights": {"type": "boolean"},
             "model": {"type": "string"},
             "catalog_size": {"type": "integer"},
@@ -194,7 +231,8 @@ SCHEMAS: dict[str, Any] = {
             "failed_images": {"type": "integer"},
             "skipped": {
                 "type": "array",
-                "description": "The first 20 rows of products.csv that were skipped, and why.",
+                "description": "The first 20 rows of products.csv that were skipped, and why "
+                "(with the admin token only).",
                 "items": {
                     "type": "object",
                     "properties": {"row": {"type": "integer"}, "reason": {"type": "string"}},
@@ -202,7 +240,8 @@ SCHEMAS: dict[str, Any] = {
             },
             "failed": {
                 "type": "array",
-                "description": "The first 20 products whose image could not be indexed, and why.",
+                "description": "The first 20 products whose image could not be indexed, and why "
+                "(with the admin token only).",
                 "items": {
                     "type": "object",
                     "properties": {"id": {"type": "string"}, "reason": {"type": "string"}},
@@ -210,7 +249,8 @@ SCHEMAS: dict[str, Any] = {
             },
             "problem": {
                 "type": "string",
-                "description": "Why nothing could be loaded (an index of another catalog).",
+                "description": "What is wrong: an index on disk of another catalog or model "
+                "(not loaded), damaged rows, a refused pack, a store that does not answer.",
             },
         },
     },
@@ -316,7 +356,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "/readyz": {"get": {
             "summary": "Readiness: the index is loaded and something is searchable; counts, failures",
             "responses": {"200": _json(_ref("Ready"), "Ready"),
-                          "503": _json(_ref("Ready"), "Still loading, or nothing searchable")},
+                          "503": _json(_ref("Ready"), "Loading, nothing searchable, a damaged "
+                                                      "index or a store that does not answer")},
         }},
     }  # fmt: skip
     return {

@@ -28,6 +28,7 @@ from ..options import (
     MIN_K,
     OPTION_FIELDS,
     SearchOptions,
+    blank,
     match_percent,
     parse_category,
     parse_text,
@@ -37,6 +38,7 @@ from .errors import with_retry_after
 from .exports import results_csv, wants_csv
 from .params import paginate, parse_search_options, read_query_image, request_values
 from .refine import THUMBNAIL_SIZE, Query, decode_query, encode_query, thumbnail_data_url
+from .saved_queries import SavedQueries
 from .telemetry import describe_query, record_search
 
 bp = Blueprint("pages", __name__)
@@ -61,8 +63,8 @@ def site_context() -> dict[str, Any]:
         "model_name": display_name(embedder.name if embedder else settings.model),
         "model_identity": embedder.identity if embedder else settings.model,
         "model_head": bool(settings.model_head),
-        # Measured for the model alone: a head spreads the similarities differently.
-        "threshold_meaning": None if settings.model_head else threshold_meaning(settings.model),
+        "calibrated": settings.calibration is not None,
+        "threshold_meaning": _threshold_meaning(settings),
         "currency": settings.currency,
         "max_upload_bytes": settings.max_upload_bytes,
         "max_upload_mb": settings.max_upload_mb,
@@ -70,6 +72,16 @@ def site_context() -> dict[str, Any]:
 
 
 bp.add_app_template_filter(match_percent, "match_percent")
+
+
+def _threshold_meaning(settings) -> str | None:
+    """What the default minimum hides, as measured: the calibration's own words, else the
+    model's measured cosine default (for the model alone: a head spreads them differently)."""
+    if settings.calibration is not None:
+        return settings.calibration.meaning()
+    if settings.model_head:
+        return None
+    return threshold_meaning(settings.model, adapted=settings.adapter_served)
 
 
 @bp.app_template_global()
@@ -121,30 +133,60 @@ def index():
 
 @bp.get("/search")
 def search_again():
-    """A reloaded or bookmarked results page: the search itself cannot be repeated by GET."""
-    return redirect(url_for("pages.index"), 303)
+    """A refined or shared search: the saved query `query=<id>` with the options given.
+
+    Without one (the address of a search that was POSTed, reloaded), the search form. A GET
+    never fetches an image URL: a link must not make the server download anything.
+    """
+    if blank(request.args.get("query")):
+        return redirect(url_for("pages.index"), 303)
+    return _search(lambda: {k: v for k, v in request.args.items() if k != "image_url"})
 
 
 @bp.post("/search")
 def search():
+    return _search(lambda: request_values(request))
+
+
+def _search(read_values):
+    """Search with the request's image or earlier query; an error comes back on the form, with
+    the visitor's inputs and the earlier query's photo kept."""
     service = get_service()
     values: dict[str, Any] = {}
     try:
-        values = request_values(request)
+        values = read_values()
         options = parse_search_options(values, service, percent=True)
         as_csv = wants_csv(values)
-        query, result = run_query(service, values, options)
+        query, query_id, result = run_query(service, values, options)
     except SearchAppError as error:
         if error.status >= 500:
             raise
-        return with_retry_after(
-            make_response(render_form(values, error.message, error.status)), error
-        )
+        page = render_form(values, error.plain, error.status, kept=kept_query(service, values))
+        return with_retry_after(make_response(page), error)
     record_search(result, "page", *describe_query(request, values))
     if as_csv:
         return results_csv(result)
-    token = encode_query(query, service.embedder.identity, current_app.secret_key)
-    return render_results(result, options, query_image=query.thumbnail, token=token)
+    query_id = query_id or saved_queries().save(query, service.embedder.identity)
+    return render_results(
+        result, options, query_image=query.thumbnail, refine=refine_form(query, query_id)
+    )
+
+
+def saved_queries() -> SavedQueries:
+    settings = current_app.config["SETTINGS"]
+    return SavedQueries(settings.cache_dir / "queries", current_app.secret_key)
+
+
+def refine_form(query: Query, query_id: str | None) -> dict[str, str]:
+    """How the results page's form refines: a GET of the saved query's link, or, when it could
+    not be saved (CACHE_DIR not writable), a POST of a signed token holding the query."""
+    if query_id is not None:
+        return {"method": "get", "query": query_id}
+    embedder = get_service().embedder
+    return {
+        "method": "post",
+        "query": encode_query(query, embedder.identity, current_app.secret_key),
+    }
 
 
 @bp.get("/examples/<example_id>")
@@ -153,15 +195,12 @@ def example_search(example_id: str):
     service = get_service()
     example, _ = service.example(example_id)
     options = parse_search_options(request.args, service, percent=True)
-    data, result = service.search_example(example_id, options)
+    _, result = service.search_example(example_id, options)
     record_search(result, "page", "example", example_id)
-    query = Query(result.query, thumbnail_data_url(decode_image(data, min_size=THUMBNAIL_SIZE)))
-    token = encode_query(query, service.embedder.identity, current_app.secret_key)
     return render_results(
         result,
         options,
         query_image=url_for("pages.example_image", example_id=example_id),
-        token=token,
         example=example,
         example_product=service.catalog.get(example.product_id or ""),
     )
@@ -236,30 +275,48 @@ def _send_image(path, subject: str):
 
 def run_query(
     service: SearchService, values: dict[str, Any], options: SearchOptions
-) -> tuple[Query, SearchResult]:
-    """Search with the new image if one came, else refine the signed earlier query."""
+) -> tuple[Query, str | None, SearchResult]:
+    """Search with the new image if one came, else refine the earlier query (with its saved
+    id, if it came as one)."""
     data = read_query_image(request, values, service)
     if data is not None:
         # Decoded once, for the search and the thumbnail alike: decoding is the costly part.
         started = time.perf_counter()
         image = decode_image(data, min_size=max(service.embedder.min_decode_size, THUMBNAIL_SIZE))
         result = service.search_image(image, options, decoding_started=started)
-        return Query(result.query, thumbnail_data_url(image)), result
-    token = values.get("query")
-    if not token:
+        return Query(result.query, thumbnail_data_url(image)), None, result
+    query, query_id = earlier_query(service, values)
+    return query, query_id, service.search_vector(query.vector, options)
+
+
+def earlier_query(service: SearchService, values: dict[str, Any]) -> tuple[Query, str | None]:
+    """The query the form carries: a saved query's id, or a signed token (see refine_form)."""
+    raw = values.get("query")
+    if blank(raw):
         raise InvalidInput(NO_IMAGE)
+    text = parse_text(raw, "query", MAX_TOKEN_CHARS)
     embedder = service.embedder
-    query = decode_query(
-        parse_text(token, "query", MAX_TOKEN_CHARS),
-        embedder.identity,
-        embedder.dim,
-        current_app.secret_key,
-    )
-    return query, service.search_vector(query.vector, options)
+    if SavedQueries.is_id(text):
+        return saved_queries().load(text, embedder.identity, embedder.dim), text
+    return decode_query(text, embedder.identity, embedder.dim, current_app.secret_key), None
 
 
-def render_form(values: dict[str, Any], error: str | None = None, status: int = 200):
-    """The search form, with the visitor's inputs kept when it comes back with an error."""
+def kept_query(service: SearchService, values: dict[str, Any]) -> dict[str, str] | None:
+    """The earlier query's photo and reference, for a form that comes back with an error."""
+    try:
+        query, _ = earlier_query(service, values)
+    except SearchAppError:
+        return None
+    return {"query": values["query"].strip(), "thumbnail": query.thumbnail}
+
+
+def render_form(
+    values: dict[str, Any],
+    error: str | None = None,
+    status: int = 200,
+    kept: dict[str, str] | None = None,
+):
+    """The search form, with the visitor's inputs (and earlier photo) kept after an error."""
     settings = current_app.config["SETTINGS"]
     form = {
         "threshold": _field(values, "threshold", str(settings.search_defaults.percent)),
@@ -279,6 +336,7 @@ def render_form(values: dict[str, Any], error: str | None = None, status: int = 
         categories=get_service().current().categories,
         k_choices=k_choices(form["k"]),
         examples=examples,
+        kept=kept,
     )
     return page, status
 
@@ -290,8 +348,27 @@ def render_results(result: SearchResult, options: SearchOptions, **context: Any)
         options=options,
         categories=get_service().current().categories,
         k_choices=k_choices(str(options.k)),
+        share_url=share_url(options, **context),
         **context,
     )
+
+
+def share_url(
+    options: SearchOptions,
+    source: Product | None = None,
+    example: Any = None,
+    refine: dict[str, str] | None = None,
+    **_: Any,
+) -> str | None:
+    """The address that shows these results again, to anyone; None for an unsaved upload."""
+    args = options.query_args()
+    if source is not None:
+        return url_for("pages.similar", product_id=source.id, **args)
+    if example is not None:
+        return url_for("pages.example_search", example_id=example.id, **args)
+    if refine is not None and refine["method"] == "get":
+        return url_for("pages.search_again", query=refine["query"], **args)
+    return None
 
 
 def k_choices(current: str) -> list[int]:

@@ -64,7 +64,10 @@ def parse_image_url(values: Mapping[str, Any]) -> str | None:
         # s3:// is the shop's own storage, read with the server's credentials: never for a query.
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         detail = f"; {scheme}:// addresses are not fetched" if scheme.isalnum() else ""
-        raise InvalidInput(f"image_url must be an http:// or https:// address{detail}")
+        raise InvalidInput(
+            f"image_url must be an http:// or https:// address{detail}",
+            plain=f"The image URL must be an http:// or https:// address{detail}",
+        )
     return url
 
 

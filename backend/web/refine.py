@@ -1,6 +1,7 @@
 """Carry an uploaded query to the next request: a signed token with its embedding and thumbnail.
 
-Refining a search without JavaScript is a plain form round trip; the image is not sent again.
+Refining a search is a GET of its saved query's link (`saved_queries`); only when that cannot be
+saved (CACHE_DIR not writable) does the form POST this token instead, the image not sent again.
 The token is signed with SECRET_KEY, so a client cannot make the page show another image.
 """
 

@@ -32,8 +32,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION_KEY] = (
         None
         if path is None
-        else SearchLog(path, settings.search_log_days, on_lost=counters.count_lost)
-    )
+        else SearchLog(
+            path, settings.search_log_days, max_bytes=settings.search_log_max_bytes,
+            on_lost=counters.count_lost, on_pruned=counters.count_pruned,
+        )
+    )  # fmt: skip
 
 
 def get_search_log(app: Flask | None = None) -> SearchLog | None:

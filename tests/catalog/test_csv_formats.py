@@ -11,7 +11,7 @@ from backend.catalog import load_catalog
 from backend.catalog.edits import write_catalog_row
 from backend.catalog.prices import format_price, parse_price
 from backend.catalog.products import Product
-from backend.errors import ConfigError
+from backend.errors import ConfigError, InvalidInput
 
 ROWS = [
     ["id", "name", "category", "price", "image_url"],
@@ -65,14 +65,38 @@ def test_excels_separator_line_is_understood(tmp_path):
     assert_read_right(write(tmp_path, ("sep=;\r\n" + text(ROWS, ";")).encode()))
 
 
-def test_a_windows_1252_file_names_its_encoding_and_how_to_re_save_it(tmp_path):
-    path = write(tmp_path, text(ROWS, ";").encode("cp1252"))
+def test_excels_plain_csv_in_windows_1252_keeps_its_accents_and_euro_signs(tmp_path):
+    rows = [*ROWS, ["e", "Galette des rois", "Dessert", "€12,50", "images/e.jpg"]]
+    path = write(tmp_path, text(rows, ";").encode("cp1252"))
+    catalog = load_catalog(path)
+    assert catalog.skipped == []
+    assert [(p.name, p.price) for p in catalog.products.values()] == [
+        ("Äpfel", 1.29), ("Crème brûlée", 1299.0), ("Galette des rois", 12.5),
+    ]  # fmt: skip
+    assert catalog.csv_format.encoding == "cp1252"
+    assert catalog.csv_format.note == "read as Windows-1252 (not UTF-8)"
+
+
+def test_an_8_bit_file_other_than_windows_1252_names_its_encoding_and_how_to_re_save_it(tmp_path):
+    # Windows-1250 (Central European): "Ť" is a byte Windows-1252 leaves undefined.
+    rows = [*ROWS[:2], ["b", "Ťažký čaj", "Nápoje", "1.299,00", "images/b.jpg"]]
+    path = write(tmp_path, text(rows, ";").encode("cp1250"))
     catalog = load_catalog(path)
     assert list(catalog.products) == []
     assert [row.row for row in catalog.skipped] == [2, 3]
+    assert catalog.undecodable_rows == 2
     reason = catalog.skipped[0].reason
-    assert "not valid UTF-8" in reason and "Windows-1252" in reason
+    assert "not valid UTF-8" in reason and "other than Windows-1252" in reason
     assert "CSV UTF-8" in reason and "Unicode (UTF-8)" in reason
+
+
+def test_a_utf8_file_with_one_stray_windows_1252_row_stays_utf8(tmp_path):
+    # Reading it all as Windows-1252 would garble every other row's accents.
+    data = text(ROWS, ";").encode() + "c;Café;Dessert;2;images/c.jpg\r\n".encode("cp1252")
+    catalog = load_catalog(write(tmp_path, data))
+    assert catalog.csv_format.encoding == "utf-8"
+    assert [p.name for p in catalog.products.values()] == ["Äpfel", "Crème brûlée"]
+    assert [(row.row, row.undecodable) for row in catalog.skipped] == [(4, True)]
 
 
 def test_utf16_without_a_byte_order_mark_is_refused_with_the_fix(tmp_path):
@@ -163,7 +187,12 @@ def test_written_prices_read_back_the_same(price):
 
 @pytest.mark.parametrize(
     ("preamble", "delimiter", "encoding"),
-    [("", ";", "utf-8"), ("sep=;\r\n", ";", "utf-8-sig"), ("", "\t", "utf-16")],
+    [
+        ("", ";", "utf-8"),
+        ("sep=;\r\n", ";", "utf-8-sig"),
+        ("", "\t", "utf-16"),
+        ("", ";", "cp1252"),
+    ],
 )
 def test_an_edit_keeps_the_files_encoding_and_separator(tmp_path, preamble, delimiter, encoding):
     path = write(tmp_path, (preamble + text(ROWS, delimiter)).encode(encoding))
@@ -171,7 +200,17 @@ def test_an_edit_keeps_the_files_encoding_and_separator(tmp_path, preamble, deli
     write_catalog_row(path, "c", Product("c", "Cake", "Dessert", 1.299, "images/c.jpg"))
     after = path.read_bytes()
     assert after.startswith(before)  # the other rows, byte for byte
-    added = after[len(before) :].decode({"utf-16": "utf-16-le"}.get(encoding, "utf-8"))
+    added = after[len(before) :].decode({"utf-16": "utf-16-le"}.get(encoding, encoding))
     assert added == delimiter.join(["c", "Cake", "Dessert", "1.2990", "images/c.jpg"]) + "\r\n"
     catalog = load_catalog(path)
     assert catalog.products["c"].price == 1.299 and catalog.products["b"].price == 1299.0
+
+
+def test_an_edit_a_windows_1252_file_cannot_hold_is_refused_and_the_file_kept(tmp_path):
+    path = write(tmp_path, text(ROWS, ";").encode("cp1252"))
+    before = path.read_bytes()
+    with pytest.raises(InvalidInput, match="'ő' cannot be written.*Windows-1252.*CSV UTF-8"):
+        write_catalog_row(path, "c", Product("c", "Sütő", "Dessert", 2.0, "images/c.jpg"))
+    assert path.read_bytes() == before
+    write_catalog_row(path, "c", Product("c", "Pâté €", "Dessert", 2.0, "images/c.jpg"))
+    assert load_catalog(path).products["c"].name == "Pâté €"

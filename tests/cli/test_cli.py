@@ -141,3 +141,30 @@ def test_search_with_a_price_range_and_an_unknown_category(runner, tmp_path):
     assert ranged.exit_code == 0 and "  p1  " in ranged.output and "  p2  " not in ranged.output
     unknown = runner.invoke(args=["search", str(query), "--category", "boats"])
     assert unknown.exit_code == 2 and "category 'boats' is not in the catalog" in unknown.output
+
+
+def test_index_reads_a_windows_1252_catalog_and_says_so(tmp_path, app_config):
+    from backend import create_app
+    from backend.extensions import get_service
+
+    path = app_config["catalog_path"]
+    text = path.read_text(encoding="utf-8").replace(",Red box,", ",Boîte rouge à 5 €,")
+    path.write_bytes(text.encode("cp1252"))
+    app = create_app(app_config)
+    result = app.test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 0, result.output
+    assert "catalog: products.csv read as Windows-1252 (not UTF-8)" in result.output
+    assert "7 added, 0 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped" in result.output
+    assert get_service(app).catalog.get("p2").name == "Boîte rouge à 5 €"
+
+
+def test_index_exits_non_zero_when_rows_were_lost_to_the_files_encoding(tmp_path, app_config):
+    from backend import create_app
+
+    with app_config["catalog_path"].open("ab") as handle:  # a Windows-1250 row: not Windows-1252
+        handle.write("cz,Ťažký,toys,1,images/p1.png\n".encode("cp1250"))
+    result = create_app(app_config).test_cli_runner().invoke(args=["index"])
+    assert result.exit_code == 1
+    assert "7 added" in result.output  # the readable rows are indexed all the same
+    assert "1 row of products.csv could not be read and is not searchable" in result.output
+    assert "not valid UTF-8" in result.output and "CSV UTF-8" in result.output

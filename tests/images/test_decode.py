@@ -12,11 +12,13 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from backend.errors import ImageError
+from backend.errors import Busy, ImageError
+from backend.images.budget import DecodeBudget
 from backend.images.decode import (
     ALLOWED_FORMATS,
+    DECODE_MEMORY_BYTES,
     MAX_ASPECT_RATIO,
     MAX_FRAMES,
     MAX_JPEG_SCANS,
@@ -109,7 +111,8 @@ JPEG_PHOTO = encode(photo((200, 150)), "JPEG")
         (animation("GIF", MAX_FRAMES), {}, (16, 16), RED),
         (encode(photo((2000, 1500)), "JPEG"), {"min_size": 256}, (500, 375), None),
         (encode(photo((100, 80)), "JPEG"), {"min_size": 256}, (100, 80), None),
-        (encode(photo((2000, 1500)), "PNG"), {"min_size": 256}, (2000, 1500), None),
+        (encode(photo((2000, 1500)), "PNG"), {"min_size": 256}, (1000, 750), None),
+        (encode(photo((2000, 1500)), "PNG"), {"min_size": 400}, (2000, 1500), None),
     ],
     ids=[
         "jpeg",
@@ -129,7 +132,8 @@ JPEG_PHOTO = encode(photo((200, 150)), "JPEG")
         "gif-at-frame-limit",
         "min-size-draft-scales-jpeg-by-4",
         "min-size-larger-than-image-keeps-size",
-        "min-size-ignored-for-png",
+        "min-size-reduces-png-keeping-twice-min-size",
+        "min-size-under-half-the-png-keeps-size",
     ],
 )
 def test_decode_accepts(
@@ -289,6 +293,17 @@ def test_an_aspect_ratio_of_20_to_1_is_accepted():
     assert decode_image(narrow(1, 20)).size == (1, 20)
 
 
+def hide_scans(data: bytes, how: str) -> bytes:
+    """Put what libjpeg skips before the first scan: a stray byte, a restart marker, a stuffed 0."""
+    first_scan = next(start for marker, start, _ in jpeg_segments(data) if marker == 0xDA)
+    extra = {"junk-byte": b"\x00", "restart-marker": b"\xff\xd0", "stuffed-zero": b"\xff\x00",
+             "fill-bytes": b"\xff\xff"}[how]  # fmt: skip
+    return data[:first_scan] + extra + data[first_scan:]
+
+
+HIDING = ["junk-byte", "restart-marker", "stuffed-zero", "fill-bytes"]
+
+
 def test_scans_are_counted_without_decoding():
     progressive = encode(photo((300, 200)), "JPEG", progressive=True)
     assert count_jpeg_scans(progressive, stop_after=1000) == 10  # libjpeg's standard script
@@ -299,8 +314,8 @@ def test_scans_are_counted_without_decoding():
 
 @pytest.mark.parametrize(
     ("size", "scans", "limit"),
-    [((64, 64), MAX_JPEG_SCANS + 1, MAX_JPEG_SCANS), ((6000, 6000), 40, 27)],
-    ids=["over-100-scans", "over-1000-scan-megapixels"],
+    [((64, 64), MAX_JPEG_SCANS + 1, MAX_JPEG_SCANS), ((6000, 6000), 12, 11)],
+    ids=["over-100-scans", "over-400-scan-megapixels"],
 )
 def test_progressive_scan_bombs_are_refused_before_decoding(size, scans, limit):
     data = scan_bomb(size, scans)
@@ -308,6 +323,44 @@ def test_progressive_scan_bombs_are_refused_before_decoding(size, scans, limit):
     with pytest.raises(ImageError, match=f"JPEG has more than {limit} scans for its size"):
         decode_image(data, min_size=256)
     assert time.process_time() - started < 0.5  # decoding the 40 scans alone takes seconds
+
+
+@pytest.mark.parametrize("how", HIDING)
+def test_scans_are_counted_behind_what_libjpeg_skips(how):
+    bomb = hide_scans(scan_bomb((64, 64), 500), how)
+    assert count_jpeg_scans(bomb, stop_after=1000) == 500
+    # What is hidden still decodes: libjpeg skips it, so the count must too.
+    assert decode_image(hide_scans(encode(photo(), "JPEG", progressive=True), how)).size == (64, 48)
+
+
+@pytest.mark.parametrize("how", HIDING)
+@pytest.mark.parametrize(
+    ("size", "scans", "limit"), [((2000, 2000), 2000, 100), ((6000, 6000), 300, 11)],
+    ids=["2000-scans", "36mp-300-scans"],
+)  # fmt: skip
+def test_hidden_scan_bombs_are_refused_before_decoding(how, size, scans, limit):
+    data = hide_scans(scan_bomb(size, scans), how)
+    assert len(data) < 250_000  # well within the upload limit
+    started = time.process_time()
+    with pytest.raises(ImageError, match=f"JPEG has more than {limit} scans for its size"):
+        decode_image(data, min_size=256)
+    assert time.process_time() - started < 0.5  # decoded, the 300 scans take about 9 CPU-s
+
+
+def test_a_30_megapixel_progressive_jpeg_of_the_usual_10_scans_decodes():
+    data = encode(Image.new("RGB", (6300, 4750), (90, 120, 30)), "JPEG", progressive=True)
+    assert count_jpeg_scans(data, stop_after=100) == 10
+    assert decode_image(data, min_size=256).size == (788, 594)
+
+
+def test_a_40_megapixel_progressive_jpeg_is_refused_for_the_coefficients_it_keeps():
+    # libjpeg keeps every coefficient of a progressive JPEG: 120 MB here, whatever the scale.
+    data = encode(Image.new("RGB", (7300, 5479), (90, 120, 30)), "JPEG", progressive=True)
+    with pytest.raises(ImageError, match=(
+        "image is 7300x5479 pixels, more than this server decodes whole: a JPEG of this kind "
+        "may have 31.5 megapixels$"
+    )):  # fmt: skip
+        decode_image(data, min_size=256)
 
 
 def test_an_ordinary_progressive_jpeg_decodes():
@@ -321,3 +374,98 @@ def test_decoding_stops_at_its_time_budget(fmt):
     with pytest.raises(ImageError, match="image took longer than 0 s to decode"):
         decode_image(data, seconds=0)
     assert decode_image(data).size == (1200, 900)
+
+
+# ---------------------------------------------------------------- memory of decoded pixels
+def gradient(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """A large picture that compresses to a small file, as a decompression bomb does."""
+    grey = Image.linear_gradient("L").resize(size)
+    if mode == "P":  # colours, or Pillow opens a grey palette as "L"
+        return Image.merge(
+            "RGB", [grey, grey.transpose(Image.Transpose.ROTATE_180), grey]
+        ).quantize(16)
+    return grey.convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "limit"),
+    [("WEBP", "RGB", "6.2"), ("PNG", "RGB", "24.6"), ("PNG", "RGBA", "12.4"), ("GIF", "P", "11.1")],
+)
+def test_40_megapixels_decoded_whole_are_refused_from_the_header(fmt, mode, limit):
+    data = encode(gradient((7300, 5479), mode), fmt)
+    assert len(data) < 2_000_000  # within every upload limit
+    name = "WebP" if fmt == "WEBP" else fmt
+    started = time.process_time()
+    with pytest.raises(ImageError, match=(
+        f"image is 7300x5479 pixels, more than this server decodes whole: a {name} of this "
+        f"kind may have {limit} megapixels; a JPEG may have 40$"
+    )):  # fmt: skip
+        decode_image(data, min_size=256)
+    assert time.process_time() - started < 0.2  # refused before any pixel is decoded
+
+
+def test_a_40_megapixel_jpeg_decodes_at_the_scale_the_model_needs():
+    data = encode(gradient((7300, 5479)), "JPEG")
+    assert decode_image(data, min_size=256).size == (913, 685)
+    with pytest.raises(ImageError, match="a JPEG of this kind may have 8.3 megapixels$"):
+        decode_image(data)  # whole, it would take 480 MB
+
+
+def test_a_large_png_is_reduced_right_after_decoding():
+    data = encode(gradient((6000, 4000)), "PNG")  # 24 MP: 96 MB decoded, within the budget
+    im = decode_image(data, min_size=256)
+    assert im.size == (858, 572)  # by 7: the shorter side stays >= 2 x 256
+    assert im.getpixel((0, 0))[0] < 5 and im.getpixel((0, im.height - 1))[0] > 250
+
+
+def test_exif_orientation_survives_the_reduction():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = encode(gradient((1200, 900)), "PNG", exif=exif)
+    assert decode_image(data, min_size=128).size == (900 // 3, 1200 // 3)
+
+
+def test_decoding_holds_its_bytes_of_the_budget_and_gives_them_back():
+    budget = DecodeBudget(DECODE_MEMORY_BYTES)
+    seen = []
+    original = Image.Image.reduce
+
+    def watch(self, *args, **kwargs):
+        seen.append(budget.used)
+        return original(self, *args, **kwargs)
+
+    data = encode(gradient((3000, 2000)), "PNG")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image.Image, "reduce", watch)
+        decode_image(data, min_size=256, budget=budget)
+    assert seen and seen[0] >= 3000 * 2000 * 4  # the RGB image, 4 bytes a pixel in Pillow
+    assert budget.used == 0
+
+
+def test_a_progressive_jpeg_holds_its_coefficients_of_the_budget():
+    budget = DecodeBudget(DECODE_MEMORY_BYTES)
+    seen = []
+    original = ImageOps.exif_transpose
+
+    def watch(*args, **kwargs):
+        seen.append(budget.used)
+        return original(*args, **kwargs)
+
+    data = encode(gradient((4000, 3000)), "JPEG", progressive=True)  # 4:2:0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ImageOps, "exif_transpose", watch)
+        assert decode_image(data, min_size=256, budget=budget).size == (500, 375)
+    assert seen[0] >= 4000 * 3000 * 3  # 1.5 coefficients a pixel, 2 bytes each
+    assert budget.used == 0
+
+
+def test_a_decode_waits_for_room_then_is_turned_away():
+    budget = DecodeBudget(DECODE_MEMORY_BYTES, wait=0.2)
+    data = encode(gradient((3000, 2000)), "PNG")
+    with budget.reserve(DECODE_MEMORY_BYTES - 1_000_000):
+        started = time.monotonic()
+        with pytest.raises(Busy, match="decoding other large images") as refused:
+            decode_image(data, min_size=256, budget=budget)
+        assert time.monotonic() - started >= 0.2 and refused.value.status == 429
+        assert decode_image(encode(photo(), "PNG"), budget=budget).size == (64, 48)  # small fits
+    assert decode_image(data, min_size=256, budget=budget).size == (1000, 667)

@@ -28,7 +28,10 @@ def test_a_shop_rows_missing_image_fails_instead_of_using_the_demos_photo(tmp_pa
 
 
 def test_the_bundled_catalog_still_finds_its_photos_in_static(tmp_path):
-    service = get_service(create_app({"TESTING": True, "model_weights": "random"}))
+    own_folders = {"index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache"}
+    service = get_service(
+        create_app({"TESTING": True, "model": "resnet18", "model_weights": "random"} | own_folders)
+    )
     assert service.settings.catalog_path == BUNDLED_CATALOG
     product = next(iter(load_catalog(BUNDLED_CATALOG).products.values()))
     path = service.locator.path_for(product)

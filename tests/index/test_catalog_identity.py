@@ -16,6 +16,9 @@ SHOP_ITEMS = [
     ("s2", "Blue box", "toys", "blue", "square"),
 ]
 
+TOKEN = "owner-admin-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 
 def config_for(catalog_path, root, **settings) -> dict:
     """An app's settings that, like a plain start, leave INDEX_PATH unset."""
@@ -23,6 +26,7 @@ def config_for(catalog_path, root, **settings) -> dict:
         "TESTING": True,
         "catalog_path": catalog_path,
         "cache_dir": root / "cache",
+        "model": "resnet18",
         "model_weights": "random",
         "similarity_threshold": 0.0,
     } | settings
@@ -99,9 +103,9 @@ def test_readyz_is_not_ready_when_nothing_in_a_non_empty_catalog_is_searchable(t
     shop = write_catalog(tmp_path / "shop")
     for image in (tmp_path / "shop" / "images").iterdir():
         image.unlink()
-    app = create_app(config_for(shop, tmp_path))
+    app = create_app(config_for(shop, tmp_path, admin_token=TOKEN))
     get_service(app).sync()
-    ready = app.test_client().get("/readyz")
+    ready = app.test_client().get("/readyz", headers=AUTH)
     assert ready.status_code == 503
     assert ready.json["ready"] is False and ready.json["status"] == "nothing_searchable"
     assert ready.json["failed_images"] == len(DEFAULT_ITEMS)
@@ -122,9 +126,10 @@ def test_failure_reasons_reach_servers_that_only_load_the_index(tmp_path):
         tmp_path / "shop", extra_rows=[["miss", "Missing", "toys", "1", "images/none.png"]]
     )
     get_service(create_app(config_for(shop, tmp_path))).sync()
-    worker = create_app(config_for(shop, tmp_path))  # a gunicorn worker: loads, embeds nothing
+    # A gunicorn worker: loads, embeds nothing.
+    worker = create_app(config_for(shop, tmp_path, admin_token=TOKEN))
     get_service(worker).load_index()
-    body = worker.test_client().get("/readyz").json
+    body = worker.test_client().get("/readyz", headers=AUTH).json
     assert body["failed"] == [{"id": "miss", "reason": "image file 'images/none.png' not found"}]
 
 

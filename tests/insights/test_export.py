@@ -32,18 +32,41 @@ DAY = dt.date(2026, 5, 1)
         ("+1+2", "'+1+2"),
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
-        ("\t=1", "'\t=1"),
-        ("\r=1", "'\r=1"),
+        ("\t=1", "'\t'=1"),  # a tab both starts a formula and separates cells
+        ("\r=1", "'\r'=1"),
         ("Red ball", "Red ball"),
         ("a=b", "a=b"),
+        ("T-shirt", "T-shirt"),
         ("", ""),
         (-0.25, -0.25),  # numbers the app writes stay numbers
         (3, 3),
         (None, None),
+        # A cell after a separator: a spreadsheet that splits on `;` (or a tab, or a line) sees
+        # a new cell start there, whatever the quotes around the whole.
+        ('Red ball;=HYPERLINK("http://x")', 'Red ball;\'=HYPERLINK("http://x")'),
+        ("a,+1+2", "a,'+1+2"),
+        ("a; -2+3", "a; '-2+3"),
+        ('a;"@SUM(A1)', "a;\"'@SUM(A1)"),
+        ("a\t=1", "a\t'=1"),
+        ("a\n=1", "a\n'=1"),
+        ("a;b=1", "a;b=1"),
+        # A plain number, signed or not, is a number in every spreadsheet, never a formula.
+        ("-15", "-15"),
+        ("+3.5", "+3.5"),
+        ("-1e5", "-1e5"),
+        ("sizes;-2;+4.5", "sizes;-2;+4.5"),
+        ('[["p1", 0.9], ["p2", -0.25]]', '[["p1", 0.9], ["p2", -0.25]]'),  # a top list
+        ("-15+A1", "'-15+A1"),
+        ("a;-2-2", "a;'-2-2"),
     ],
 )
 def test_neutralise(value, cell):
     assert neutralise(value) == cell
+
+
+def test_csv_lines_quote_every_text_cell_and_no_number():
+    text = "".join(csv_lines(("rank", "name", "price"), [(1, "Red ball", -2.5), (2, None, 3)]))
+    assert text == '"rank","name","price"\r\n1,"Red ball",-2.5\r\n2,"",3\r\n'
 
 
 def test_csv_lines_neutralise_every_text_cell_and_parse_back():

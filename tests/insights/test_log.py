@@ -14,9 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from backend.config import load_settings
+from backend.errors import ConfigError
 from backend.insights import log as log_module
 from backend.insights.log import SearchLog
-from backend.insights.records import SCHEMA_VERSION, connect, url_host
+from backend.insights.records import (
+    PRUNED_FOR_SIZE,
+    SCHEMA_VERSION,
+    connect,
+    open_for_reading,
+    read_count,
+    url_host,
+    used_bytes,
+)
 from tests.support.searchlog import make_record, seed
 
 DAY = 86400
@@ -222,3 +232,82 @@ def test_a_forked_process_writes_with_its_own_writer(tmp_path):
     assert os.waitpid(pid, 0)[1] == 0
     assert search_log.flush()
     assert sorted(row["at"] for row in rows(path)) == [NOW, NOW + 1]
+
+
+def file_bytes(path: Path) -> int:
+    """The log on disk: its file and its WAL."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_a_size_bound_deletes_the_oldest_rows_and_counts_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(log_module, "PRUNE_CHUNK", 100)
+    path = tmp_path / "searches.sqlite"
+    bound = 256 * 1024
+    pruned = []
+    search_log = SearchLog(path, 90, max_bytes=bound,
+                           on_pruned=lambda reason, count: pruned.append((reason, count)))  # fmt: skip
+    total = 3000  # about 1 MB of rows: four times the bound
+    largest = 0
+    for start in range(0, total, 200):
+        for number in range(start, start + 200):
+            search_log.record(make_record(NOW + number))
+        assert search_log.flush()
+        conn = sqlite3.connect(path)
+        largest = max(largest, used_bytes(conn))
+        conn.close()
+    assert search_log.written == total and search_log.failed == 0
+    assert largest <= bound + 200 * 1024  # at most one batch over it, between two checks
+    kept = rows(path)
+    gone = total - len(kept)
+    assert 0 < len(kept) < total
+    assert [row["at"] for row in kept] == [NOW + number for number in range(gone, total)]
+    assert search_log.pruned == {"age": 0, "size": gone}
+    assert {reason for reason, _ in pruned} == {"size"} and sum(c for _, c in pruned) == gone
+    conn = open_for_reading(path)
+    try:
+        assert read_count(conn, PRUNED_FOR_SIZE) == gone  # in the file: every process's
+        assert used_bytes(conn) <= bound
+    finally:
+        conn.close()
+    assert path.stat().st_size <= bound + 200 * 1024  # freed pages are reused: no growth
+
+
+def test_without_a_size_bound_nothing_is_pruned_for_size(tmp_path):
+    path = tmp_path / "searches.sqlite"
+    search_log = SearchLog(path, 90, max_bytes=None)
+    for number in range(1000):
+        search_log.record(make_record(NOW + number))
+    assert search_log.flush()
+    assert len(rows(path)) == 1000 and search_log.pruned["size"] == 0
+
+
+def test_a_size_bound_counts_across_processes_and_versions(tmp_path):
+    """Another writer's pruning adds to the same count; a version 1 file gains the count."""
+    path = tmp_path / "searches.sqlite"
+    seed(path, [make_record(NOW + number) for number in range(10)])
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE counts; PRAGMA user_version = 1;")
+    conn.close()
+    reader = open_for_reading(path)
+    assert reader is not None and read_count(reader, PRUNED_FOR_SIZE) == 0
+    reader.close()
+    for _ in range(2):
+        search_log = SearchLog(path, 90, max_bytes=1)  # below any file: each write empties it
+        search_log.record(make_record(NOW))
+        assert search_log.flush()
+    reader = open_for_reading(path)
+    try:
+        assert read_count(reader, PRUNED_FOR_SIZE) == 12
+        assert reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        reader.close()
+
+
+def test_the_size_bound_setting(tmp_path):
+    assert load_settings({}).search_log_max_bytes == 500 * 1024 * 1024
+    assert load_settings({"SEARCH_LOG_MAX_MB": "2.5"}).search_log_max_bytes == 2621440
+    assert load_settings({"SEARCH_LOG_MAX_MB": "0"}).search_log_max_bytes is None
+    for bad in ("0.5", "-1", "2000000"):
+        with pytest.raises(ConfigError, match="SEARCH_LOG_MAX_MB=.* must be 0 .no size bound."):
+            load_settings({"SEARCH_LOG_MAX_MB": bad})

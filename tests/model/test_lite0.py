@@ -127,9 +127,9 @@ def _variant(preprocessing: Preprocessing) -> TorchEmbedder:
 )  # fmt: skip
 def test_an_index_made_otherwise_is_re_embedded(app_config, variant, old):
     overrides = {key: value for key, value in app_config.items() if not key.isupper()}
-    settings = load_settings(
-        {}, {**overrides, "model": "efficientnet_lite0", "model_weights": None}
-    )
+    # The backbone's own identity: without the shopper adapter (tests/model/test_adapter.py).
+    lite0 = {"model": "efficientnet_lite0", "model_weights": None, "model_adapter": "none"}
+    settings = load_settings({}, {**overrides, **lite0})
     SearchService(settings, embedder=variant()).sync()
     index_path = settings.index_path
     assert {entry.model for entry in read_index(index_path).entries} == {old}

@@ -231,6 +231,7 @@ def test_serving_and_an_unchanged_reindex_never_import_torch(app_config, model_d
         "CATALOG_PATH": str(app_config["catalog_path"]),
         "INDEX_PATH": str(app_config["index_path"]),
         "CACHE_DIR": str(app_config["cache_dir"]),
+        "MODEL": "resnet18",
         "MODEL_WEIGHTS": "random",
     }
     done = run_python(SERVE_AND_RESYNC.format(query=query), env)
@@ -269,9 +270,24 @@ def test_without_torch_a_missing_export_says_how_to_get_one(tmp_path):
 @pytest.mark.slow
 def test_the_export_command_of_the_docker_build(tmp_path):
     """`python -m backend.model`, as the Dockerfile runs it: the served model, exported."""
-    env = {"MODEL_DIR": str(tmp_path / "models"), "MODEL_WEIGHTS": "random"}
+    env = {"MODEL_DIR": str(tmp_path / "models"), "MODEL_WEIGHTS": "random", "MODEL": "resnet18"}
     done = run_module(["-m", "backend.model"], env)
     assert done.returncode == 0, done.stderr
     path = tmp_path / "models" / f"{RANDOM_RESNET18.replace('/', '__')}.onnx"
     assert done.stdout.strip() == f"{RANDOM_RESNET18}: {path}"
     assert path.is_file() and SPECS["resnet18"].dim == 512
+
+
+@pytest.mark.slow
+def test_the_default_model_exports_offline_with_its_installed_weights(tmp_path):
+    """No MODEL, no MODEL_WEIGHTS: the default model's real weights, with no download."""
+    env = {key: value for key, value in os.environ.items() if key not in ("MODEL", "MODEL_WEIGHTS")}
+    env |= {"MODEL_DIR": str(tmp_path / "models"), "TORCH_HOME": str(tmp_path / "no-hub")}
+    done = subprocess.run(
+        [sys.executable, "-m", "backend.model"], cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    identity, _, path = done.stdout.strip().partition(": ")
+    assert identity.startswith(f"{LITE0}/file-") and Path(path).is_file()
+    assert not (tmp_path / "no-hub").exists()  # nothing downloaded into the hub cache

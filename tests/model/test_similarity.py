@@ -54,15 +54,17 @@ def in_store(demo) -> list[tuple[str, dict[str, float]]]:
 
 
 def test_in_store_photos_find_their_product(in_store):
-    """A shopper's photo finds its product among 51 catalogue photos.
+    """A shopper's photo finds its product among 51 catalogue photos, with the served defaults
+    (the bundled shopper adapter, which never saw these photos).
 
-    Measured (float32, x86-64): 41 of 102 photos at rank 1 (40.2 %), 77 in the top 5 (75.5 %);
-    a random-init network scores about 2 % at rank 1. Floors: 30 % at rank 1, 65 % in the top 5.
+    Measured (float32, x86-64): 87 of 102 photos at rank 1 (85.3 %), 99 in the top 5 (97.1 %);
+    without the adapter (MODEL_ADAPTER=none) 41 (40.2 %) and 77 (75.5 %); a random-init network
+    scores about 2 % at rank 1. Floors: 75 % at rank 1, 92 % in the top 5.
     """
     ranks = np.array([list(scores).index(product) + 1 for product, scores in in_store])
     assert len(ranks) == 102
-    assert (ranks == 1).mean() >= 0.30
-    assert (ranks <= 5).mean() >= 0.65
+    assert (ranks == 1).mean() >= 0.75
+    assert (ranks <= 5).mean() >= 0.92
 
 
 def edited(path: Path) -> bytes:
@@ -79,8 +81,10 @@ def edited(path: Path) -> bytes:
 def test_an_edited_catalog_photo_finds_its_original_first(demo):
     """Mirrored, cropped and re-encoded, every catalogue photo still finds itself first.
 
-    Measured: 51 of 51 at rank 1; similarity to the original 0.9 or more for 43 of 51 (84 %),
-    the lowest 0.86. Floors: all at rank 1, 75 % at 0.9 or more, none under 0.8.
+    Measured with the served defaults (the shopper adapter's score, the edited copy embedded as a
+    shopper's photo): 51 of 51 at rank 1; score 0.9 or more for 34 of 51 (67 %), 0.8 or more for
+    45, the lowest 0.73 (plain cosine without the adapter: 0.9 or more for 43, the lowest 0.86).
+    Floors: all at rank 1, 60 % at 0.9 or more, none under 0.7.
     """
     products = list(demo.catalog.products.values())
     firsts = []
@@ -90,17 +94,17 @@ def test_an_edited_catalog_photo_finds_its_original_first(demo):
         firsts.append((first.product.id == product.id, first.similarity))
     found, similarity = np.array(firsts).T
     assert found.all()
-    assert (similarity >= 0.9).mean() >= 0.75 and similarity.min() >= 0.8
+    assert (similarity >= 0.9).mean() >= 0.60 and similarity.min() >= 0.7
 
 
 def test_unrelated_products_score_below_the_default_threshold(demo, in_store):
-    """Against a product of another category, a shopper's photo stays under the served default.
+    """Against a product of another category, a shopper's photo stays under a score of 0.50.
 
-    Measured at the served default 0.35: 86.6 % of the 4,928 such pairs are under it (92.6 %
-    under 0.40); the worst pair scores 0.58. Floor: 80 %. One clear pair, checked alone: an
-    in-store photo of a pineapple against the catalogue's oat milk carton (0.17).
+    Measured at 0.50 (the adapter's score default without a calibration): 98.1 % of the 4,928 such pairs
+    are under it; the worst pair scores 0.64. Floor: 90 %. One clear pair, checked alone: an
+    in-store photo of a pineapple against the catalogue's oat milk carton (0.31).
     """
-    threshold = demo.options().threshold
+    threshold = 0.50  # the adapter's score default (the served minimum is a match: test_match.py)
     category = {pid: product.category for pid, product in demo.catalog.products.items()}
     below = [
         similarity < threshold
@@ -108,11 +112,12 @@ def test_unrelated_products_score_below_the_default_threshold(demo, in_store):
         for other, similarity in scores.items()
         if category[other] != category[product]
     ]
-    assert threshold == 0.35 and np.mean(below) >= 0.80
+    assert np.mean(below) >= 0.90
     name = {pid: product.name for pid, product in demo.catalog.products.items()}
     oat_milk = next(pid for pid in name if name[pid] == "Oatly Oat Milk")
     pineapple = next(scores for product, scores in in_store if name[product] == "Pineapple")
     assert pineapple[oat_milk] < threshold
+    assert demo.calibration.matches(np.array([pineapple[oat_milk]]))[0] < demo.options().percent
 
 
 def test_the_same_product_ranks_above_another_of_the_same_colour(demo, in_store):
@@ -133,3 +138,23 @@ def test_the_same_product_ranks_above_another_of_the_same_colour(demo, in_store)
     twin = {p.id: products[j].id for p, j in zip(products, nearest.argmax(1), strict=True)}
     wins = [scores[product] > scores[twin[product]] for product, scores in in_store]
     assert np.mean(wins) >= 0.70
+
+
+def test_the_demo_examples_find_their_product_first_or_second_and_show_results(demo):
+    """The 8 shopper photos of the home page, searched with the served defaults (threshold,
+    k, the bundled shopper adapter), as a visitor clicks them.
+
+    Measured: 8 of 8 first, and every one shows results at the served threshold (0.50).
+    Without the adapter (MODEL_ADAPTER=none), 4 of 8 put another product first and one shows
+    "0 matches". Floors: 7 of 8 first or second, none without a result.
+    """
+    examples = demo.examples()
+    assert len(examples) == 8
+    ranks, shown = [], []
+    for example in examples:
+        _, result = demo.search_example(example.id)
+        ids = [hit.product.id for hit in result.hits]
+        ranks.append(ids.index(example.product_id) + 1 if example.product_id in ids else 99)
+        shown.append(len(result.shown))
+    assert sum(rank <= 2 for rank in ranks) >= 7, ranks
+    assert min(shown) >= 1, shown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,9 @@ def axe_violations(page, source: str) -> list[str]:
         f"{page.url}: {v['id']} ({v['impact']}): {v['help']}: {json.dumps(v['targets'])}"
         for v in violations
     ]
+
+
+def search_address(base_url: str) -> re.Pattern:
+    """/search as a page shows it: bare after a POST with an error, or as the results' link
+    (`?query=...&threshold=...`) once the script has made the address shareable."""
+    return re.compile(re.escape(base_url) + r"/search(\?.*)?$")

@@ -77,20 +77,21 @@ def write_catalog(folder: Path, items=DEFAULT_ITEMS, extra_rows: list[list[str]]
 
 
 def make_app_config(root: Path, catalog_path: Path) -> dict:
-    """The test app's settings: random weights, everything it writes under root."""
+    """The test app's settings: ResNet18 with random weights, everything it writes under root."""
     return {
         "TESTING": True,
         "catalog_path": catalog_path,
         "index_path": root / "index" / "index.csv",
         "cache_dir": root / "cache",
+        "model": "resnet18",
         "model_weights": "random",
         "similarity_threshold": 0.5,
     }
 
 
 def demo_config(root: Path) -> dict:
-    """The bundled demo catalog served as ./scripts/demo.sh serves it (efficientnet_lite0), with
-    its index and cache under root."""
+    """The bundled demo catalog served as ./scripts/demo.sh serves it (the default model,
+    efficientnet_lite0), with its index and cache under root."""
     from backend.config import PACKAGE_DIR
 
     return {

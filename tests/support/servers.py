@@ -68,12 +68,16 @@ def free_port() -> int:
 
 
 def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    """The environment of a gunicorn server on a small random-weights shop under `tmp_path`."""
+    """The environment of a gunicorn server on a small shop under `tmp_path` (ResNet18 with
+    random weights). Everything it writes is under `tmp_path`, its temporary folders (the
+    front's, the metrics') too: another server on this machine (a demo) never shares them."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("SECRET_KEY", "MODEL_WEIGHTS")
+        if key not in ("SECRET_KEY", "MODEL_WEIGHTS", "PROMETHEUS_MULTIPROC_DIR")
     }
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir(parents=True, exist_ok=True)
     return (
         env
         | {
@@ -82,10 +86,12 @@ def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
             "HOST": "127.0.0.1",
             "WEB_CONCURRENCY": "1",
             "THREADS": "2",
+            "MODEL": "resnet18",
             "MODEL_WEIGHTS": "random",
             "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
             "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
             "CACHE_DIR": str(tmp_path / "data" / "cache"),
+            "TMPDIR": str(private_tmp),
         }
         | extra
     )

@@ -22,7 +22,16 @@ import requests
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.images.test_decode import animation, encode, narrow, photo, png_header, scan_bomb
+from tests.images.test_decode import (
+    animation,
+    encode,
+    gradient,
+    hide_scans,
+    narrow,
+    photo,
+    png_header,
+    scan_bomb,
+)
 from tests.support.catalogs import draw_image, image_bytes, make_app_config, write_catalog
 from tests.support.http_servers import ImageServer, serve
 from tests.support.servers import serve_app
@@ -70,7 +79,10 @@ def refused_url(message: str) -> Outcome:
 
 
 TOO_LARGE = Outcome(413, "too_large", f"the upload is larger than the {MAX_UPLOAD_MB} MB limit")
-NOT_HTTP = Outcome(400, "invalid_input", "image_url must be an http:// or https:// address")
+NOT_HTTP = Outcome(
+    400, "invalid_input", "image_url must be an http:// or https:// address",
+    "the image URL must be an http:// or https:// address",  # the page words it for people
+)  # fmt: skip
 FOUND = Outcome(200, None, "")
 NO_IMAGE = Outcome(
     400, "invalid_input", "send an image: a multipart field `file`", "choose an image"
@@ -118,7 +130,14 @@ UPLOADS = {
     "aspect-1x30000-gif": ("pole.gif", narrow(1, 30_000, "GIF"), refused_image("image is 1x30000 pixels")),
     # CPU bombs: progressive JPEGs of repeated scans, each a pass over the whole image.
     "jpeg-500-scans": ("scans.jpg", scan_bomb((1000, 1000), 500), refused_image("JPEG has more than 100 scans for its size")),
-    "jpeg-36mp-40-scans": ("scans.jpg", scan_bomb((6000, 6000), 40), refused_image("JPEG has more than 27 scans for its size")),
+    # The same bombs behind what libjpeg skips before the first scan (once, it hid the scans).
+    "jpeg-2000-scans-after-a-junk-byte": ("scans.jpg", hide_scans(scan_bomb((2000, 2000), 2000), "junk-byte"), refused_image("JPEG has more than 100 scans for its size")),
+    "jpeg-2000-scans-after-a-restart-marker": ("scans.jpg", hide_scans(scan_bomb((2000, 2000), 2000), "restart-marker"), refused_image("JPEG has more than 100 scans for its size")),
+    "jpeg-36mp-300-scans-after-a-stuffed-zero": ("scans.jpg", hide_scans(scan_bomb((6000, 6000), 300), "stuffed-zero"), refused_image("JPEG has more than 11 scans for its size")),
+    # Memory bombs: 40 MP that only a JPEG decodes at reduced scale; whole, 640 MB for a WebP.
+    "webp-40mp": ("big.webp", encode(gradient((7300, 5479)), "WEBP"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a WebP of this kind may have 6.2 megapixels; a JPEG may have 40")),
+    "png-40mp": ("big.png", encode(gradient((7300, 5479)), "PNG"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a PNG of this kind may have 24")),
+    "jpeg-36mp-12-scans": ("scans.jpg", scan_bomb((6000, 6000), 12), refused_image("JPEG has more than 11 scans for its size")),
 }  # fmt: skip
 
 # Raw multipart filenames, sent byte for byte (a client library would escape them). The name is
@@ -337,8 +356,8 @@ def test_urls_with_other_schemes(index_before, strict, endpoint, url):
 @pytest.mark.parametrize(
     ("url", "outcome"),
     [
-        pytest.param("http://x.example/" + "a" * 2100, Outcome(400, "invalid_input", "image_url is longer than 2048 characters"), id="url-too-long"),
-        pytest.param("http://x.example/a\nb.png", Outcome(400, "invalid_input", "image_url contains control characters"), id="url-newline"),
+        pytest.param("http://x.example/" + "a" * 2100, Outcome(400, "invalid_input", "image_url is longer than 2048 characters", "the image URL is longer than 2048 characters"), id="url-too-long"),
+        pytest.param("http://x.example/a\nb.png", Outcome(400, "invalid_input", "image_url contains control characters", "the image URL contains control characters"), id="url-newline"),
         pytest.param("http://x.example/a b.png", refused_url("spaces, control characters or backslashes"), id="url-space"),
     ],
 )  # fmt: skip

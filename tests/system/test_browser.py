@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import ARTIFACTS, needs_chromium
+from backend.config import PACKAGE_DIR
+from tests.support.browser import ARTIFACTS, needs_chromium, search_address
 from tests.support.catalogs import demo_config
 from tests.support.servers import serve_app
 
@@ -27,7 +29,7 @@ def search_with_file_chooser(page, base_url: str, image: Path, threshold: str = 
     chooser.value.set_files(str(image))
     expect(page.locator("[data-preview]")).to_be_visible()  # once the image has loaded
     page.get_by_role("button", name="Search").click()
-    page.wait_for_url(f"{base_url}/search")
+    page.wait_for_url(search_address(base_url))
 
 
 def test_upload_through_the_file_chooser_shows_result_cards(page, base_url, query_image):
@@ -53,7 +55,10 @@ def test_the_slider_refilters_the_cards_instantly(page, base_url, query_image):
     assert page.locator("[data-shown-count]").inner_text() == str(after)
     assert page.locator("[data-below-count]").inner_text() == str(before - after)
     assert page.locator("#threshold-value").inner_text() == "100%"
-    assert requests == []  # no round trip
+    # No round trip; only the page's icon, which the browser fetches again for the address
+    # the slider gives the page (its link).
+    assert [url for url in requests if not url.endswith("/static/img/logo.svg")] == []
+    expect(page).to_have_url(re.compile(r"/search\?query=[\w-]+&threshold=100&k=12$"))
     page.keyboard.press("Home")
     assert visible_cards(page) == before
 
@@ -107,14 +112,14 @@ def test_dropping_or_pasting_an_image_fills_the_form(page, base_url, query_image
         assert page.locator("[data-file-name]").inner_text().startswith(f"Selected: {event}.png")
         expect(page.locator("[data-preview]")).to_be_visible()
     page.get_by_role("button", name="Search").click()
-    page.wait_for_url(f"{base_url}/search")
+    page.wait_for_url(search_address(base_url))
     assert page.locator("[data-results] .card").count() > 0
 
 
 def test_errors_show_on_the_form_and_on_friendly_pages(page, base_url):
     page.goto(f"{base_url}/")
     page.get_by_role("button", name="Search").click()
-    page.wait_for_url(f"{base_url}/search")
+    page.wait_for_url(search_address(base_url))
     assert "Choose an image" in page.get_by_role("alert").inner_text()
     response = page.goto(f"{base_url}/no/such/page")
     assert response.status == 404
@@ -161,8 +166,41 @@ def test_a_shopper_photo_on_the_home_page_finds_its_product_first(page, demo_url
     assert first.locator(".card-title").inner_text() == "Golden Delicious"
     assert "100%" not in first.locator(".score").inner_text()  # not the same photo
     page.screenshot(path=str(ARTIFACTS / "demo-results.png"), full_page=True)
-    # Refining keeps the shopper photo (a signed token, as for an upload).
+    # Refining keeps the shopper photo: a GET of its own address, a link to the refined results.
     page.locator("#k").select_option("6")
     page.get_by_role("button", name="Update results").click()
-    page.wait_for_url(f"{demo_url}/search")
+    page.wait_for_url(re.compile(r"/examples/[^/?]+\?.*k=6"))
+    expect(page.get_by_role("heading", name="Shopper photo")).to_be_visible()
     assert page.locator("[data-results] .card").count() == 6
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def document_width(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth")
+
+
+def test_on_a_phone_the_pages_fit_the_screen_and_search_is_near_the_photo(new_page, demo_url):
+    """390 px: no sideways scrolling (the shopper photos' row scrolls within itself), and the
+    Search button within a screen of the upload control, not two screens below it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = new_page(**PHONE)
+    page.goto(f"{demo_url}/")
+    page.screenshot(path=str(ARTIFACTS / "home-phone.png"))
+    page.screenshot(path=str(ARTIFACTS / "home-phone-full.png"), full_page=True)
+    assert document_width(page) <= 390
+    upload = page.locator("[data-dropzone]").bounding_box()
+    button = page.get_by_role("button", name="Search").bounding_box()
+    assert button["y"] >= upload["y"] + upload["height"]  # after it, as the form reads
+    assert button["y"] + button["height"] <= upload["y"] + 844, (upload, button)
+    photo = PACKAGE_DIR / "static" / "shoppers"
+    page.locator("#file").set_input_files(str(next(photo.glob("*.jpg"))))
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(search_address(demo_url))
+    page.screenshot(path=str(ARTIFACTS / "results-phone-demo.png"), full_page=True)
+    assert document_width(page) <= 390
+    desktop = new_page()
+    desktop.goto(f"{demo_url}/")
+    desktop.screenshot(path=str(ARTIFACTS / "home-desktop.png"), full_page=True)
+    assert document_width(desktop) <= 1280

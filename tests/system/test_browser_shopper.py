@@ -4,6 +4,7 @@ accessibility violation (axe-core) on any page."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from playwright.sync_api import expect
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.browser import ARTIFACTS, axe_violations, needs_chromium
+from tests.support.browser import ARTIFACTS, axe_violations, needs_chromium, search_address
 from tests.support.catalogs import draw_image, make_app_config, write_catalog
 from tests.support.servers import serve_app
 
@@ -25,7 +26,7 @@ def search(page, base_url: str, image: Path, threshold: str = "0") -> None:
     page.locator("#threshold").fill(threshold)
     page.locator("#file").set_input_files(str(image))
     page.get_by_role("button", name="Search").click()
-    page.wait_for_url(f"{base_url}/search")
+    page.wait_for_url(search_address(base_url))
 
 
 def centre_colour(page, selector: str) -> list[int]:
@@ -116,7 +117,7 @@ def test_the_100_percent_position_keeps_what_is_labelled_100_percent(page, base_
     page.locator("#threshold").fill("100")
     visible = page.locator("[data-results] .card:visible")
     expect(visible).to_have_count(1)
-    assert visible.locator(".score").inner_text() == "100% match"
+    assert visible.locator(".score").inner_text() == "similarity 1.00, not calibrated"
     for card in page.locator("[data-results] .card").all():
         label = int(card.get_attribute("data-percent"))
         assert card.is_visible() == (label >= 100)
@@ -160,7 +161,7 @@ def test_without_javascript_the_pages_promise_only_what_works(new_page, base_url
     threshold.fill("42")
     page.locator("#file").set_input_files(str(query_image))
     page.get_by_role("button", name="Search").click()
-    page.wait_for_url(f"{base_url}/search")
+    page.wait_for_url(search_address(base_url))
     expect(page.locator("[data-threshold-text]")).to_have_text("42%")
     link = page.locator("[data-results] .card-link").first.get_attribute("href")
     assert "threshold=42" in link
@@ -177,10 +178,75 @@ def test_no_page_has_an_accessibility_violation(new_page, axe, base_url, query_i
             problems += axe_violations(page, axe)
         page.get_by_role("link", name="Search", exact=True).click()
         page.get_by_role("button", name="Search").click()  # no image: the form's error
-        page.wait_for_url(f"{base_url}/search")
+        page.wait_for_url(search_address(base_url))
         problems += axe_violations(page, axe)
         search(page, base_url, query_image)
         problems += axe_violations(page, axe)
         page.locator("#threshold").fill("100")  # cards hidden, the "below" note shown
         problems += axe_violations(page, axe)
     assert problems == []
+
+
+def visible_titles(page) -> list[str]:
+    return page.locator("[data-results] .card:visible .card-title").all_inner_texts()
+
+
+def test_refined_results_are_a_link_that_shows_them_again(new_page, base_url, query_image):
+    """The address follows the slider as it filters; opened elsewhere, it shows the same."""
+    page = new_page()
+    search(page, base_url, query_image)
+    assert "query=" in page.url  # a POSTed search's address became its link at once
+    page.locator("#k").select_option("6")
+    page.get_by_role("button", name="Update results").click()  # a GET, without uploading again
+    page.wait_for_url("**/search?query=*&k=6*")
+    slider = page.locator("#threshold")
+    slider.fill("40")
+    expect(page.locator("[data-threshold-text]")).to_have_text("40%")
+    expect(page).to_have_url(re.compile(r"/search\?query=[\w-]+&threshold=40&k=6$"))
+    assert page.locator("[data-share-link]").get_attribute("href") in page.url
+    shown = visible_titles(page)
+    other = new_page(**PHONE)  # another visitor: no cookie, no history, only the address
+    other.goto(page.url)
+    assert visible_titles(other) == shown and shown
+    expect(other.locator("[data-threshold-text]")).to_have_text("40%")
+    assert other.locator(".query-image").get_attribute("src").startswith("data:image/jpeg")
+    other.reload()  # and a reload shows them again, no "resend the form?"
+    assert visible_titles(other) == shown
+
+
+def test_a_refine_error_keeps_the_photo_and_says_what_is_wrong(
+    new_page, axe, base_url, query_image
+):
+    page = new_page()
+    search(page, base_url, query_image)
+    page.locator("#min_price").fill("50")
+    page.locator("#max_price").fill("10")
+    page.get_by_role("button", name="Update results").click()
+    alert = page.locator("#form-error")
+    expect(alert).to_contain_text("The lowest price (50) is above the highest price (10)")
+    assert "min_price" not in alert.inner_text()
+    preview = page.locator("[data-preview]")
+    expect(preview).to_be_visible()  # the photo searched with, not an empty drop zone
+    assert preview.get_attribute("src").startswith("data:image/jpeg")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "refine-error-desktop.png"), full_page=True)
+    assert axe_violations(page, axe) == []
+    page.locator("#min_price").fill("")
+    page.get_by_role("button", name="Search").click()  # no new upload needed
+    page.wait_for_url(search_address(base_url))
+    expect(page.get_by_role("heading", name="Your image")).to_be_visible()
+    assert page.locator("[data-results] .card").count() > 0
+
+
+def test_without_javascript_refining_is_a_link_too(new_page, base_url, query_image):
+    page = new_page(java_script_enabled=False)
+    page.goto(f"{base_url}/")
+    page.locator("#file").set_input_files(str(query_image))
+    page.locator("#threshold").fill("0")
+    page.get_by_role("button", name="Search").click()
+    page.locator("#k").select_option("6")
+    page.get_by_role("button", name="Update results").click()
+    page.wait_for_url("**/search?query=*")
+    assert page.locator("[data-results] .card").count() == 6
+    share = page.locator("[data-share-link]").get_attribute("href")
+    assert "k=6" in share

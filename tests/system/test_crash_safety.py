@@ -240,6 +240,7 @@ def index_env(tmp_path: Path) -> dict[str, str]:
         "CATALOG_PATH": str(tmp_path / "shop" / "products.csv"),
         "INDEX_PATH": str(tmp_path / "index" / "index.csv"),
         "CACHE_DIR": str(tmp_path / "cache"),
+        "MODEL": "resnet18",
         "MODEL_WEIGHTS": "random",
         "FETCH_ALLOW_LOOPBACK": "true",
         "INDEX_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
@@ -303,7 +304,7 @@ def test_kill_9_at_random_moments_never_loses_the_index(tmp_path, caplog, drawin
     shop = Shop(tmp_path / "shop", drawing_server, rng)
     app = create_app({
         "catalog_path": Path(env["CATALOG_PATH"]), "index_path": index, "cache_dir": cache,
-        "model_weights": "random", "fetch_allow_loopback": True,
+        "model": "resnet18", "model_weights": "random", "fetch_allow_loopback": True,
         "index_checkpoint_every": CHECKPOINT_EVERY,
     })  # fmt: skip
     cli = app.test_cli_runner()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -133,6 +134,29 @@ def test_render_blueprint_agrees_with_the_dockerfile():
     assert env["PORT"] == image_env["PORT"] == instructions("EXPOSE")[0]
 
 
+def test_render_leaves_the_threshold_to_the_model():
+    """Unset, the served threshold is the model's own measured default (0.70 hid nearly every
+    result of the default model)."""
+    assert "SIMILARITY_THRESHOLD" not in render_env()
+    assert "MODEL" not in render_env() or render_env()["MODEL"] == docker_env().get("MODEL")
+
+
+def test_the_container_starts_as_root_only_to_hand_the_disk_to_the_app_user():
+    """Render mounts the disk root-owned: the entrypoint (tests/system/test_entrypoint.py) runs
+    as root, gives the data folders to `app` and runs the server as `app`."""
+    steps = default_image()
+    assert not [args for instruction, args in steps if instruction == "USER"]
+    (entrypoint,) = [args for instruction, args in steps if instruction == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["docker-entrypoint.sh"]
+    copies = [args for instruction, args in steps if instruction == "COPY"]
+    assert "docker-entrypoint.sh /usr/local/bin/" in copies
+    assert os.access(ROOT / "docker-entrypoint.sh", os.X_OK)
+    runs = " ".join(args for instruction, args in steps if instruction == "RUN")
+    script = (ROOT / "docker-entrypoint.sh").read_text()
+    assert "useradd --create-home --uid 10001 app" in runs and "APP_USER:-app}" in script
+    assert "exec setpriv --reuid=" in script
+
+
 def test_render_sets_only_variables_something_reads():
     from backend.config import ENV_VARS
 
@@ -165,7 +189,6 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
         assert ready | {"model": "?"} == {
             "ready": True, "status": "ready", "random_weights": True, "model": "?",
             "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
-            "skipped": [], "failed": [],
         }  # fmt: skip
         assert ready["model"] == RANDOM_RESNET18
         assert request_json(f"{base}/healthz") == (200, {"status": "ok"})
@@ -184,9 +207,12 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
 @pytest.mark.slow
 def test_the_demo_model_serves_without_torch_too(tmp_path, model_dir):
     """efficientnet_lite0 with its real weights, as the image bakes it beside MODEL."""
-    from backend.model import load_embedder
+    from backend.model import bundled_adapter, load_embedder
+    from backend.model.adapter import load_adapter
 
     served = load_embedder("efficientnet_lite0", None, model_dir=model_dir)  # the image's build
+    # Served with its bundled shopper adapter, which names itself in the identity.
+    adapted = load_adapter(bundled_adapter("efficientnet_lite0")).identity(served.identity)
     port = free_port()
     env = server_env(tmp_path, port, MODEL="efficientnet_lite0", MODEL_WEIGHTS="")
     env = without_torch(tmp_path / "no-torch", env)
@@ -194,7 +220,7 @@ def test_the_demo_model_serves_without_torch_too(tmp_path, model_dir):
     with gunicorn(env, log) as process:
         base = f"http://127.0.0.1:{port}"
         ready = wait_ready(base, process, log)
-        assert ready["model"] == served.identity and ready["random_weights"] is False
+        assert ready["model"] == adapted and ready["random_weights"] is False
         assert served.identity.endswith("/p2-r256c224-bicubic-tf127/ort-fp32")
         status, body = request_json(f"{base}/api/products/p1/similar?k=3&threshold=0")
         assert status == 200 and len(body["results"]) == 3

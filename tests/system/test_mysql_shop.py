@@ -114,6 +114,7 @@ def test_mysql_boot_stops_with_one_line_naming_database_url(
         "CATALOG_PATH": str(app_config["catalog_path"]),
         "INDEX_PATH": str(app_config["index_path"]),
         "CACHE_DIR": str(app_config["cache_dir"]),
+        "MODEL": "resnet18",
         "MODEL_WEIGHTS": "random",
         "VECTOR_BACKEND": "mysql",
         "DATABASE_URL": database_url.format(pw=PASSWORD, port=port),

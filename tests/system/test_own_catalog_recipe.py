@@ -37,13 +37,13 @@ def readme_recipe() -> list[str]:
 @pytest.fixture
 def checkout(tmp_path) -> Path:
     """A copy of the project as a user has it (the demo writes its index into it), sharing the
-    already installed .venv."""
+    already installed .venv; without what a server running in this tree writes (a demo's index,
+    search log and uploads)."""
     copy = tmp_path / "checkout"
     copy.mkdir()
+    written = shutil.ignore_patterns("__pycache__", "index.csv*", "searches.sqlite*", "uploads")
     for name in ("backend", "scripts"):
-        shutil.copytree(
-            ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "index.csv*")
-        )
+        shutil.copytree(ROOT / name, copy / name, ignore=written)
     for path in ROOT.glob("requirements*.txt"):
         shutil.copy(path, copy / path.name)
     shutil.copy(ROOT / "gunicorn.conf.py", copy)
@@ -145,3 +145,70 @@ def test_the_readme_recipe_serves_and_re_indexes_a_shop_next_to_the_demo(checkou
         assert digest(demo_index) == demo_index_digest
         assert request_json(f"{demo_base}/readyz") == (200, demo_ready)
     assert "Traceback" not in demo_log.read_text() + shop_log.read_text()
+
+
+def offline_environment(tmp_path: Path) -> dict[str, str]:
+    """A user's shell on a machine without network: no setting of this app, every download
+    (torch hub, pip) sent to a closed port, an empty torch hub cache."""
+    ours = {"MODEL", "MODEL_WEIGHTS", "MODEL_DIR", "SIMILARITY_THRESHOLD", "WEB_CONCURRENCY"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ours and key.upper() not in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+        and key not in ("SECRET_KEY", "CATALOG_PATH", "INDEX_PATH", "CACHE_DIR", "PORT", "HOST")
+    }  # fmt: skip
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    return env | {
+        "HTTP_PROXY": nowhere, "HTTPS_PROXY": nowhere, "http_proxy": nowhere,
+        "https_proxy": nowhere, "NO_PROXY": "", "PIP_NO_INDEX": "1",
+        "TORCH_HOME": str(tmp_path / "empty-torch-home"), "THREADS": "2",
+    }  # fmt: skip
+
+
+def search_with_defaults(base: str, image: bytes) -> dict:
+    """POST /api/search with the photo only: the served default threshold and k."""
+    boundary = "recipe-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, answer = request_json(f"{base}/api/search", body, headers)
+    assert status == 200, answer
+    return answer
+
+
+def test_the_readme_recipe_works_offline_with_the_default_model(checkout, tmp_path):
+    """The recipe exactly as the README gives it, on a fresh checkout with no network: the
+    default model's weights come with the requirements, nothing is downloaded."""
+    _, beside_demo, reindex = readme_recipe()
+    shop = write_catalog(tmp_path / "shop", SHOP_ITEMS)
+    port, log = free_port(), tmp_path / "shop.log"
+    base = f"http://127.0.0.1:{port}"
+    command = beside_demo.replace("8001", str(port)).replace(
+        "path/to/products.csv", os.path.relpath(shop, checkout)
+    )
+    env = offline_environment(tmp_path)
+    with running(["bash", "-c", command], env, log, cwd=checkout) as server:
+        ready = wait_ready(base, server, log, seconds=400)
+        assert ready["model"].startswith("efficientnet_lite0/file-"), ready
+        assert (ready["random_weights"], ready["indexed"]) == (False, 3)
+        answer = search_with_defaults(base, (tmp_path / "shop" / "images" / "s2.png").read_bytes())
+        assert answer["results"][0]["id"] == "s2"
+
+        draw_image("yellow", "circle").save(tmp_path / "shop" / "images" / "s4.png")
+        with shop.open("a", encoding="utf-8") as handle:
+            handle.write("s4,Yellow ball,toys,2.50,images/s4.png\n")
+        done = subprocess.run(
+            ["bash", "-c", reindex.replace("path/to/products.csv", str(shop))],
+            cwd=checkout, env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "index: 1 added, 0 updated, 0 removed, 3 unchanged" in done.stdout
+        assert "model: efficientnet_lite0/file-" in done.stderr
+    assert not (tmp_path / "empty-torch-home").exists()  # nothing fetched into the hub cache
+    assert "Traceback" not in log.read_text()

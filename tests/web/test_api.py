@@ -11,11 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from backend import create_app
+from backend.extensions import get_service
 from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes, write_catalog
 
-RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity"}
+RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity", "match"}
 SEARCH_KEYS = {
-    "results", "threshold", "k", "category", "min_price", "max_price",
+    "results", "threshold", "threshold_unit", "k", "category", "min_price", "max_price",
     "hidden_below_threshold", "took_ms",
 }  # fmt: skip
 TENT_PNG = image_bytes(draw_image("yellow", "triangle"))
@@ -62,6 +63,9 @@ def post_file(client, data: bytes, query: str = "", **fields):
     return client.post(f"/api/search{query}", data=form, content_type="multipart/form-data")
 
 
+ADMIN_TOKEN = "readyz-admin-token-for-tests"
+
+
 def test_search_with_a_file_returns_the_documented_shape(client):
     response = post_file(client, TENT_PNG, threshold="0.5", k="3")
     body = response.json
@@ -76,6 +80,8 @@ def test_search_with_a_file_returns_the_documented_shape(client):
     # path (never built from the request's Host).
     assert re.fullmatch(r"/images/p5\?v=[0-9a-f]{16}", best["image_url"])
     assert best["similarity"] == pytest.approx(1.0, abs=1e-3)
+    # Random weights have no calibration: no match, and the threshold is a similarity.
+    assert best["match"] is None and body["threshold_unit"] == "similarity"
     similarities = [hit["similarity"] for hit in body["results"]]
     assert similarities == sorted(similarities, reverse=True)
 
@@ -213,17 +219,15 @@ def test_healthz_answers_without_loading_anything(app, service):
 def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config):
     with app_config["catalog_path"].open("a", encoding="utf-8") as handle:
         handle.write("bad,Bad,toys,abc,images/p1.png\nmiss,Missing,toys,1,images/none.png\n")
-    app = create_app(app_config)
+    app = create_app(app_config | {"admin_token": ADMIN_TOKEN})
     client = app.test_client()
     loading = client.get("/readyz")
     assert loading.status_code == 503
     assert loading.json == {"ready": False, "status": "loading", "random_weights": True}
     client.get("/api/products")  # the first use syncs the index
     ready = client.get("/readyz")
-    assert ready.status_code == 200
-    body = ready.json
-    skipped = body.pop("skipped")
-    assert body == {
+    assert ready.status_code == 200 and ready.headers["Cache-Control"] == "no-store"
+    counts = {
         "ready": True,
         "status": "ready",
         "random_weights": True,
@@ -232,10 +236,28 @@ def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config)
         "indexed": 7,
         "skipped_rows": 1,
         "failed_images": 1,
+    }
+    assert ready.json == counts  # anyone sees counts and status, no paths nor URLs
+    wrong = client.get("/readyz", headers={"Authorization": "Bearer not-the-admin-token"})
+    assert wrong.status_code == 200 and wrong.json == counts
+    # The operator, with the admin token, sees which rows failed and why.
+    body = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json
+    skipped = body.pop("skipped")
+    assert body == counts | {
         "failed": [{"id": "miss", "reason": "image file 'images/none.png' not found"}],
     }
     assert [row["row"] for row in skipped] == [9]
     assert skipped[0]["reason"].startswith("price 'abc' is not a number")
+
+
+def test_readyz_details_stay_private_without_an_admin_token_set(app_config):
+    with app_config["catalog_path"].open("a", encoding="utf-8") as handle:
+        handle.write("miss,Missing,toys,1,http://10.0.0.7/internal/none.png\n")
+    app = create_app(app_config)
+    get_service(app).sync()
+    ready = app.test_client().get("/readyz", headers={"Authorization": "Bearer anything"})
+    assert ready.json["failed_images"] == 1
+    assert "failed" not in ready.json and "10.0.0.7" not in ready.get_data(as_text=True)
 
 
 def _flask_paths(app) -> set[tuple[str, str]]:

@@ -51,9 +51,9 @@ def test_a_shopper_photo_runs_a_real_search_with_a_plain_link(shop):
     titles = re.findall(r'<h3 class="card-title">(.*?)</h3>', html)
     assert len(titles) == 3 and titles[0] == "Red ball"  # the red circle is nearest
     assert 'src="/examples/red-1/image"' in html
-    # The refine form carries the photo as a signed query, like an upload.
-    token = re.search(r'name="query" value="([^"]+)"', html).group(1)
-    again = shop.post("/search", data={"query": token, "k": "2", "threshold": "0"})
+    # The refine form is a GET of the same address: refined results are a link too.
+    assert '<form class="refine" action="/examples/red-1" method="get" data-refine>' in html
+    again = shop.get("/examples/red-1?k=2&threshold=0")
     assert len(re.findall(r'<h3 class="card-title">', again.get_data(as_text=True))) == 2
 
 
@@ -98,7 +98,8 @@ def test_100_percent_only_for_an_identical_image(similarity, shown):
     assert match_percent(similarity) == shown
 
 
-def test_the_slider_says_what_the_threshold_means_for_lite0(tmp_path, catalog_path):
+def test_the_slider_says_what_the_threshold_means_for_uncalibrated_lite0(tmp_path, catalog_path):
+    """Other weights than the calibrated ones: the measured cosine default, in plain words."""
     from backend.model import threshold_meaning
 
     config = make_app_config(tmp_path, catalog_path) | {"model": "efficientnet_lite0"}
@@ -124,9 +125,18 @@ def test_the_slider_says_what_the_threshold_means_for_lite0(tmp_path, catalog_pa
 
 def test_each_model_has_its_own_default_threshold_unless_one_is_set():
     from backend.config import load_settings
+    from backend.model.calibration import shipped_calibration
 
-    assert load_settings({}, {"model": "efficientnet_lite0"}).search_defaults.threshold == 0.35
-    assert load_settings({}, {}).search_defaults.threshold == 0.70  # resnet18
+    lite0 = load_settings({}, {"model": "efficientnet_lite0"})
+    assert lite0.threshold == shipped_calibration("efficientnet_lite0").default_min_match / 100
+    assert load_settings({}, {}).threshold == lite0.threshold  # the default model: Lite0
+    assert load_settings({"MIN_MATCH": "20", "MODEL": "efficientnet_lite0"}).threshold == 0.20
+    # Without the bundled adapter there is no calibration: the score defaults apply.
+    plain = {"model": "efficientnet_lite0", "model_adapter": "none"}
+    assert load_settings({}, plain).search_defaults.threshold == 0.35
+    assert load_settings({}, {"model": "resnet18"}).search_defaults.threshold == 0.70
     assert load_settings({}, {"model": "color_histogram"}).threshold == 0.70
-    configured = load_settings({"SIMILARITY_THRESHOLD": "0.55", "MODEL": "efficientnet_lite0"})
-    assert configured.search_defaults.threshold == 0.55
+    # Other weights have no calibration: the cosine default and setting apply.
+    other = {"MODEL": "efficientnet_lite0", "MODEL_WEIGHTS": "random"}
+    assert load_settings(other).threshold == 0.35
+    assert load_settings(other | {"SIMILARITY_THRESHOLD": "0.55"}).threshold == 0.55

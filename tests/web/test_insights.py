@@ -177,7 +177,16 @@ def test_api_results_as_csv_match_the_json_and_neutralise_formulas(live_app):
     as_json = client.get("/api/products/p1/similar?threshold=0").json["results"]
     rows = parse_csv(client.get("/api/products/p1/similar?threshold=0&format=csv"))
     assert [row["id"] for row in rows] == [hit["id"] for hit in as_json]
-    assert list(rows[0]) == ["rank", "id", "name", "category", "price", "similarity", "image_url"]
+    assert list(rows[0]) == [
+        "rank",
+        "id",
+        "name",
+        "category",
+        "price",
+        "similarity",
+        "match",
+        "image_url",
+    ]
     assert [row["rank"] for row in rows] == [str(n) for n in range(1, len(rows) + 1)]
     evil = next(row for row in rows if row["id"] == "p7")
     assert evil["name"] == "'" + EVIL_NAME
@@ -389,3 +398,130 @@ def test_openapi_describes_the_csv_format(live_app):
         (param,) = [p for p in operation["parameters"] if p["name"] == "format"]
         assert param["schema"]["enum"] == ["json", "csv"]
         assert "text/csv" in operation["responses"]["200"]["content"]
+
+
+def test_csv_image_links_ignore_a_forged_host(live_app, root):
+    evil = {"Host": "evil.example"}
+    rows = parse_csv(live_app.test_client().get("/api/products/p1/similar?threshold=0&format=csv",
+                                                headers=evil))  # fmt: skip
+    assert rows and all(row["image_url"].startswith("/images/") for row in rows)
+    app = make_app(root, public_base_url="https://shop.example")
+    get_service(app).sync()
+    for path in ("/api/products/p1/similar?threshold=0&format=csv",
+                 "/products/p1/similar?threshold=0&format=csv"):  # fmt: skip
+        rows = parse_csv(app.test_client().get(path, headers=evil))
+        assert rows and all(
+            row["image_url"].startswith("https://shop.example/images/") for row in rows
+        )
+
+
+# Dates at the ends of the calendar, and a log that cannot be read
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["from=0001-01-01&to=0001-01-01", "to=0001-01-05", "from=9999-12-31&to=9999-12-31",
+     "from=0001-01-01", "from=9999-12-31", f"from=0001-01-01&to={TODAY}"],
+)  # fmt: skip
+def test_dates_at_the_ends_of_the_calendar_are_a_400_before_any_body(seeded_app, query):
+    client = seeded_app.test_client()
+    for path in ("/insights", "/insights/searches.csv", "/insights/searches.json"):
+        response = client.get(f"{path}?{query}", headers=BEARER | {"Accept": "application/json"})
+        assert response.status_code == 400, (path, query)
+        assert response.json["error"] == "invalid_input"
+
+
+def test_a_range_into_the_future_ends_today(seeded_app):
+    client = seeded_app.test_client()
+    start = YESTERDAY
+    page = client.get(f"/insights?from={start}&to=9999-12-31", headers=BEARER)
+    assert page.status_code == 200 and stat(page.get_data(as_text=True), "searches") == "6"
+    response = client.get(f"/insights/searches.json?from={start}&to=9999-12-31", headers=BEARER)
+    assert response.status_code == 200 and len(json.loads(response.get_data(as_text=True))) == 6
+    assert response.headers["Content-Disposition"].endswith(f'searches-{start}-to-{TODAY}.json"')
+
+
+def junk_log(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(range(256)) * 64)
+    return path
+
+
+def damaged_log(path: Path) -> Path:
+    """A real log whose pages after the file header were overwritten."""
+    seed(path, [make_record(at(TODAY)) for _ in range(50)])
+    with path.open("r+b") as file:
+        file.seek(100)
+        file.write(b"\xff" * 8000)
+    return path
+
+
+@pytest.mark.parametrize("damage", [junk_log, damaged_log])
+def test_an_unreadable_log_answers_503_on_insights_while_searches_go_on(root, damage):
+    path = damage(root / damage.__name__ / "searches.sqlite")
+    app = make_app(root, admin_token=ADMIN, search_log_path=path)
+    get_service(app).sync()
+    client = app.test_client()
+    assert upload(client, threshold="0").json["results"][0]["id"] == "p1"
+    for path_ in ("/insights", "/insights/searches.csv", "/insights/searches.json"):
+        response = client.get(path_, headers=BEARER)
+        assert response.status_code == 503, path_
+        assert "The search log (searches.sqlite) cannot be read" in response.get_data(as_text=True)
+        as_json = client.get(path_, headers=BEARER | {"Accept": "application/json"}).json
+        assert as_json["error"] == "search_log_unreadable"
+    assert upload(client, "/search", threshold="0").status_code == 200
+    assert client.get("/api/products/p1/similar").status_code == 200
+
+
+# A log at its size bound
+
+
+SEEDED = 20_000
+
+
+def test_a_full_log_deletes_its_oldest_searches_and_says_so_on_the_page_and_metrics(root):
+    path = root / "full" / "searches.sqlite"
+    old = TODAY - dt.timedelta(days=20)
+    seed(path, [make_record(at(old) + number) for number in range(SEEDED)])  # about 2.6 MB
+    scraper = "scraper-token-0123456789"
+    app = make_app(root, admin_token=ADMIN, metrics_token=scraper, search_log_path=path,
+                   search_log_max_mb=1)  # fmt: skip
+    get_service(app).sync()
+    client = app.test_client()
+    assert upload(client, threshold="0").status_code == 200
+    assert get_search_log(app).flush()
+    conn = sqlite3.connect(path)
+    (kept,) = conn.execute("SELECT COUNT(*) FROM searches").fetchone()
+    conn.close()
+    assert 0 < kept < SEEDED + 1
+    page = client.get("/insights?days=90", headers=BEARER).get_data(as_text=True)
+    assert stat(page, "searches") == str(kept)
+    assert stat(page, "pruned-for-size") == str(SEEDED + 1 - kept)
+    assert (
+        "The search log reached its size limit" in page and f"{SEEDED + 1 - kept:,} of the" in page
+    )
+    assert "within 1.0 MB" in page
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {scraper}"})
+    line = f'image_search_search_log_pruned_total{{reason="size"}} {float(SEEDED + 1 - kept)}'
+    assert line in metrics.get_data(as_text=True)
+
+
+def test_a_log_locked_past_the_busy_timeout_answers_503_try_again(root, monkeypatch):
+    from backend.insights import records
+
+    monkeypatch.setattr(records, "BUSY_TIMEOUT_SECONDS", 0.1)
+    path = root / "held" / "searches.sqlite"
+    seed(path, [make_record(at(TODAY))])
+    app = make_app(root, admin_token=ADMIN, search_log_path=path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # held until the connection closes
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("DELETE FROM searches WHERE id = 0")
+    holder.execute("COMMIT")
+    try:
+        response = app.test_client().get("/insights", headers=BEARER)
+    finally:
+        holder.close()
+    assert response.status_code == 503
+    assert "database is locked. Try again in a moment." in response.get_data(as_text=True)
+    assert app.test_client().get("/insights", headers=BEARER).status_code == 200

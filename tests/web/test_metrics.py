@@ -88,10 +88,11 @@ def test_no_secret_appears(tmp_path, app):
     body = app.test_client().get("/metrics", headers=SCRAPE).get_data(as_text=True)
     assert METRICS_TOKEN not in body and ADMIN_TOKEN not in body
     app_with_database = create_app({
-        "TESTING": True, "metrics_token": METRICS_TOKEN, "model_weights": "random",
+        "TESTING": True, "metrics_token": METRICS_TOKEN, "model": "resnet18",
+        "model_weights": "random",
         "vector_backend": "pgvector",
         "database_url": f"postgresql://shop:{DATABASE_PASSWORD}@127.0.0.1:1/shop",
-        "index_path": tmp_path / "index.csv",
+        "index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache",
     })  # fmt: skip
     body = app_with_database.test_client().get("/metrics", headers=SCRAPE)
     assert body.status_code == 200
@@ -111,8 +112,8 @@ def test_metrics_need_the_metrics_token(app, headers):
 
 
 def test_without_a_metrics_token_metrics_are_off(tmp_path):
-    app = create_app({"TESTING": True, "model_weights": "random",
-                      "index_path": tmp_path / "index.csv"})  # fmt: skip
+    app = create_app({"TESTING": True, "model": "resnet18", "model_weights": "random",
+                      "index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache"})  # fmt: skip
     response = app.test_client().get("/metrics", headers=SCRAPE)
     assert response.status_code == 403
     assert response.json["message"] == (

@@ -88,26 +88,117 @@ def test_cards_below_the_threshold_are_on_the_page_but_hidden(client):
     assert f"<span data-below-count>{4 - len(visible)}</span>" in html
 
 
-def test_refining_without_javascript_reuses_the_signed_query(client):
+def refine_query(html: str) -> str:
+    return re.search(r'name="query" value="([^"]+)"', html).group(1)
+
+
+def test_refining_without_javascript_is_a_get_of_the_saved_query(client):
     first = upload(client, image_bytes(draw_image("blue", "stripes")), threshold="0", k="6")
-    token = re.search(r'name="query" value="([^"]+)"', first.get_data(as_text=True)).group(1)
-    again = client.post(
-        "/search", data={"query": token, "threshold": "0", "k": "2", "category": "clothes"}
+    html = first.get_data(as_text=True)
+    assert (
+        '<form class="refine" action="/search" method="get" data-refine data-replace-address>'
+        in html
     )
+    query = refine_query(html)
+    assert len(query) == 22  # an id, not the image: the address stays short
+    again = client.get(f"/search?query={query}&threshold=0&k=2&category=clothes")
     html = again.get_data(as_text=True)
     assert again.status_code == 200
     assert [name for name, _ in cards(html)] == ["Blue scarf", "Purple scarf"]
     assert "data:image/jpeg;base64," in html
+    assert f'href="/search?query={query}&amp;threshold=0&amp;k=2&amp;category=clothes"' in html
 
 
-def test_a_tampered_query_is_refused_on_the_form(client):
-    first = upload(client, image_bytes(draw_image("blue", "stripes")))
-    token = re.search(r'name="query" value="([^"]+)"', first.get_data(as_text=True)).group(1)
-    response = client.post("/search", data={"query": token[:-2] + "xx", "threshold": "40"})
+def test_a_shared_link_shows_the_same_results_to_another_visitor(shared_app):
+    first = upload(
+        shared_app.test_client(), image_bytes(draw_image("blue", "stripes")), threshold="0"
+    )
+    link = re.search(r'href="([^"]+)" data-share-link', first.get_data(as_text=True))[1]
+    link = link.replace("&amp;", "&")
+    again = shared_app.test_client().get(link)  # no cookie, no session: only the address
+    assert again.status_code == 200
+    assert cards(again.get_data(as_text=True)) == cards(first.get_data(as_text=True))
+
+
+def test_the_same_photo_gets_the_same_link_and_the_store_is_bounded(
+    client, shared_app, monkeypatch
+):
+    from backend.web import saved_queries
+
+    photo = image_bytes(draw_image("blue", "stripes"))
+    first = refine_query(upload(client, photo).get_data(as_text=True))
+    assert refine_query(upload(client, photo).get_data(as_text=True)) == first
+    monkeypatch.setattr(saved_queries, "MAX_QUERIES", 2)
+    for colour in ("red", "green", "yellow"):
+        upload(client, image_bytes(draw_image(colour)))
+    folder = shared_app.config["SETTINGS"].cache_dir / "queries"
+    assert len(list(folder.glob("*.json"))) == 2  # the oldest went first
+    assert client.get(f"/search?query={first}").status_code == 404
+
+
+def test_an_unknown_or_tampered_link_says_so_on_the_form(client):
+    query = refine_query(
+        upload(client, image_bytes(draw_image("blue", "stripes"))).get_data(as_text=True)
+    )
+    response = client.get(f"/search?query={query[:-2]}xx&threshold=40")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "This search link has expired or is not one of ours" in html
+    assert 'value="40"' in html
+    assert client.get("/search?query=../../etc/passwd").status_code == 400  # not an id
+
+
+def test_a_get_never_fetches_an_image_url(client, monkeypatch):
+    from backend.search import SearchService
+
+    def fetch(*args):
+        raise AssertionError("fetched")
+
+    monkeypatch.setattr(SearchService, "fetch_query_image", fetch)
+    response = client.get("/search?query=AAAAAAAAAAAAAAAAAAAAAA&image_url=http://a.example/x.png")
+    assert response.status_code == 404
+
+
+def test_without_a_writable_cache_the_refine_form_posts_a_signed_query(app_config, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    client = create_app(app_config | {"cache_dir": blocked}).test_client()
+    first = upload(client, image_bytes(draw_image("blue", "stripes")), threshold="0")
+    html = first.get_data(as_text=True)
+    assert (
+        '<form class="refine" action="/search" method="post" data-refine data-replace-address>'
+        in html
+    )
+    assert "data-share-link" not in html
+    again = client.post("/search", data={"query": refine_query(html), "k": "2", "threshold": "0"})
+    assert [name for name, _ in cards(again.get_data(as_text=True))] == [
+        "Blue scarf", "Purple scarf",
+    ]  # fmt: skip
+
+
+def test_a_tampered_signed_query_is_refused_on_the_form(client):
+    token = "x" * 40 + ".y"
+    response = client.post("/search", data={"query": token, "threshold": "40"})
     html = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "can no longer be refined" in html
     assert 'value="40"' in html
+
+
+def test_a_refine_error_keeps_the_photo_and_words_the_error_for_people(client):
+    first = upload(client, image_bytes(draw_image("blue", "stripes")), threshold="0")
+    query = refine_query(first.get_data(as_text=True))
+    response = client.get(f"/search?query={query}&threshold=20&min_price=50&max_price=10")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "The lowest price (50) is above the highest price (10)" in html
+    assert "min_price=" not in html and "max_price=" not in html
+    # The photo stays, shown and carried: "Search" again needs no new upload.
+    assert 'alt="Your photo, kept" src="data:image/jpeg;base64,' in html
+    assert f'<input type="hidden" name="query" value="{query}">' in html
+    assert 'value="50"' in html and 'value="10"' in html and 'value="20"' in html
+    again = client.post("/search", data={"query": query, "min_price": "", "max_price": "10"})
+    assert again.status_code == 200 and "Your image" in again.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
@@ -130,7 +221,7 @@ def test_a_tampered_query_is_refused_on_the_form(client):
             None,
             {"image_url": "https://shop.example/x.png", "category": "cars"},
             400,
-            "not in the catalog",
+            "There is no category “cars” in the catalog",
         ),
     ],
 )
@@ -350,5 +441,7 @@ def test_a_bad_price_comes_back_on_the_form_with_the_inputs_kept(client):
     response = upload(client, query, min_price="5", max_price="2")
     html = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "min_price=5 must not be above max_price=2." in html  # spelled as the API spells it
+    # Worded for people: the API's message names the parameters ("min_price=5 must not...").
+    assert "The lowest price (5) is above the highest price (2)" in html
+    assert "min_price=" not in html
     assert 'name="max_price"' in html and 'value="2"' in html

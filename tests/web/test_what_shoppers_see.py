@@ -14,6 +14,8 @@ from backend.options import SearchOptions, match_percent
 from backend.search import Hit, SearchResult
 from tests.support.catalogs import draw_image, image_bytes, write_catalog
 
+TOKEN = "shop-admin-token-for-tests"
+
 
 def upload(client, data: bytes, **fields):
     form = {"file": (io.BytesIO(data), "query.png")} | fields
@@ -26,7 +28,9 @@ def shop_with_a_broken_image(app_config, tmp_path):
     shop = write_catalog(
         tmp_path / "broken-shop", extra_rows=[["miss", "Ghost", "toys", "1", "images/none.png"]]
     )
-    app = create_app(app_config | {"catalog_path": shop, "index_path": tmp_path / "b.csv"})
+    app = create_app(
+        app_config | {"catalog_path": shop, "index_path": tmp_path / "b.csv", "admin_token": TOKEN}
+    )
     get_service(app).sync()
     return app.test_client()
 
@@ -41,7 +45,7 @@ def test_the_catalog_shows_and_counts_only_searchable_products(shop_with_a_broke
     listed = client.get("/api/products").json
     assert listed["total"] == 7 and "miss" not in {p["id"] for p in listed["products"]}
     assert client.get("/products/miss/similar").status_code == 404
-    failed = client.get("/readyz").json["failed"]
+    failed = client.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"}).json["failed"]
     assert failed == [{"id": "miss", "reason": "image file 'images/none.png' not found"}]
 
 
@@ -73,14 +77,19 @@ def test_the_label_and_the_filter_round_alike(similarity, label, shown_at_100):
     assert bool(above.shown) == (shown_at_100 and label == 100)  # ...and not N+1 %
 
 
-def test_an_identical_image_is_a_100_percent_match_shown_at_100(shared_client):
+def test_an_identical_image_is_similarity_1_shown_at_100(shared_client):
     html = upload(shared_client, image_bytes(draw_image("yellow", "triangle")), threshold="100")
     html = html.get_data(as_text=True)
     card = re.search(r'<li class="card result" data-similarity="[^"]+" data-percent="(\d+)">', html)
     assert card and card[1] == "100"  # the first card is shown, not hidden, at 100 %
-    assert "100% match" in html
-    for percent, label in re.findall(r'data-percent="(\d+)".*?>(\d+)% match<', html, re.S):
-        assert percent == label
+    # The test model has no calibration: its cards say so, never a cosine as a percentage.
+    assert "similarity 1.00, not calibrated" in html and "% match" not in html
+    labels = re.findall(
+        r'data-percent="(\d+)".*?>similarity (\d)\.(\d\d), not calibrated<', html, re.S
+    )
+    assert labels
+    for percent, units, hundredths in labels:
+        assert int(percent) == int(units) * 100 + int(hundredths)
 
 
 @pytest.mark.parametrize(
@@ -158,24 +167,32 @@ def test_prices_show_the_configured_currency(app_config, currency, shown):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"k": "0"}, "k=0 must be a whole number from 1 to 100."),
-        ({"threshold": "150"}, "threshold=150 must be a whole percent"),
+        ({"k": "0"}, "The number of results (0) must be a whole number from 1 to 100."),
+        ({"threshold": "150"}, "The minimum similarity (150) must be a whole percent"),
         (
             {"image_url": "ftp://x.example/a.png"},
-            "image_url must be an http:// or https:// address; ftp:// addresses are not fetched.",
+            "The image URL must be an http:// or https:// address; ftp:// addresses are not "
+            "fetched.",
         ),
         (
             {"image_url": "http://images.example:8080/a.png"},
             "port 8080 is not allowed (only 80 and 443)",
         ),
+        (
+            {"min_price": "5", "max_price": "2"},
+            "The lowest price (5) is above the highest price (2)",
+        ),
     ],
 )
-def test_form_errors_spell_parameters_as_the_api_does(shared_client, fields, message):
+def test_form_errors_are_worded_for_people_not_as_parameters(shared_client, fields, message):
     response = shared_client.post(
-        "/search", data=fields | {"image_url": fields.get("image_url", "")}
+        "/search", data={"image_url": "https://shop.example/a.png"} | fields
     )
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    alert = re.search(r'<div class="alert" role="alert" id="form-error">(.*?)</div>', html, re.S)
+    assert message in alert[1]
+    assert not re.search(r"\b(k|threshold|image_url|min_price|max_price)\b", alert[1])
 
 
 def test_refining_without_javascript_keeps_the_threshold_in_more_like_this(shared_client):

@@ -32,6 +32,10 @@ function bindImageInput() {
   const fileName = form.querySelector("[data-file-name]");
   const sizeError = form.querySelector("[data-size-error]");
   const maxBytes = Number(form.dataset.maxBytes);
+  // After an error on a refined search, the form keeps that search's photo: shown until
+  // another is chosen, and again if the choice is undone.
+  const keptSrc = preview.hasAttribute("data-kept") ? preview.getAttribute("src") : null;
+  const keptText = fileName.dataset.keptText || "";
   let previewUrl = null;
 
   // The server refuses a file over the limit, but only once it has been sent: say so now.
@@ -50,9 +54,10 @@ function bindImageInput() {
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = null;
     if (!file) {
-      preview.hidden = true;
-      zone.classList.remove("has-image");
-      fileName.textContent = "";
+      if (keptSrc) preview.src = keptSrc;
+      preview.hidden = !keptSrc;
+      zone.classList.toggle("has-image", Boolean(keptSrc));
+      fileName.textContent = keptSrc ? keptText : "";
       return;
     }
     previewUrl = URL.createObjectURL(file);
@@ -115,8 +120,25 @@ function bindImageInput() {
   fileChanged();
 }
 
+// The results' own address: the refine form's action with the fields the page was made with
+// (`applied`, as its GET sent them) and the slider's threshold. Fields changed but not yet
+// submitted are not in it: they do not show on the page. null for a form that POSTs (a query
+// that could not be saved for a link).
+function resultsAddress(form, applied, threshold) {
+  if (form.method !== "get") return null;
+  const params = new URLSearchParams();
+  for (const [name, value] of applied) {
+    if (name === "threshold") params.append(name, threshold);
+    else if (typeof value === "string" && value !== "") params.append(name, value);
+  }
+  const url = new URL(form.action);
+  url.search = params.toString();
+  return url.pathname + url.search;
+}
+
 // Results page: the slider hides and shows the cards already on the page, instantly, and the
-// "More like this" links carry its value.
+// "More like this" links carry its value. The address bar (and the "Share link")
+// follows, so what is copied or reloaded shows what is on the screen.
 function bindResultFilter() {
   const form = document.querySelector("[data-refine]");
   const grid = document.querySelector("[data-results]");
@@ -124,7 +146,18 @@ function bindResultFilter() {
   const slider = form.querySelector("[data-threshold-slider]");
   const cards = [...grid.querySelectorAll("[data-similarity]")];
   const links = [...grid.querySelectorAll("a[data-similar-link]")];
+  const shareLink = document.querySelector("[data-share-link]");
+  const applied = [...new FormData(form)];
+  let addressTimer = 0;
   const text = (selector) => document.querySelector(selector);
+
+  function updateAddress() {
+    const address = resultsAddress(form, applied, slider.value);
+    if (!address) return;
+    // replaceState: moving the slider is not a page of its own in the history.
+    history.replaceState(history.state, "", address);
+    if (shareLink) shareLink.href = address;
+  }
 
   function refilter() {
     // data-percent is the label's own whole percent: the card shown is the card labelled.
@@ -148,9 +181,14 @@ function bindResultFilter() {
       url.searchParams.set("threshold", slider.value);
       link.href = url.pathname + url.search;
     }
+    // Once the slider rests: browsers throttle a page that replaces its address too often.
+    clearTimeout(addressTimer);
+    addressTimer = setTimeout(updateAddress, 150);
   }
 
   slider.addEventListener("input", refilter);
+  // A POSTed search's address (/search) becomes its link, so a reload or a copy shows it again.
+  if (form.hasAttribute("data-replace-address")) updateAddress();
 }
 
 // Catalog: changing the category filter applies it at once.
