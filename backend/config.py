@@ -80,8 +80,8 @@ class Settings:
     index_checkpoint_every: int = 512
     # Bearer token for the admin API (re-index); unset disables it. Kept out of repr and logs.
     admin_token: str | None = field(default=None, repr=False)
-    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW), "pgvector" (PostgreSQL)
-    # or "mysql" (MySQL / MariaDB).
+    # Where vectors are searched: "memory" (exact numpy), "faiss" (HNSW), "pgvector" (PostgreSQL),
+    # "mysql" (MySQL / MariaDB) or "milvus" (a Milvus server or cluster, or Zilliz Cloud).
     vector_backend: str = "memory"
     # The pgvector or mysql backend's database URL; it may hold a password, so kept out of repr.
     database_url: str | None = field(default=None, repr=False)
@@ -90,6 +90,14 @@ class Settings:
     faiss_ef_search: int = 64
     # 200: recall@10 0.978 at 1,000,000 vectors with the store's index (docs/scaling.md).
     pgvector_ef_search: int = 200
+    # The milvus backend's server (http(s)://host:19530[/database]) and API key or user:password;
+    # both may hold a secret, so kept out of repr (the URI is shown with its password masked).
+    milvus_uri: str | None = field(default=None, repr=False)
+    milvus_token: str | None = field(default=None, repr=False)
+    # HNSW search breadth of the milvus backend; see docs/scaling.md for how it was chosen.
+    milvus_ef_search: int = 64
+    # Seconds one call to Milvus may take (a search, a write batch); then the request gets 503.
+    milvus_timeout: float = 5.0
     # The search log (shop insights): days kept, 0 turns it off; a SQLite file, by default
     # next to index.csv (the data folder).
     search_log_days: int = 90
@@ -232,6 +240,10 @@ ENV_VARS = {
     "DATABASE_POOL_SIZE": "database_pool_size",
     "FAISS_EF_SEARCH": "faiss_ef_search",
     "PGVECTOR_EF_SEARCH": "pgvector_ef_search",
+    "MILVUS_URI": "milvus_uri",
+    "MILVUS_TOKEN": "milvus_token",
+    "MILVUS_EF_SEARCH": "milvus_ef_search",
+    "MILVUS_TIMEOUT": "milvus_timeout",
     "SEARCH_LOG_DAYS": "search_log_days",
     "SEARCH_LOG_PATH": "search_log_path",
     "SEARCH_LOG_MAX_MB": "search_log_max_mb",
@@ -430,7 +442,7 @@ def _validate_public_base_url(url: str | None) -> None:
         )
 
 
-VECTOR_BACKENDS = ("memory", "faiss", "pgvector", "mysql")
+VECTOR_BACKENDS = ("memory", "faiss", "pgvector", "mysql", "milvus")
 # The URL schemes each database backend accepts in DATABASE_URL, and an example of the form.
 DATABASE_SCHEMES = {
     "pgvector": (("postgresql", "postgres"), "postgresql://user:password@host:5432/shop"),
@@ -444,6 +456,7 @@ def _validate_vector_backend(settings: Settings) -> None:
             f"VECTOR_BACKEND={settings.vector_backend!r} must be one of {', '.join(VECTOR_BACKENDS)}"
         )
     _validate_database_url(settings)
+    _validate_milvus(settings)
     if not 1 <= settings.database_pool_size <= 64:
         raise ConfigError(f"DATABASE_POOL_SIZE={settings.database_pool_size} must be 1-64")
     if not 1 <= settings.faiss_ef_search <= 4096:
@@ -498,6 +511,29 @@ def _parses(url: str, backend: str) -> bool:
 
 # What may be shown of the server part of a database URL: host, port, database name.
 _SERVER_PART = re.compile(r"[\w.\-\[\]:/%]*")
+
+
+MILVUS_SCHEMES = ("http", "https", "tcp")
+
+
+def _validate_milvus(settings: Settings) -> None:
+    """VECTOR_BACKEND=milvus needs MILVUS_URI, the address of a Milvus server (never a database's)."""
+    if settings.vector_backend != "milvus":
+        return
+    uri = settings.milvus_uri
+    example = "http://milvus.example:19530"
+    if not uri:
+        raise ConfigError(f"VECTOR_BACKEND=milvus needs MILVUS_URI, e.g. {example}")
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    if scheme not in MILVUS_SCHEMES:
+        raise ConfigError(
+            f"MILVUS_URI={mask_url(uri)} does not match VECTOR_BACKEND=milvus: it must start "
+            f"with http:// or https://, e.g. {example}"
+        )
+    if not 1 <= settings.milvus_ef_search <= 32768:
+        raise ConfigError(f"MILVUS_EF_SEARCH={settings.milvus_ef_search} must be 1-32768")
+    if not 0.1 <= settings.milvus_timeout <= 300:
+        raise ConfigError(f"MILVUS_TIMEOUT={settings.milvus_timeout} must be 0.1-300 seconds")
 
 
 def mask_url(url: str) -> str:

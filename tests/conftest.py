@@ -11,8 +11,14 @@ from backend import create_app
 from tests.support.catalogs import make_app_config, write_catalog
 
 # The PostgreSQL + pgvector fixtures (`pg_server`, `database_url`) and the MariaDB ones
-# (`mariadb_server`, `mysql_url`), and the S3 ones (`s3_server`, `s3`), for every test that asks.
-pytest_plugins = ["tests.support.postgres", "tests.support.mariadb", "tests.support.s3"]
+# (`mariadb_server`, `mysql_url`), the S3 ones (`s3_server`, `s3`) and the Milvus ones
+# (`milvus_server`, `milvus_uri`), for every test that asks.
+pytest_plugins = [
+    "tests.support.postgres",
+    "tests.support.mariadb",
+    "tests.support.s3",
+    "tests.support.milvus",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,8 +1,9 @@
-"""Vector stores: one interface, four backends chosen by VECTOR_BACKEND.
+"""Vector stores: one interface, five backends chosen by VECTOR_BACKEND.
 
 `memory` (default) is exact numpy search; `faiss` an HNSW graph on one machine; `pgvector`
 PostgreSQL shared by several app processes; `mysql` MySQL / MariaDB shared by several app
-processes, each searching its own in-memory copy exactly. index.csv stays the embedding cache of record:
+processes, each searching its own in-memory copy exactly; `milvus` a Milvus server or cluster
+shared by several app processes. index.csv stays the embedding cache of record:
 `sync_store` pushes into the chosen backend only what changed since it last saw it.
 """
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings, dim: int, model: str = "") -> VectorStore:
-    """Open the configured backend; its heavy imports (faiss, psycopg, pymysql) happen only here.
+    """Open the configured backend; its heavy imports (faiss, psycopg, pymysql, pymilvus) happen only here.
 
     `model` is the embedder's identity, recorded with each row by the backends that keep one.
     """
@@ -65,6 +66,18 @@ def open_store(settings: Settings, dim: int, model: str = "") -> VectorStore:
 
         return MySQLStore(
             settings.database_url, dim, model=model, pool_size=settings.database_pool_size
+        )
+    if settings.vector_backend == "milvus":
+        from .milvus import MilvusStore
+
+        return MilvusStore(
+            settings.milvus_uri,
+            dim,
+            token=settings.milvus_token,
+            model=model,
+            ef_search=settings.milvus_ef_search,
+            timeout=settings.milvus_timeout,
+            slots=settings.database_pool_size,
         )
     from .memory import MemoryStore
 

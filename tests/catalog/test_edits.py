@@ -17,7 +17,7 @@ from backend.extensions import get_service
 from backend.index.index_file import read_index
 from tests.support.catalogs import draw_image, image_bytes
 
-BACKENDS = ["memory", "faiss", "pgvector", "mysql"]
+BACKENDS = ["memory", "faiss", "pgvector", "mysql", "milvus"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -30,6 +30,8 @@ def backend_config(request, app_config) -> dict:
         init_schema(config["database_url"], 512)
     elif request.param == "mysql":
         config["database_url"] = request.getfixturevalue("mysql_url")
+    elif request.param == "milvus":
+        config["milvus_uri"] = request.getfixturevalue("milvus_uri")
     return config
 
 

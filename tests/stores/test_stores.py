@@ -1,7 +1,8 @@
-"""One behavioural suite for every vector store: memory, FAISS, PostgreSQL + pgvector, MySQL.
+"""One behavioural suite for every vector store: memory, FAISS, PostgreSQL + pgvector, MySQL, Milvus.
 
-Each test runs against all four backends (pgvector and mysql on real servers started by the
-tests: PostgreSQL from the pgserver wheel, MariaDB from Debian's mariadb-server) and checks them
+Each test runs against all five backends (pgvector, mysql and milvus on real servers started by
+the tests: PostgreSQL from the pgserver wheel, MariaDB from Debian's mariadb-server, Milvus from
+the milvus wheel) and checks them
 against a brute-force numpy reference written here, independently of the code.
 """
 
@@ -19,8 +20,8 @@ from backend.stores.faiss_hnsw import FaissStore
 from backend.stores.memory import MemoryStore
 
 DIM = 24
-BACKENDS = ["memory", "faiss", "pgvector", "mysql"]
-PERSISTENT = ["faiss", "pgvector", "mysql"]
+BACKENDS = ["memory", "faiss", "pgvector", "mysql", "milvus"]
+PERSISTENT = ["faiss", "pgvector", "mysql", "milvus"]
 EXACT = ["memory", "mysql"]  # exact search by design: no graph whose walk could come back short
 RARE = "rare"
 
@@ -78,6 +79,8 @@ def open_store(backend, tmp_path, request):
         init_schema(url, DIM)
     elif backend == "mysql":
         url = request.getfixturevalue("mysql_url")
+    elif backend == "milvus":
+        url = request.getfixturevalue("milvus_uri")
 
     def factory(**options):
         if backend == "memory":
@@ -88,6 +91,10 @@ def open_store(backend, tmp_path, request):
             from backend.stores.mysql import MySQLStore
 
             store = MySQLStore(url, DIM, pool_size=2, **options)
+        elif backend == "milvus":
+            from backend.stores.milvus import MilvusStore
+
+            store = MilvusStore(url, DIM, **options)
         else:
             from backend.stores.postgres import PgVectorStore
 

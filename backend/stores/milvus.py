@@ -1,0 +1,380 @@
+"""The milvus backend: products and embeddings in a Milvus collection, searched with HNSW.
+
+Milvus shards and replicates by itself (Standalone, Distributed on Kubernetes, Zilliz Cloud: the
+same client code), so the catalog may outgrow any one machine. Every app process talks to it
+through pymilvus (gRPC), imported only when VECTOR_BACKEND=milvus.
+
+The collection is made on first use with the schema and HNSW index below, its schema version
+and index parameters recorded in its description. Searches read with Session consistency: a
+process sees its own writes at once (pymilvus waits for them), the other processes as soon as
+Milvus has applied them (its time tick, 200 ms by default), without Strong's wait of a whole
+tick on every search. What a sync compares (`versions`, `count`, `vector`) reads Strong.
+Filters run in Milvus during the graph walk; an answer that still comes back short of k while
+more rows match is ranked again here, exactly, over the matching rows (up to `exact_limit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as CallTimeout
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from ..catalog import Product
+from ..catalog.products import MAX_FIELD_CHARS
+from ..config import mask_url
+from .base import (
+    NO_FILTERS,
+    Filters,
+    StoreError,
+    StoreHit,
+    VectorStore,
+    cut,
+    exact_top_k,
+    prepare_batch,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+COLLECTION = "search_products"
+SCHEMA_VERSION = 1
+TEXT_BYTES = MAX_FIELD_CHARS * 4  # Milvus counts VARCHAR lengths in UTF-8 bytes
+BATCH = 2000  # rows per insert (~2 KB each at 512-d: well under gRPC's 64 MB message limit)
+ID_BATCH = 1000  # ids per `id in [...]` expression
+PAGE = 10_000  # rows per page when reading every id and version
+SLOT_WAIT = 1.0  # seconds a request waits for a free Milvus slot before a 503
+# Seconds for opening the store: creating and loading a collection takes Milvus seconds to
+# minutes (a big one is read into memory), unlike any call made while serving.
+OPEN_TIMEOUT = 300.0
+TEXT_FIELDS = ("name", "category", "image_url")
+PRODUCT_FIELDS = ["id", "name", "category", "price", "priced", "image_url"]
+
+
+@dataclass(frozen=True)
+class HnswIndex:
+    """How the HNSW graph is built; the defaults come from the sweep in docs/scaling.md."""
+
+    M: int = 16
+    efConstruction: int = 128  # noqa: N815 (Milvus's own parameter names)
+
+    def describe(self) -> str:
+        return f"HNSW index (M {self.M}, efConstruction {self.efConstruction})"
+
+
+DEFAULT_INDEX = HnswIndex()
+
+
+def store_error(uri: str, what: str, error: Exception) -> StoreError:
+    """One line naming MILVUS_URI (its password masked) and Milvus's reason."""
+    reason = getattr(error, "message", None) or str(error) or type(error).__name__
+    return StoreError(f"{what} Milvus at MILVUS_URI={mask_url(uri)}: {' '.join(reason.split())}")
+
+
+class MilvusStore(VectorStore):
+    """Vectors in a Milvus collection, searched there by HNSW with the filters applied in the walk."""
+
+    name = "milvus"
+
+    def __init__(
+        self,
+        uri: str,
+        dim: int,
+        *,
+        token: str | None = None,
+        model: str = "",
+        ef_search: int = 64,
+        timeout: float = 5.0,
+        slots: int = 4,
+        exact_limit: int = 20_000,
+        index: HnswIndex = DEFAULT_INDEX,
+        collection: str = COLLECTION,
+    ) -> None:
+        self.uri = uri
+        self.dim = dim
+        self.model = model
+        self.ef_search = ef_search
+        self.timeout = timeout
+        self.exact_limit = exact_limit
+        self.collection = collection
+        self._slots = threading.BoundedSemaphore(slots)
+        # The calls run on these threads, one per slot: a request waits for its answer at most
+        # `timeout`, whatever pymilvus's own retries and reconnections take.
+        self._calls = ThreadPoolExecutor(slots, thread_name_prefix="milvus")
+        try:
+            self._client = self._run(
+                lambda: MilvusClient(uri=uri, token=token or "", timeout=timeout),
+                "cannot connect to",
+            )
+            self.index = self._run(
+                lambda: self._ensure_collection(index), "cannot use", max(timeout, OPEN_TIMEOUT)
+            )
+        except BaseException:
+            self._calls.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    # -- the collection ------------------------------------------------------------------------
+
+    def _ensure_collection(self, index: HnswIndex) -> HnswIndex:
+        """Create the collection on first use; refuse a newer schema; remake it for another width."""
+        client = self._client
+        if client.has_collection(self.collection, timeout=OPEN_TIMEOUT):
+            described = client.describe_collection(self.collection, timeout=OPEN_TIMEOUT)
+            meta = _read_meta(described.get("description", ""))
+            if meta.get("schema_version", 0) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the Milvus collection {self.collection} at MILVUS_URI={mask_url(self.uri)} "
+                    f"is schema v{meta['schema_version']}, this app knows v{SCHEMA_VERSION}; "
+                    "upgrade the app"
+                )
+            if not meta:
+                raise StoreError(
+                    f"the Milvus collection {self.collection} at MILVUS_URI={mask_url(self.uri)} "
+                    "was not made by this app; drop it or give the app a database of its own "
+                    "(http://host:19530/<database>)"
+                )
+            stored = _vector_dim(described)
+            if stored == self.dim:
+                client.load_collection(self.collection, timeout=OPEN_TIMEOUT)  # no-op if loaded
+                return HnswIndex(**meta["index"])
+            log.warning(
+                "the Milvus collection %s held %s-dimensional vectors of another model; remade "
+                "for this model's %d-dimensional ones (the next index sync fills it again)",
+                self.collection, stored, self.dim,
+            )  # fmt: skip
+            client.drop_collection(self.collection, timeout=OPEN_TIMEOUT)
+        self._create(index)
+        return index
+
+    def _create(self, index: HnswIndex) -> None:
+        meta = {"schema_version": SCHEMA_VERSION, "index": asdict(index)}
+        schema = MilvusClient.create_schema(
+            auto_id=False, enable_dynamic_field=False, description=json.dumps(meta)
+        )
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=TEXT_BYTES)
+        for field in TEXT_FIELDS:
+            schema.add_field(field, DataType.VARCHAR, max_length=TEXT_BYTES)
+        # Milvus 2.3 has no NULL: `priced` says whether `price` holds one.
+        schema.add_field("price", DataType.DOUBLE)
+        schema.add_field("priced", DataType.BOOL)
+        schema.add_field("version", DataType.VARCHAR, max_length=256)
+        schema.add_field("model", DataType.VARCHAR, max_length=TEXT_BYTES)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        params = self._client.prepare_index_params()
+        # Inner product of unit vectors is their cosine similarity, without Milvus normalising.
+        params.add_index("embedding", index_type="HNSW", metric_type="IP", params=asdict(index))
+        try:
+            self._client.create_collection(
+                self.collection, schema=schema, index_params=params, consistency_level="Session",
+                timeout=OPEN_TIMEOUT,
+            )  # fmt: skip
+        except MilvusException as error:
+            if "already exist" not in str(error):  # another process made it first
+                raise
+        self._client.load_collection(self.collection, timeout=OPEN_TIMEOUT)
+        log.info("created the Milvus collection %s (schema v%d, %s)", self.collection,
+                 SCHEMA_VERSION, index.describe())  # fmt: skip
+
+    def _run(
+        self, work: Callable[[], T], what: str = "lost the connection to", timeout: float = 0
+    ) -> T:
+        """Run one call to Milvus, bounded: at most `slots` at once per process (a slow Milvus
+        holds no more threads than that), answered or abandoned within `timeout`; Milvus's
+        errors become StoreError (503). An abandoned call keeps its slot until it ends."""
+        if not self._slots.acquire(timeout=SLOT_WAIT):
+            raise StoreError(
+                f"every Milvus call of this process is still waiting after {SLOT_WAIT:g} s "
+                f"(Milvus at MILVUS_URI={mask_url(self.uri)} is slow or unreachable)"
+            )
+        try:
+            future = self._calls.submit(work)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        timeout = timeout or self.timeout
+        try:
+            return future.result(timeout=timeout)
+        except CallTimeout:
+            raise StoreError(
+                f"Milvus at MILVUS_URI={mask_url(self.uri)} did not answer within {timeout:g} s"
+            ) from None
+        except MilvusException as error:
+            raise store_error(self.uri, what, error) from None
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def upsert(
+        self, products: Sequence[Product], vectors: np.ndarray, versions: Sequence[str]
+    ) -> None:
+        products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
+        for start in range(0, len(products), BATCH):
+            rows = [
+                self._row(products[i], vectors[i], versions[i])
+                for i in range(start, min(start + BATCH, len(products)))
+            ]
+            self._run(lambda rows=rows: self._client.upsert(self.collection, rows))
+
+    def _row(self, product: Product, vector: np.ndarray, version: str) -> dict:
+        return {
+            "id": product.id,
+            "name": product.name,
+            "category": product.category,
+            "price": 0.0 if product.price is None else float(product.price),
+            "priced": product.price is not None,
+            "image_url": product.image_url,
+            "version": version,
+            "model": self.model,
+            "embedding": vector,  # (D,) float32
+        }
+
+    def delete(self, ids: Iterable[str]) -> int:
+        ids = list(dict.fromkeys(ids))
+        deleted = 0
+        for start in range(0, len(ids), ID_BATCH):
+            deleted += self._run(lambda chunk=ids[start : start + ID_BATCH]: self._delete(chunk))
+        return deleted
+
+    def _delete(self, ids: list[str]) -> int:
+        # Milvus counts the ids asked for, stored or not: count the stored ones first. (By
+        # expression, not `ids=`: pymilvus quotes those without escaping them.)
+        expression = f"id in {_literal(ids)}"
+        there = self._client.query(
+            self.collection, filter=expression, output_fields=["id"], consistency_level="Strong"
+        )
+        if there:
+            self._client.delete(self.collection, filter=expression)
+        return len(there)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        rows = self._run(
+            lambda: self._client.query(
+                self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+            )
+        )
+        return int(rows[0]["count(*)"])
+
+    def versions(self) -> dict[str, str]:
+        versions: dict[str, str] = {}
+        after = None
+        while True:  # pages in id order (a Milvus query returns at most 16,384 rows)
+            expression = "" if after is None else f"id > {_literal(after)}"
+            rows = self._run(
+                lambda expression=expression: self._client.query(
+                    self.collection, filter=expression, output_fields=["id", "version"],
+                    limit=PAGE, consistency_level="Strong",
+                )
+            )  # fmt: skip
+            versions.update((row["id"], row["version"]) for row in rows)
+            if len(rows) < PAGE:
+                return versions
+            after = max(row["id"] for row in rows)
+
+    def vector(self, product_id: str) -> np.ndarray | None:
+        rows = self._run(
+            lambda: self._client.query(
+                self.collection, filter=f"id == {_literal(product_id)}",
+                output_fields=["embedding"], consistency_level="Strong",
+            )
+        )  # fmt: skip
+        return np.asarray(rows[0]["embedding"], dtype=np.float32) if rows else None
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        threshold: float | None = None,
+        filters: Filters = NO_FILTERS,
+    ) -> list[StoreHit]:
+        if k <= 0:
+            return []
+        query = np.asarray(query, dtype=np.float32)  # (D,)
+        expression = _expression(filters)
+        found = self._run(
+            lambda: self._client.search(
+                self.collection, data=[query.tolist()], filter=expression, limit=k,
+                output_fields=PRODUCT_FIELDS, consistency_level="Session",
+                search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
+            )[0]
+        )  # fmt: skip
+        hits = [StoreHit(_product(hit["entity"]), float(hit["distance"])) for hit in found]
+        if len(hits) < k and self.exact_limit > 0:
+            hits = self._exact_if_short(query, k, expression, hits)
+        return cut(hits, threshold)
+
+    def _exact_if_short(self, query, k, expression, hits) -> list[StoreHit]:
+        """The graph walk came back short: if more rows match, rank them exactly here."""
+        matching = self._run(
+            lambda: self._client.query(
+                self.collection, filter=expression, output_fields=["count(*)"],
+                consistency_level="Session",
+            )[0]["count(*)"]
+        )  # fmt: skip
+        if matching <= len(hits) or matching > self.exact_limit:
+            return hits
+        rows = self._run(
+            lambda: self._client.query(
+                self.collection, filter=expression or 'id != ""',
+                output_fields=[*PRODUCT_FIELDS, "embedding"], limit=matching,
+                consistency_level="Session",
+            )
+        )  # fmt: skip
+        log.info("milvus store: the walk found %d of %d; ranked %d rows exactly", len(hits), k,
+                 len(rows))  # fmt: skip
+        vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)  # (M, D)
+        chosen, scores = exact_top_k(vectors, None, query, k)
+        return [StoreHit(_product(rows[i]), float(s)) for i, s in zip(chosen, scores, strict=True)]
+
+    def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
+def _literal(value: str | Sequence[str]) -> str:
+    """A string (or list of strings) as a Milvus expression literal: JSON's escapes are Milvus's."""
+    return json.dumps(value if isinstance(value, str) else list(value))
+
+
+def _expression(filters: Filters) -> str:
+    clauses = []
+    if filters.category is not None:
+        clauses.append(f"category == {_literal(filters.category)}")
+    if filters.has_price:
+        clauses.append("priced == true")
+    if filters.min_price is not None:
+        clauses.append(f"price >= {float(filters.min_price)!r}")
+    if filters.max_price is not None:
+        clauses.append(f"price <= {float(filters.max_price)!r}")
+    return " and ".join(clauses)
+
+
+def _product(entity: dict) -> Product:
+    price = entity["price"] if entity["priced"] else None
+    return Product(entity["id"], entity["name"], entity["category"], price, entity["image_url"])
+
+
+def _read_meta(description: str) -> dict:
+    try:
+        meta = json.loads(description)
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) and "index" in meta else {}
+
+
+def _vector_dim(described: dict) -> int | None:
+    for field in described.get("fields", []):
+        if field.get("name") == "embedding":
+            return int(field.get("params", {}).get("dim", 0))
+    return None
