@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .on_top import OnTopEmbedder
 
 FORMAT = "shopper-adapter/1"
 # Catalog items scored per bias-corrected search: the store's nearest by cosine, re-ranked.
@@ -139,31 +140,17 @@ def trained_on(loaded: LoadedAdapter, identity: str) -> bool:
     return identity.rsplit("/", 1)[0] == loaded.adapter.base_identity
 
 
-class AdaptedEmbedder:
+class AdaptedEmbedder(OnTopEmbedder):
     """A backbone embedder with the shopper adapter on top: catalog vectors by `embed`,
     shoppers' photos by `embed_query`; same interface, its own identity."""
 
     def __init__(self, base, loaded: LoadedAdapter) -> None:
-        self.base = base
+        super().__init__(base, loaded.identity(base.identity), loaded.adapter.dim)
         self.adapter = loaded.adapter
-        self.identity = loaded.identity(base.identity)
-        self.name = base.name
-        self.dim = loaded.adapter.dim
-        self.random_weights = base.random_weights
-        self.runtime = base.runtime
-        self.crop_size = base.crop_size
-        self.min_decode_size = base.min_decode_size
-        self.preprocess = base.preprocess
 
-    def embed_arrays(self, arrays) -> np.ndarray:
-        """Catalog photos, preprocessed -> (N, d) float32 unit vectors."""
-        return self.adapter.apply(self.base.embed_arrays(arrays), query=False)
-
-    def embed(self, images) -> np.ndarray:
-        """Catalog photos -> (N, d) float32 unit vectors."""
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.adapter.apply(self.base.embed(images), query=False)
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Catalog photos' vectors: the catalogue side of the adapter."""
+        return self.adapter.apply(vectors, query=False)
 
     def embed_query(self, images) -> np.ndarray:
         """Shoppers' photos -> (N, d) float32 unit vectors."""

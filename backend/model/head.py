@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
+from .on_top import OnTopEmbedder
 
 FORMAT = "projection-head/1"
 
@@ -131,30 +132,15 @@ def check_base(loaded: LoadedHead, path: Path, identity: str) -> None:
     )
 
 
-class HeadEmbedder:
+class HeadEmbedder(OnTopEmbedder):
     """A backbone embedder with a projection head on top: same interface, new identity."""
 
     def __init__(self, base, loaded: LoadedHead) -> None:
-        self.base = base
+        super().__init__(base, loaded.identity(), loaded.head.dim)
         self.head = loaded.head
-        self.identity = loaded.identity()
-        self.name = base.name
-        self.dim = loaded.head.dim
-        self.random_weights = base.random_weights
-        self.runtime = base.runtime
-        self.crop_size = base.crop_size
-        self.min_decode_size = base.min_decode_size
-        self.preprocess = base.preprocess
 
-    def embed_arrays(self, arrays) -> np.ndarray:
-        """Embed preprocessed images, then project; (N, dim) float32, unit length."""
-        return self.head.apply(self.base.embed_arrays(arrays))
-
-    def embed(self, images) -> np.ndarray:
-        """Embed PIL images, then project; (N, dim) float32, unit length."""
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.head.apply(self.base.embed(images))
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        return self.head.apply(vectors)
 
 
 def load_head_embedder(base, path: Path) -> HeadEmbedder:

@@ -8,7 +8,6 @@ LABELS.csv (`id,label`) when one is given. A result is right when it is that pro
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..options import MAX_K, passes
+from .labels import read_pairs
 
 Progress = Callable[[int, int], None]
 RANKS = (1, 5, 12)
@@ -61,25 +61,12 @@ class ShopperEvaluation:
 
 def load_queries(path: Path) -> list[Query]:
     """Read QUERIES.csv (`image,label`); relative image paths are taken from the CSV's folder."""
-    if not path.is_file():
-        raise ConfigError(
-            f"queries file {path} does not exist; give a CSV with columns image,label"
-        )
     queries = []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = [name.strip().lower() for name in reader.fieldnames or []]
-        if "image" not in columns or "label" not in columns:
-            raise ConfigError(f"{path.name} must have the columns image,label (found {columns})")
-        reader.fieldnames = columns
-        for row in reader:
-            image, label = (row["image"] or "").strip(), (row["label"] or "").strip()
-            if not image or not label:
-                raise ConfigError(
-                    f"{path.name} row {reader.line_num}: image and label are required"
-                )
-            remote = image.lower().startswith(("http://", "https://"))
-            queries.append(Query(image if remote else str(path.parent / image), label))
+    for line, image, label in read_pairs(path, "image", "label"):
+        if not image or not label:
+            raise ConfigError(f"{path.name} row {line}: image and label are required")
+        remote = image.lower().startswith(("http://", "https://"))
+        queries.append(Query(image if remote else str(path.parent / image), label))
     if not queries:
         raise ConfigError(f"{path.name} has no queries")
     return queries
