@@ -6,12 +6,17 @@
 Uses bench.scale's data set and private PostgreSQL 16 + pgvector (pgserver), with the store's
 index. One run prints, side by side over the same queries (k 10, p50/p95 of each):
 
-1. the store's search as served (`PgVectorStore.search`);
+1. the store's search as served (`PgVectorStore.search`: BEGIN, set_config, the query, COMMIT,
+   each waiting for the server);
 2. the same query on one connection with one thing changed at a time: the query vector sent as
-   text or binary, `hnsw.ef_search` set in the search's transaction (today: BEGIN, set_config,
-   SELECT, COMMIT) or once for the session (the SELECT alone), a prepared statement, only ids and
-   distances fetched; and `SELECT 1` (one round trip, the floor of any query);
+   text or binary, `hnsw.ef_search` set in the search's transaction (four round trips),
+   pipelined (three) or once for the session (the SELECT alone: one), a prepared statement,
+   only ids and distances fetched; and `SELECT 1` (one round trip, the floor of any query).
+   Each query is sent by every variant in turn (in a rotating order), so a busy spell
+   costs them alike;
 3. the server's own planning and execution times (EXPLAIN ANALYZE of the served query);
+   psycopg prepares a statement by itself from its sixth execution on a connection, so the
+   store's searches are prepared already: the variants here say `prepare` explicitly;
 4. recall@10 and server execution time by `ef_search`, for the question "is 200 needed at k 10?".
 
 The HNSW walk's cost grows with the catalog while the client and protocol costs do not: these
@@ -43,6 +48,10 @@ IDS_ONLY = (
 EF_SWEEP = (20, 40, 64, 100, 200)
 
 
+def _ids(hits) -> list[tuple]:
+    return [(hit.product.id,) for hit in hits]
+
+
 def build(n: int, queries: int, reuse: bool):
     """The store over bench.scale's data (built unless reused), its URL and the queries/truth."""
     from backend.catalog import Product
@@ -70,14 +79,28 @@ def build(n: int, queries: int, reuse: bool):
 
 def timed(queries: np.ndarray, one: Callable[[np.ndarray], object]) -> tuple[float, float, list]:
     """p50 and p95 in ms of `one` over the queries (after 10 warm-up calls), and the answers."""
+    return interleaved(queries, {"": one})[""]
+
+
+def interleaved(queries: np.ndarray, variants: dict[str, Callable]) -> dict[str, tuple]:
+    """Each query sent by every variant in turn, so that a busy spell on the machine costs them
+    alike: {label: (p50 ms, p95 ms, answers)}."""
     for query in queries[:10]:
-        one(query)
-    times, answers = [], []
-    for query in queries:
-        start = time.perf_counter()
-        answers.append(one(query))
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), answers
+        for one in variants.values():
+            one(query)
+    times = {label: [] for label in variants}
+    answers = {label: [] for label in variants}
+    order = list(variants.items())
+    for turn, query in enumerate(queries):
+        # The first to walk a query's neighbourhood warms the CPU caches for the others: rotate.
+        for label, one in order[turn % len(order) :] + order[: turn % len(order)]:
+            start = time.perf_counter()
+            answers[label].append(one(query))
+            times[label].append((time.perf_counter() - start) * 1000)
+    return {
+        label: (float(np.percentile(t, 50)), float(np.percentile(t, 95)), answers[label])
+        for label, t in times.items()
+    }
 
 
 def recall(answers: list, truth: np.ndarray, key=lambda row: int(row[0])) -> float:
@@ -99,7 +122,7 @@ def client_variants(url: str, ef: int) -> dict[str, Callable[[np.ndarray], list]
             conn.commit()
         return conn
 
-    def in_transaction(fmt: str, prepare: bool | None = None):
+    def in_transaction(fmt: str, prepare: bool = False):
         conn, sql = connection(False), QUERY.format(fmt=fmt)
 
         def one(query):
@@ -113,14 +136,15 @@ def client_variants(url: str, ef: int) -> dict[str, Callable[[np.ndarray], list]
         conn, sql = connection(False), QUERY.format(fmt=fmt)
 
         def one(query):
-            with conn.pipeline(), conn.transaction():  # BEGIN .. COMMIT sent together
+            with conn.pipeline():  # BEGIN; the rest at once; an empty Sync
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
                 cursor = conn.execute(sql, {"q": query, "k": K})
+                conn.commit()
             return cursor.fetchall()
 
         return one
 
-    def session(template: str, fmt: str, prepare: bool | None = None):
+    def session(template: str, fmt: str, prepare: bool = False):
         conn, sql = connection(True), template.format(fmt=fmt)
         return lambda query: conn.execute(sql, {"q": query, "k": K}, prepare=prepare).fetchall()
 
@@ -129,7 +153,7 @@ def client_variants(url: str, ef: int) -> dict[str, Callable[[np.ndarray], list]
         "text vector, ef in the transaction (4 round trips)": in_transaction("t"),
         "binary vector, ef in the transaction (4 round trips)": in_transaction("b"),
         "binary, ef in the transaction, prepared": in_transaction("b", prepare=True),
-        "binary, ef in the transaction, pipelined (1 round trip)": pipelined("b"),
+        "binary, ef in the transaction, pipelined (3 round trips)": pipelined("b"),
         "binary, ef per session (1 round trip)": session(QUERY, "b", prepare=False),
         "binary, ef per session, prepared": session(QUERY, "b", prepare=True),
         "binary, ef per session, prepared, ids + distance only": session(IDS_ONLY, "b", True),
@@ -145,7 +169,7 @@ def server_times(url: str, queries: np.ndarray, ef: int) -> tuple[float, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", [str(ef)])
-        sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + QUERY.format(fmt="b")
+        sql = "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + QUERY.format(fmt="b")
         for query in queries[:10]:
             conn.execute(sql, {"q": query, "k": K})
         planning, execution = [], []
@@ -183,11 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         store.ef_search = args.ef_search
         print(f"\n{args.n:,} vectors, k {K}, ef_search {args.ef_search}, {len(queries)} queries\n")
         print("| how the search is sent | p50 | p95 | recall@10 |\n|---|---:|---:|---:|")
-        rows = [("the store as served (`PgVectorStore.search`)",
-                 *timed(queries, lambda q: store.search(q, K)))]  # fmt: skip
-        rows[0] = (*rows[0][:3], [[(h.product.id,) for h in hits] for hits in rows[0][3]])
-        for label, one in client_variants(url, args.ef_search).items():
-            rows.append((label, *timed(queries, one)))
+        variants = {
+            "the store as served (`PgVectorStore.search`)": lambda q: _ids(store.search(q, K)),
+        } | client_variants(url, args.ef_search)  # fmt: skip
+        rows = [(label, *measured) for label, measured in interleaved(queries, variants).items()]
         for label, p50, p95, answers in rows:
             score = "" if label.startswith("SELECT 1") else f"{recall(answers, truth):.3f}"
             print(f"| {label} | {p50:.2f} ms | {p95:.2f} ms | {score} |")
