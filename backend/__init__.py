@@ -39,7 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for command in (*search.COMMANDS, *catalog.COMMANDS, *quality.COMMANDS):
         app.cli.add_command(command)
     if _served_by_flask_run():
-        from .boot import sync_in_background
+        from .serving.boot import sync_in_background
 
         sync_in_background(app)  # gunicorn syncs before its workers start; `flask run` here
     return app
