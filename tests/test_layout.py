@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -150,6 +152,19 @@ def test_every_package_is_in_one_layer():
 
 def test_domain_packages_never_reach_flask():
     assert not reaches_web(GRAPH, OUTSIDE, DOMAIN)
+
+
+def test_the_python_api_loads_no_web_framework():
+    """What the static check cannot see: a package runs its parents' __init__ first, so the
+    app factory's package must not load Flask either."""
+    code = (
+        "import sys, backend.search, backend.insights.log, backend.insights.export, "
+        "backend.quality.shopper; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert not set(ast.literal_eval(done.stdout)) & set(WEB_ONLY), done.stdout
 
 
 def test_torch_only_in_the_model_and_fine_tuning():
