@@ -1,5 +1,6 @@
 """Search options and their bounds: the one definition that the form, the JSON API, the CLI, the
-OpenAPI document and the Python API all read, with the parsing of user-supplied values."""
+OpenAPI document and the Python API all read, and the parsing of them from request values (over
+the generic parsers of `parsing.py`)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
 # Bottom to top. A package is a sub-package of backend/ or one of its top-level modules;
 # "backend" is backend/__init__.py (create_app). A module may import its own package, the
-# packages of lower layers, and nothing else: not a higher layer, not another package of its own.
+# packages of lower layers, and nothing else: not a higher layer, nor another package of its own
+# layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "atomic"),
     ("parsing",),
@@ -33,10 +34,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("search",),
     ("insights",),
     ("quality",),
-    ("extensions",),
+    ("extensions",),  # the one SearchService of the app, which web and cli share
     ("web", "cli"),
     ("serving",),
-    ("backend",),
+    ("backend",),  # create_app starts the index sync of `flask run` (serving.boot)
 )
 # Below the web: these never reach Flask (nor werkzeug, click), however many imports away.
 DOMAIN = tuple(p for layer in LAYERS[: LAYERS.index(("extensions",))] for p in layer)
@@ -139,7 +140,8 @@ def test_at_most_eight_top_level_modules():
 
 
 def test_layers_import_downwards_only():
-    assert not layering_errors(GRAPH, LAYERS)
+    errors = layering_errors(GRAPH, LAYERS)
+    assert not errors, "\n".join(errors)
 
 
 def test_every_package_is_in_one_layer():
@@ -151,7 +153,8 @@ def test_every_package_is_in_one_layer():
 
 
 def test_domain_packages_never_reach_flask():
-    assert not reaches_web(GRAPH, OUTSIDE, DOMAIN)
+    chains = reaches_web(GRAPH, OUTSIDE, DOMAIN)
+    assert not chains, "\n".join(chains)
 
 
 def test_the_python_api_loads_no_web_framework():
