@@ -24,7 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FRONT=nginx
 
 # nginx reads each whole request before a gunicorn thread sees it, so slow clients cannot hold
-# the threads; gunicorn.conf.py starts it (backend/web/front.py renders its configuration).
+# the threads; gunicorn.conf.py starts it (backend/serving/front.py renders its configuration).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
  && rm -rf /var/lib/apt/lists/*
@@ -50,12 +50,12 @@ RUN grep -E '^(torch|torchvision)==' requirements.txt > requirements-torch.txt \
  && python -c "import torch; assert torch.version.cuda is None, torch.__version__"
 
 # The models' weights (torchvision's downloaded into TORCH_HOME, Lite0's from its package),
-# exported and checked against torch into MODEL_DIR: the exact step `python -m backend.model`,
-# as a developer runs it.
+# exported and checked against torch into MODEL_DIR: the exact step
+# `python -m backend.serving.export_models`, as a developer runs it.
 FROM torch AS export
 ARG MODEL
 COPY backend ./backend
-RUN python -m backend.model "$MODEL" efficientnet_lite0 \
+RUN python -m backend.serving.export_models "$MODEL" efficientnet_lite0 \
  && rm -f "$MODEL_DIR"/*.optimized-*.onnx \
  && mkdir -p "$TORCH_HOME" \
  && chmod -R a+rX "$TORCH_HOME" "$MODEL_DIR"

@@ -3,7 +3,8 @@
 The master syncs the index once (in a child process, so it never imports torch before forking);
 each worker then loads the model and index.csv, and serves. With a front (FRONT, nginx by
 default when installed) nginx listens on HOST:PORT and buffers each whole request, and gunicorn
-listens on a private unix socket, so slow clients cannot hold its threads (backend/web/front.py).
+listens on a private unix socket, so slow clients cannot hold its threads
+(backend/serving/front.py).
 Tunables come from the environment.
 """
 
@@ -20,10 +21,10 @@ from pathlib import Path
 
 
 def _choose_front(kind: str, host: str, port: int, upstream_timeout: int):
-    """The buffering front FRONT asks for (see backend/web/front.py), or None."""
+    """The buffering front FRONT asks for (see backend/serving/front.py), or None."""
     from backend.config import Settings, load_settings
     from backend.errors import ConfigError
-    from backend.web.front import FrontError, choose_front
+    from backend.serving.front import FrontError, choose_front
 
     try:
         settings = load_settings()
@@ -82,7 +83,7 @@ def on_starting(server) -> None:
             "(refining a search after a restart then asks for the image again)"
         )
     server.log.info("syncing the index before starting the workers")
-    done = subprocess.run([sys.executable, "-m", "backend.boot"], check=False)
+    done = subprocess.run([sys.executable, "-m", "backend.serving.boot"], check=False)
     if done.returncode != 0:
         server.log.error("the index could not be synced (see above); not starting")
         on_exit(server)
@@ -120,9 +121,9 @@ def pre_request(worker, req) -> None:
 
 def post_worker_init(worker) -> None:
     """Load the model and the index into this worker before it accepts requests."""
-    from backend.boot import load_worker
     from backend.errors import SearchAppError
     from backend.images.budget import return_large_blocks_to_the_system
+    from backend.serving.boot import load_worker
 
     worker.wsgi.debug = False  # never the debugger in production, whatever FLASK_DEBUG says
     return_large_blocks_to_the_system()  # decoded images, freed, must not stay in the worker

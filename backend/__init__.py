@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from .config import load_settings
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -18,6 +19,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     `test_config` may hold Settings fields (lower case, e.g. `catalog_path`) and Flask keys
     (upper case, e.g. `TESTING`).
     """
+    # Imported here, not above: the Python API (`backend.search`, ...) runs without Flask.
+    from flask import Flask
+
     app = Flask(__name__)
     test_config = dict(test_config or {})
     flask_keys = {key: test_config.pop(key) for key in list(test_config) if key.isupper()}
@@ -39,7 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for command in (*search.COMMANDS, *catalog.COMMANDS, *quality.COMMANDS):
         app.cli.add_command(command)
     if _served_by_flask_run():
-        from .boot import sync_in_background
+        from .serving.boot import sync_in_background
 
         sync_in_background(app)  # gunicorn syncs before its workers start; `flask run` here
     return app

@@ -90,8 +90,11 @@ class Unauthorized(SearchAppError):
     code = "unauthorized"
 
 
-class AdminDisabled(SearchAppError):
-    """The admin API is off because no ADMIN_TOKEN is configured."""
+class EndpointDisabled(SearchAppError):
+    """A token-protected endpoint is off because its token is not configured: the admin API and
+    the insights page without ADMIN_TOKEN, /metrics without METRICS_TOKEN.
+
+    Its code stays `admin_disabled`, the one clients have always been given."""
 
     status = 403
     code = "admin_disabled"

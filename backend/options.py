@@ -1,20 +1,27 @@
 """Search options and their bounds: the one definition that the form, the JSON API, the CLI, the
-OpenAPI document and the Python API all read, with the parsing of user-supplied values."""
+OpenAPI document and the Python API all read, and the parsing of them from request values (over
+the generic parsers of `parsing.py`)."""
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .errors import InvalidInput
+from .parsing import (
+    MAX_TEXT_CHARS,
+    blank,
+    invalid,
+    parse_int,
+    parse_number,
+    parse_price,
+    parse_text,
+)
 
 MIN_K, MAX_K = 1, 100
 K_CHOICES = (6, 12, 24, 48)  # the form's menu (plus the default and whatever was asked for)
-MAX_TEXT_CHARS = 200
-MAX_URL_CHARS = 2048
 # A result is shown at threshold t when similarity >= t - MATCH_TOLERANCE: the cosine of an image
 # with itself comes out of float32 maths as 0.99999994, and must pass the 100 % filter it is
 # labelled for. `match_percent` rounds with the same tolerance, so label and filter agree.
@@ -25,17 +32,6 @@ IDENTICAL = 0.99995
 THRESHOLD_FORMS = (
     "a whole percent between 0 and 100 (e.g. 70), or a similarity between 0 and 1 (e.g. 0.7)"
 )
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# The options as the search form labels them, for messages to people (the API names parameters).
-LABELS = {
-    "k": "the number of results",
-    "threshold": "the minimum similarity",
-    "category": "the category",
-    "min_price": "the lowest price",
-    "max_price": "the highest price",
-    "image_url": "the image URL",
-    "query": "the earlier search",
-}
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         k, threshold = self.k, self.threshold
         if isinstance(k, bool) or not isinstance(k, int) or not MIN_K <= k <= MAX_K:
-            raise _invalid("k", k, f"must be a whole number from {MIN_K} to {MAX_K}")
+            raise invalid("k", k, f"must be a whole number from {MIN_K} to {MAX_K}")
         if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
             raise InvalidInput(
                 f"threshold={threshold!s:.20} must be between 0 and 1",
@@ -93,7 +89,7 @@ class SearchOptions:
         for name in ("min_price", "max_price"):
             price = getattr(self, name)
             if price is not None and (not _is_number(price) or not 0 <= price < math.inf):
-                raise _invalid(name, price, "must be a number of at least 0")
+                raise invalid(name, price, "must be a number of at least 0")
         if None not in (self.min_price, self.max_price) and self.min_price > self.max_price:
             low, high = self.min_price, self.max_price
             raise InvalidInput(
@@ -191,24 +187,6 @@ def _effective(similarity: float) -> float:
     return 1.0 if similarity >= IDENTICAL else similarity
 
 
-def parse_int(raw: Any, name: str, default: int, low: int, high: int) -> int:
-    if blank(raw):
-        return default
-    number = parse_number(raw, name)
-    if not number.is_integer() or not low <= number <= high:
-        raise _invalid(name, raw, f"must be a whole number from {low} to {high}")
-    return int(number)
-
-
-def parse_price(raw: Any, name: str, default: float | None) -> float | None:
-    if blank(raw):
-        return default
-    number = parse_number(raw, name)
-    if number < 0:
-        raise _invalid(name, raw, "must be a number of at least 0")
-    return number
-
-
 def parse_category(raw: Any, categories: Collection[str], default: str | None = None) -> str | None:
     if blank(raw):
         return default
@@ -219,56 +197,6 @@ def parse_category(raw: Any, categories: Collection[str], default: str | None = 
             plain=f"There is no category “{category:.50}” in the catalog; choose one from the list",
         )
     return category
-
-
-def parse_text(raw: Any, name: str, max_chars: int) -> str:
-    """A one-line text value: a string, stripped, bounded, without control characters."""
-    if not isinstance(raw, str):
-        raise _unfit(name, "must be a string")
-    text = raw.strip()
-    if len(text) > max_chars:
-        raise _unfit(name, f"is longer than {max_chars} characters")
-    if any(ord(char) < 32 or ord(char) == 127 for char in text):
-        raise _unfit(name, "contains control characters")
-    if _SURROGATE.search(text):
-        # JSON can spell a lone surrogate ("\udcff"): it is no character, and UTF-8 cannot hold it.
-        raise _unfit(name, "contains an invalid character (a lone UTF-16 surrogate)")
-    return text
-
-
-def parse_number(raw: Any, name: str) -> float:
-    """A finite number from a JSON number or a decimal string; anything else is refused."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise InvalidInput(f"{name} must be a number", plain=f"{_label(name)} must be a number")
-    try:
-        number = float(raw)
-    except (ValueError, OverflowError):
-        raise _invalid(name, raw, "is not a number") from None
-    if not math.isfinite(number):
-        raise InvalidInput(
-            f"{name} must be a finite number", plain=f"{_label(name)} must be a finite number"
-        )
-    return number
-
-
-def _invalid(name: str, raw: Any, problem: str) -> InvalidInput:
-    """A bad value, named as the API spells it ("k=0 must be...") and as the form labels it."""
-    return InvalidInput(
-        f"{name}={raw!s:.20} {problem}", plain=f"{_label(name)} ({raw!s:.20}) {problem}"
-    )
-
-
-def _unfit(name: str, problem: str) -> InvalidInput:
-    return InvalidInput(f"{name} {problem}", plain=f"{_label(name)} {problem}")
-
-
-def _label(name: str) -> str:
-    label = LABELS.get(name, name)
-    return label[0].upper() + label[1:]
-
-
-def blank(raw: Any) -> bool:
-    return raw is None or (isinstance(raw, str) and not raw.strip())
 
 
 def _is_number(value: Any) -> bool:

@@ -55,7 +55,8 @@ def _ids(hits) -> list[tuple]:
 def build(n: int, queries: int, reuse: bool):
     """The store over bench.scale's data (built unless reused), its URL and the queries/truth."""
     from backend.catalog import Product
-    from backend.stores.postgres import DEFAULT_INDEX, PgVectorStore, init_schema
+    from backend.stores.postgres import PgVectorStore
+    from backend.stores.postgres_db import DEFAULT_INDEX, init_schema
 
     data = generate(n, queries)
     work = FOLDER / f"work-overhead-n{n}"

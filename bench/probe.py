@@ -41,8 +41,8 @@ def worker(
     catalog_path: Path, index_path: Path, image: Path, model: str, runtime: str, model_dir: Path
 ) -> dict:
     from backend import create_app
-    from backend.boot import load_worker
     from backend.extensions import get_service
+    from backend.serving.boot import load_worker
 
     app = create_app(
         {"catalog_path": catalog_path, "index_path": index_path, "model": model,

@@ -130,7 +130,7 @@ def open_backend(name: str, work: Path, reuse: bool, hnsw=None):
 
     overrides = {"vector_backend": name, "index_path": work / "index.csv"}
     if name == "pgvector":
-        from backend.stores.postgres import init_schema
+        from backend.stores.postgres_db import init_schema
 
         overrides["database_url"] = start_postgres(work)
         init_schema(overrides["database_url"], DIM, reset=not reuse, index=hnsw)
@@ -172,7 +172,7 @@ def store_disk(name: str, store, settings) -> int:
 
 def hnsw_index(text: str | None):
     """`--hnsw M,EFC` as the pgvector store's HnswIndex (None: the store's defaults)."""
-    from backend.stores.postgres import DEFAULT_INDEX, HnswIndex
+    from backend.stores.postgres_db import DEFAULT_INDEX, HnswIndex
 
     if not text:
         return DEFAULT_INDEX

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..atomic import atomic_writer
 from ..errors import CatalogNotWritable, InvalidInput, NotFound
-from ..options import MAX_TEXT_CHARS, MAX_URL_CHARS, parse_text
+from ..parsing import MAX_TEXT_CHARS, MAX_URL_CHARS, parse_text
 from .csv_format import ENCODING_NAMES, RESAVE_AS_UTF8, CsvFormat, detect_format
 from .prices import check_price, format_price, parse_price
 from .products import Catalog, Product, check_image_url

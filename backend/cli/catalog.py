@@ -79,7 +79,7 @@ def db_group() -> None:
 @friendly_errors
 def db_init_command(reset: bool, hnsw_m: int | None, hnsw_ef_construction: int | None) -> None:
     """Create or migrate the search tables and the pgvector extension (safe to run again)."""
-    from ..stores.postgres import DEFAULT_INDEX, HnswIndex, describe, init_schema
+    from ..stores.postgres_db import DEFAULT_INDEX, HnswIndex, describe, init_schema
 
     url = current_app.config["SETTINGS"].database_url
     if not url:

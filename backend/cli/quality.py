@@ -84,6 +84,7 @@ def evaluate_command(
     if queries_path is not None:
         return evaluate_shopper(queries_path, labels_path, out)
 
+    from ..quality.embeddings import ModelSpec, embeddings_for
     from ..quality.labels import load_labels, product_labels
     from ..quality.leave_one_out import evaluate_vectors
     from ..quality.report import (
@@ -94,7 +95,6 @@ def evaluate_command(
         write_figure,
         write_json,
     )
-    from ..quality.runs import ModelSpec, embeddings_for
 
     settings = current_app.config["SETTINGS"]
     top_k = top_k or settings.top_k
@@ -196,10 +196,10 @@ def finetune_command(labels_path, ks, epochs, holdout, seed, out) -> None:
     """Train a projection head on the catalog's labels; report P@K before/after on held-out labels."""
     from dataclasses import replace
 
+    from ..quality.embeddings import ModelSpec, embeddings_for
     from ..quality.finetune import FinetuneOptions, finetune_catalog
     from ..quality.labels import load_labels, product_labels
     from ..quality.report import format_summary
-    from ..quality.runs import ModelSpec, embeddings_for
 
     settings = current_app.config["SETTINGS"]
     options = FinetuneOptions(holdout=holdout, seed=seed)

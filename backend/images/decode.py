@@ -10,10 +10,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from PIL import GifImagePlugin, Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from ..errors import ImageError
 from .budget import DecodeBudget
+from .format_checks import check_frames, check_jpeg_scans
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 MAX_PIXELS = 40_000_000
@@ -21,11 +22,6 @@ MAX_FRAMES = 100
 # Preprocessing scales the shorter side up to the model's input size: a 20000x1 image would become
 # a resize target of a billion pixels. Past 20:1 an image is a banner, not a product photo.
 MAX_ASPECT_RATIO = 20
-# A progressive JPEG is decoded in one pass over every block per scan, so repeated tiny scans cost
-# seconds each on a large image (libjpeg-turbo advises a scan limit for untrusted input). Ordinary
-# encoders write 1 to 10 scans; the second bound keeps scans x megapixels, the actual work, small.
-MAX_JPEG_SCANS = 100
-MAX_SCAN_MEGAPIXELS = 400  # 0.75 ms of CPU per scan-megapixel at worst: 0.3 s of decoding
 # Wall time one decode may take; checked between the blocks fed to the decoder.
 DECODE_SECONDS = 5.0
 _DECODE_BLOCK = 16 * 1024
@@ -84,9 +80,9 @@ def decode_image(
         im = _open(data)
         _check_pixels(im, max_pixels)
         _check_shape(im)
-        _check_frames(im, max_frames)
+        check_frames(im, max_frames)
         source, coefficients = im.size, 0
-        if data[:2] == b"\xff\xd8" and _check_scans(data, im.size) > 1:  # JPEG, and MPO
+        if data[:2] == b"\xff\xd8" and check_jpeg_scans(data, im.size) > 1:  # JPEG, and MPO
             coefficients = _coefficient_bytes(im)
         min_size = min_size if min_size and min_size > 0 else None
         if min_size is not None:
@@ -250,82 +246,6 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
     return reduced
 
 
-def _check_scans(data: bytes, size: tuple[int, int]) -> int:
-    """Refuse JPEGs with more scans than an encoder writes, before decoding any; their count."""
-    megapixels = size[0] * size[1] / 1_000_000
-    limit = min(MAX_JPEG_SCANS, max(int(MAX_SCAN_MEGAPIXELS / megapixels), 1))
-    scans = count_jpeg_scans(data, stop_after=limit)
-    if scans > limit:
-        raise ImageError(
-            f"JPEG has more than {limit} scans for its size; save it again as a normal JPEG"
-        )
-    return scans
-
-
-def count_jpeg_scans(data: bytes, stop_after: int) -> int:
-    """Count the start-of-scan markers of a JPEG as libjpeg finds them, stopping past a limit.
-
-    libjpeg skips any bytes between segments ("extraneous bytes before marker") and ignores
-    restart markers outside a scan, so the count must too: a junk byte or a stray RSTn before the
-    first scan once hid every scan behind it from a stricter walk.
-    """
-    scans, position = 0, 2
-    while scans <= stop_after:
-        found = _next_marker(data, position)
-        if found is None:
-            break
-        marker, position = found
-        if marker == 0xD9:  # end of image: libjpeg reads no further
-            break
-        if marker in _STANDALONE_MARKERS:
-            continue
-        if position + 2 > len(data):
-            break
-        position += int.from_bytes(data[position : position + 2], "big")
-        if marker == 0xDA:
-            scans += 1
-            position = _end_of_entropy_data(data, position)
-    return scans
-
-
-# Markers without a length: TEM, the restart markers RST0-RST7, and start of image.
-_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8), 0xD8})
-
-
-def _next_marker(data: bytes, position: int) -> tuple[int, int] | None:
-    """The next marker at or after `position` and the offset just past it, as libjpeg reads it.
-
-    Anything before an 0xFF is skipped, as are fill bytes (0xFF 0xFF) and stuffed zeros (0xFF 0x00).
-    """
-    while True:
-        position = data.find(b"\xff", position)
-        if position < 0:
-            return None
-        while position < len(data) and data[position] == 0xFF:
-            position += 1
-        if position >= len(data):
-            return None
-        marker = data[position]
-        position += 1
-        if marker != 0x00:
-            return marker, position
-
-
-def _end_of_entropy_data(data: bytes, position: int) -> int:
-    """Skip a scan's coded data: it ends at the first 0xFF that is not stuffing or a restart."""
-    while True:
-        position = data.find(b"\xff", position)
-        if position < 0 or position + 1 >= len(data):
-            return len(data)
-        following = data[position + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:
-            position += 2
-        elif following == 0xFF:
-            position += 1
-        else:
-            return position
-
-
 def _load_within(im: ImageFile.ImageFile, seconds: float) -> None:
     """Decode the pixels, feeding the decoder small blocks and stopping once `seconds` are up."""
     if getattr(im, "fp", None) is None:
@@ -351,30 +271,6 @@ class _DeadlineReader:
 
     def __getattr__(self, name: str):
         return getattr(self._raw, name)
-
-
-def _check_frames(im: ImageFile.ImageFile, max_frames: int) -> None:
-    """Refuse animations with more frames than we are willing to walk through."""
-    if isinstance(im, GifImagePlugin.GifImageFile):
-        too_many = _gif_has_more_frames(im, max_frames)
-    else:
-        too_many = getattr(im, "n_frames", 1) > max_frames  # read from the header (APNG, WebP, MPO)
-    if too_many:
-        raise ImageError(f"animated image has more than {max_frames} frames")
-
-
-def _gif_has_more_frames(im: GifImagePlugin.GifImageFile, limit: int) -> bool:
-    """Walk GIF frame headers without decoding, stopping one past the limit."""
-    # GIF has no frame count in its header: `n_frames` walks the whole file, which is slow on a
-    # crafted file of tiny frames. The same private step, bounded, touches at most limit+1 frames.
-    try:
-        for frame in range(1, limit + 1):
-            im._seek(frame, False)
-    except EOFError:
-        return False
-    finally:
-        im.seek(0)
-    return True
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

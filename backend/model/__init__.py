@@ -1,6 +1,6 @@
 """The embedder interface and `load_embedder`: images in, unit-length float32 vectors out.
 
-Backbones run in ONNX Runtime (`runtime.py`) by default; torch is imported only to export a
+Backbones run in ONNX Runtime (`onnx_runtime.py`) by default; torch is imported only to export a
 model the first time its identity is needed, to fine-tune, or with MODEL_RUNTIME=torch. The
 colour histogram and the fine-tuned head are numpy.
 
@@ -168,6 +168,6 @@ def load_embedder(
         from .backbones import load_backbone
 
         return load_backbone(model_name, weights)
-    from .runtime import load_onnx_embedder
+    from .onnx_runtime import load_onnx_embedder
 
     return load_onnx_embedder(SPECS[model_name], weights, model_dir, threads)

@@ -1,8 +1,8 @@
 """Export a torch backbone to ONNX once per model identity, checked against torch (imports torch).
 
-`runtime.load_onnx_embedder` calls this only when MODEL_DIR has no model for the identity; the
-Docker image runs that at build time (`python -m backend.model`), so its containers start
-without torch.
+`onnx_runtime.load_onnx_embedder` calls this only when MODEL_DIR has no model for the identity;
+the Docker image runs that at build time (`python -m backend.serving.export_models`), so its
+containers start without torch.
 """
 
 from __future__ import annotations

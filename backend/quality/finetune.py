@@ -21,8 +21,8 @@ from torch import nn
 from ..atomic import atomic_writer
 from ..errors import InvalidInput
 from ..model.head import ProjectionHead, save_head
+from .embeddings import Embeddings, Progress
 from .leave_one_out import Evaluation, evaluate_vectors
-from .runs import Embeddings, Progress
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ..errors import InvalidInput
 from ..extensions import get_service
 from ..insights.aggregates import Window
 from ..insights.export import LOG_FIELDS, as_objects, csv_lines, json_array
-from ..options import blank
+from ..parsing import blank
 from ..search import SearchResult
 from .security import public_url
 

@@ -22,7 +22,7 @@ from ..insights.aggregates import SIMILARITY_BINS, Insights, Window, log_size, s
 from ..insights.export import log_rows, started
 from ..insights.log import SearchLog
 from ..insights.records import open_for_reading
-from ..options import blank
+from ..parsing import blank
 from .charts import Frame, bar_list, column_chart, line_chart
 from .exports import log_download
 from .security import require_token

@@ -28,11 +28,10 @@ from ..options import (
     MIN_K,
     OPTION_FIELDS,
     SearchOptions,
-    blank,
     match_percent,
     parse_category,
-    parse_text,
 )
+from ..parsing import blank, parse_text
 from ..search import SearchResult, SearchService
 from .errors import with_retry_after
 from .exports import results_csv, wants_csv

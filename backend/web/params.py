@@ -12,7 +12,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from ..catalog import Product
 from ..errors import InvalidInput, PayloadTooLarge
-from ..options import MAX_URL_CHARS, SearchOptions, blank, parse_options, parse_text
+from ..options import SearchOptions, parse_options
+from ..parsing import MAX_URL_CHARS, blank, parse_text
 from ..search import SearchService
 
 PER_PAGE = 24

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, request
 
 from ..config import Settings
-from ..errors import AdminDisabled, Unauthorized
+from ..errors import EndpointDisabled, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def require_token(
     def check_token() -> None:
         token = getattr(current_app.config["SETTINGS"], setting)
         if not token:
-            raise AdminDisabled(off)
+            raise EndpointDisabled(off)
         if not presents_token(token, basic=basic):
             raise Unauthorized(how)
 

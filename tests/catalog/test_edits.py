@@ -24,7 +24,7 @@ BACKENDS = ["memory", "faiss", "pgvector", "mysql", "milvus"]
 def backend_config(request, app_config) -> dict:
     config = dict(app_config, vector_backend=request.param)
     if request.param == "pgvector":
-        from backend.stores.postgres import init_schema
+        from backend.stores.postgres_db import init_schema
 
         config["database_url"] = request.getfixturevalue("database_url")
         init_schema(config["database_url"], 512)

@@ -21,12 +21,11 @@ from backend.images.decode import (
     DECODE_MEMORY_BYTES,
     MAX_ASPECT_RATIO,
     MAX_FRAMES,
-    MAX_JPEG_SCANS,
     MAX_PIXELS,
-    count_jpeg_scans,
     decode_image,
     image_format,
 )
+from backend.images.format_checks import MAX_JPEG_SCANS, count_jpeg_scans
 
 # decode_image must stay silent on hostile input, whatever the project-wide setting is.
 pytestmark = pytest.mark.filterwarnings("error")

@@ -20,7 +20,7 @@ from backend.errors import ConfigError
 from backend.extensions import get_service
 from backend.index.index_file import read_index
 from backend.model import BACKBONE_NAMES, load_embedder
-from backend.model.runtime import machine_key, model_path, optimized_path
+from backend.model.onnx_runtime import machine_key, model_path, optimized_path
 from backend.model.specs import LITE0, SPECS
 from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes
 
@@ -205,7 +205,7 @@ SERVE_AND_RESYNC = """
     import json, sys
     from pathlib import Path
     from backend import create_app
-    from backend.boot import load_worker, sync_index
+    from backend.serving.boot import load_worker, sync_index
     from backend.extensions import get_service
     from backend.search import SearchService
     from backend.config import load_settings
@@ -269,9 +269,9 @@ def test_without_torch_a_missing_export_says_how_to_get_one(tmp_path):
 
 @pytest.mark.slow
 def test_the_export_command_of_the_docker_build(tmp_path):
-    """`python -m backend.model`, as the Dockerfile runs it: the served model, exported."""
+    """`python -m backend.serving.export_models`, as the Dockerfile runs it: the served model."""
     env = {"MODEL_DIR": str(tmp_path / "models"), "MODEL_WEIGHTS": "random", "MODEL": "resnet18"}
-    done = run_module(["-m", "backend.model"], env)
+    done = run_module(["-m", "backend.serving.export_models"], env)
     assert done.returncode == 0, done.stderr
     path = tmp_path / "models" / f"{RANDOM_RESNET18.replace('/', '__')}.onnx"
     assert done.stdout.strip() == f"{RANDOM_RESNET18}: {path}"
@@ -284,7 +284,7 @@ def test_the_default_model_exports_offline_with_its_installed_weights(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("MODEL", "MODEL_WEIGHTS")}
     env |= {"MODEL_DIR": str(tmp_path / "models"), "TORCH_HOME": str(tmp_path / "no-hub")}
     done = subprocess.run(
-        [sys.executable, "-m", "backend.model"], cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "backend.serving.export_models"], cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -20,7 +20,8 @@ DIM = 16
 
 @pytest.fixture
 def store(database_url):  # noqa: F811
-    from backend.stores.postgres import PgVectorStore, init_schema
+    from backend.stores.postgres import PgVectorStore
+    from backend.stores.postgres_db import init_schema
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(60, DIM)).astype(np.float32)

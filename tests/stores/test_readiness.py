@@ -96,7 +96,7 @@ def test_readyz_answers_within_its_deadline_while_the_mysql_store_hangs(
 def test_readyz_is_not_ready_while_the_pgvector_store_refuses_searches(app_config, database_url):
     import psycopg
 
-    from backend.stores.postgres import init_schema
+    from backend.stores.postgres_db import init_schema
 
     config = {"vector_backend": "pgvector", "database_url": database_url, "admin_token": TOKEN}
     app = create_app(app_config | config)

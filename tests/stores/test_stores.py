@@ -73,7 +73,7 @@ def open_store(backend, tmp_path, request):
     opened = []
     url = None
     if backend == "pgvector":
-        from backend.stores.postgres import init_schema
+        from backend.stores.postgres_db import init_schema
 
         url = request.getfixturevalue("database_url")
         init_schema(url, DIM)
@@ -327,7 +327,7 @@ def test_pgvector_says_when_the_server_is_unreachable(tmp_path):
 
 
 def test_pgvector_says_when_the_extension_is_not_installed(database_url):
-    from backend.stores.postgres import init_schema
+    from backend.stores.postgres_db import init_schema
 
     with pytest.raises(
         StoreError, match="does not have the pgvector extension .* installed; install"
@@ -353,7 +353,7 @@ def test_pgvector_says_when_the_database_is_not_initialised(database_url):
 
 
 def test_pgvector_refuses_vectors_too_wide_for_its_index(database_url):
-    from backend.stores.postgres import init_schema
+    from backend.stores.postgres_db import init_schema
 
     with pytest.raises(
         StoreError, match=r"2048-dimensional .* at most 2000; .* VECTOR_BACKEND=faiss"
@@ -362,7 +362,8 @@ def test_pgvector_refuses_vectors_too_wide_for_its_index(database_url):
 
 
 def test_pgvector_refuses_vectors_of_another_model(database_url):
-    from backend.stores.postgres import PgVectorStore, init_schema
+    from backend.stores.postgres import PgVectorStore
+    from backend.stores.postgres_db import init_schema
 
     init_schema(database_url, DIM)
     with pytest.raises(
@@ -372,7 +373,8 @@ def test_pgvector_refuses_vectors_of_another_model(database_url):
 
 
 def test_pgvector_processes_share_one_database(database_url):
-    from backend.stores.postgres import PgVectorStore, init_schema
+    from backend.stores.postgres import PgVectorStore
+    from backend.stores.postgres_db import init_schema
 
     init_schema(database_url, DIM)
     first, second = PgVectorStore(database_url, DIM), PgVectorStore(database_url, DIM)
@@ -390,16 +392,16 @@ def test_pgvector_processes_share_one_database(database_url):
 def test_pgvector_bulk_load_builds_the_index_afterwards(database_url, monkeypatch):
     import psycopg
 
-    from backend.stores import postgres
+    from backend.stores import postgres, postgres_db
 
     monkeypatch.setattr(postgres, "BULK_ROWS", 100)  # the bulk path, at test size
-    postgres.init_schema(database_url, DIM, index=postgres.HnswIndex(8, 40))
+    postgres_db.init_schema(database_url, DIM, index=postgres_db.HnswIndex(8, 40))
     store = postgres.PgVectorStore(database_url, DIM)
     try:
         store.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
         with psycopg.connect(database_url) as conn:
             indexes = conn.execute(
-                "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [postgres.TABLE]
+                "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [postgres_db.TABLE]
             )
             graphs = [row[0] for row in indexes.fetchall() if "USING hnsw" in row[0]]
         # Rebuilt after the load with the parameters it was created with.
@@ -439,7 +441,8 @@ V1_SCHEMA = [
 def test_pgvector_serves_a_v1_database_until_db_init_migrates_it(database_url, caplog):
     import psycopg
 
-    from backend.stores.postgres import TABLE, HnswIndex, PgVectorStore, init_schema
+    from backend.stores.postgres import PgVectorStore
+    from backend.stores.postgres_db import TABLE, HnswIndex, init_schema
 
     with psycopg.connect(database_url) as conn:
         for statement in V1_SCHEMA:

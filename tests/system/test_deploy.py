@@ -104,9 +104,10 @@ def test_the_default_image_serves_without_torch_from_a_model_exported_at_build_t
     assert "--from=export /app/models /app/models" in copies  # only the exported model
     assert not [args for args in copies if args.startswith("--from=torch")]
     (export_run,) = [args for instruction, args in stages()["export"][1] if instruction == "RUN"]
-    assert "python -m backend.model" in export_run and docker_env()["MODEL_DIR"] == "/app/models"
+    exporter = "python -m backend.serving.export_models"
+    assert exporter in export_run and docker_env()["MODEL_DIR"] == "/app/models"
     # The served MODEL and the demo's Lite0, so the demo catalog's model serves without torch too.
-    assert 'python -m backend.model "$MODEL" efficientnet_lite0' in export_run
+    assert f'{exporter} "$MODEL" efficientnet_lite0' in export_run
 
 
 def healthcheck() -> list[str]:

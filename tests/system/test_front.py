@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from backend.web.front import CONNECTIONS_PER_CLIENT, REQUEST_BURST
+from backend.serving.front import CONNECTIONS_PER_CLIENT, REQUEST_BURST
 from backend.web.security import FORM_OVERHEAD_BYTES
 from bench.slow_clients import Trickle
 from tests.support.catalogs import draw_image, image_bytes

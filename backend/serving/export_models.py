@@ -1,8 +1,8 @@
-"""`python -m backend.model [MODEL ...]`: export models into MODEL_DIR (the Docker build runs it).
+"""`python -m backend.serving.export_models [MODEL ...]`: export models into MODEL_DIR.
 
 Exports the models named (default: the configured MODEL) with the same settings as the server
 (MODEL_WEIGHTS, MODEL_RUNTIME, MODEL_DIR); a model that is already exported is only checked.
-Exits 1 with the reason when it cannot.
+Exits 1 with the reason when it cannot. The Docker build runs it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 from ..config import load_settings
 from ..errors import ConfigError
-from . import load_embedder
+from ..model import load_embedder
 
 
 def main(argv: list[str]) -> int:
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
             )  # fmt: skip
             print(f"{embedder.identity}: {getattr(embedder, 'path', 'nothing to export')}")
     except ConfigError as error:
-        logging.getLogger("backend.model").error("cannot export: %s", error.message)
+        logging.getLogger("backend.serving.export_models").error("cannot export: %s", error.message)
         return 1
     return 0
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from .errors import TOO_LARGE_PATH
-from .security import FORM_OVERHEAD_BYTES, SECURITY_HEADERS
+from ..web.errors import TOO_LARGE_PATH
+from ..web.security import FORM_OVERHEAD_BYTES, SECURITY_HEADERS
 
 FRONTS = ("auto", "nginx", "none")
 # Seconds a client may take to send its headers, or between two reads of its body: a client
@@ -84,7 +84,7 @@ class Front:
         proxy = _PROXY.format(timeout=self.upstream_timeout)
         bodyless = _PROXY_WITHOUT_BODY.format(timeout=self.upstream_timeout)
         bodyless_to_page = bodyless.replace("http://app;", f"http://app{TOO_LARGE_PATH};")
-        return f"""# Rendered by backend/web/front.py at start-up.
+        return f"""# Rendered by backend/serving/front.py at start-up.
 daemon off;
 worker_processes 1;
 worker_rlimit_nofile {2 * WORKER_CONNECTIONS + 64};

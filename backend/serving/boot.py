@@ -1,6 +1,6 @@
 """Server start-up: sync the index once before the workers start, then load it in each worker.
 
-`python -m backend.boot` syncs index.csv with the catalog, logging progress, and exits non-zero
+`python -m backend.serving.boot` syncs index.csv with the catalog, logging progress, and exits non-zero
 with the reason (e.g. missing weights) when it cannot. The gunicorn master runs it in a child
 process, so the master never imports torch before forking its workers.
 """
@@ -15,12 +15,12 @@ import threading
 import numpy as np
 from flask import Flask
 
-from .config import load_settings
-from .errors import SearchAppError
-from .extensions import get_service
-from .search import SearchService
+from ..config import load_settings
+from ..errors import SearchAppError
+from ..extensions import get_service
+from ..search import SearchService
 
-log = logging.getLogger("backend.boot")
+log = logging.getLogger("backend.serving.boot")
 
 LOG_EVERY = 100  # images
 MAX_LISTED = 20  # skipped rows and failed images named in the log; the rest are counted
