@@ -90,8 +90,8 @@ class SearchOptions:
             price = getattr(self, name)
             if price is not None and (not _is_number(price) or not 0 <= price < math.inf):
                 raise invalid(name, price, "must be a number of at least 0")
-        if None not in (self.min_price, self.max_price) and self.min_price > self.max_price:
-            low, high = self.min_price, self.max_price
+        low, high = self.min_price, self.max_price
+        if low is not None and high is not None and low > high:
             raise InvalidInput(
                 f"min_price={low:g} must not be above max_price={high:g}",
                 plain=f"The lowest price ({low:g}) is above the highest price ({high:g}): "

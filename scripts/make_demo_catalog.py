@@ -129,14 +129,15 @@ def select(bench):
 
 
 def reencode(src, dst):
-    with Image.open(src) as im:
-        im.load()
-        icc = im.info.get("icc_profile")
-        if im.mode != "RGB":
-            im = im.convert("RGB")
+    with Image.open(src) as opened:
+        opened.load()
+        icc = opened.info.get("icc_profile")
+        im: Image.Image = opened.convert("RGB") if opened.mode != "RGB" else opened
         if icc:  # e.g. Adobe RGB catalogue photos: convert, since metadata is dropped
             src_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            im = ImageCms.profileToProfile(im, src_profile, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(im, src_profile, _SRGB, outputMode="RGB")
+            assert converted is not None  # None only for inPlace=True
+            im = converted
         if max(im.size) > MAX_SIDE:
             im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         # No exif / icc_profile passed: the output carries no metadata.

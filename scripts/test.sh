@@ -48,7 +48,8 @@ if [ ! -f tests/support/axe/node_modules/axe-core/axe.min.js ]; then
     exit 1
   fi
 fi
-# Lint and format are part of the suite: CI fails on them like on a test.
+# Lint, format and type check are part of the suite: CI fails on them like on a test.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

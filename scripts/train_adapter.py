@@ -62,7 +62,7 @@ def embed_photos(bench: Path, ids: list[str], cache: Path | None, embedder) -> n
         with np.load(cache) as stored:
             if str(stored["identity"]) == embedder.identity and list(stored["ids"]) == ids:
                 return stored["vectors"]
-    vectors = []
+    batches = []
     for start in range(0, len(ids), 32):
         arrays = [
             embedder.preprocess(
@@ -72,9 +72,9 @@ def embed_photos(bench: Path, ids: list[str], cache: Path | None, embedder) -> n
             )
             for i in ids[start : start + 32]
         ]
-        vectors.append(embedder.embed_arrays(arrays))
+        batches.append(embedder.embed_arrays(arrays))
         print(f"embedded {start + len(arrays)}/{len(ids)}", file=sys.stderr)
-    vectors = np.concatenate(vectors)
+    vectors = np.concatenate(batches)
     if cache is not None:
         np.savez(cache, ids=np.array(ids), vectors=vectors, identity=np.array(embedder.identity))
     return vectors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -109,7 +110,7 @@ def load_catalog(path: Path, image_base: str | None = None) -> Catalog:
     return catalog
 
 
-def _read_header(reader: csv.reader, path: Path, csv_format: CsvFormat) -> list[str]:
+def _read_header(reader: Iterator[list[str]], path: Path, csv_format: CsvFormat) -> list[str]:
     try:
         header = [name.strip().lower() for name in next(reader)]
         if csv_format.separator_line:

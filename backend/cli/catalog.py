@@ -117,6 +117,8 @@ def from_s3_command(prefix_url: str, output: Path, overwrite: bool) -> None:
     if output.exists() and not overwrite:
         raise click.UsageError(f"{output} exists; pass --overwrite to replace it")
     reader = get_service().locator.s3
+    if reader is None:  # a locator built without an S3 reader
+        raise click.ClickException("s3:// catalogs are not enabled here")
     bucket, _, prefix = prefix_url[len("s3://") :].partition("/")
     keys = [key for key, _ in reader.list_images(prefix_url)]
     count = write_products_csv(output, products_from_keys(bucket, prefix, keys))

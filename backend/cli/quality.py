@@ -214,7 +214,7 @@ def finetune_command(labels_path, ks, epochs, holdout, seed, out) -> None:
         click.secho(RANDOM_QUALITY_NOTICE, fg="yellow", err=True)
     split = run.split
     trained = f"trained on {len(split.train)} products of {len(split.train_labels)} labels"
-    if run.before is None:
+    if run.before is None or run.after is None:  # both or neither: a held-out evaluation
         click.echo(f"{trained}: every label (none held out)")
     else:
         click.echo(

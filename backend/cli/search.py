@@ -22,8 +22,8 @@ def index_command() -> None:
     echo_model(service)
     with progress_bar("embedding") as progress:
         catalog, report = service.sync(progress=progress)
-    for skipped in catalog.skipped:
-        click.echo(f"skipped {catalog.path.name} {skipped}", err=True)
+    for row in catalog.skipped:
+        click.echo(f"skipped {catalog.path.name} {row}", err=True)
     for product_id, reason in report.failed.items():
         click.echo(f"failed {product_id}: {reason}", err=True)
     if catalog.csv_format.note:

@@ -146,7 +146,8 @@ def _resolve(host: str, port: int, policy: FetchPolicy) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise FetchError(f"image URL refused: host '{host}' could not be resolved") from exc
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    # An IP host's sockaddr starts with the address as text (the int form is for AF_UNIX only).
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise FetchError(f"image URL refused: host '{host}' has no address")
     parsed = [ipaddress.ip_address(address) for address in addresses]
@@ -245,7 +246,7 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _PinnedConnection:
+class _PinnedHTTPConnection(HTTPConnection):
     """Connect to checked addresses only; Host, SNI and the certificate check use the name."""
 
     def __init__(self, *args, addresses: list[str], deadline: _Deadline, **kwargs) -> None:
@@ -270,11 +271,7 @@ class _PinnedConnection:
         raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
 
-class _PinnedHTTPConnection(_PinnedConnection, HTTPConnection):
-    pass
-
-
-class _PinnedHTTPSConnection(_PinnedConnection, HTTPSConnection):
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, HTTPSConnection):
     pass
 
 
@@ -290,15 +287,20 @@ class _PinnedAdapter(HTTPAdapter):
     """A one-hop adapter whose connections go to the checked addresses of its host."""
 
     def __init__(self, addresses: list[str], deadline: _Deadline) -> None:
-        self._pin = {"addresses": addresses, "deadline": deadline}
+        self._addresses = addresses
+        self._deadline = deadline
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": partial(_PinnedHTTPPool, **self._pin),
-            "https": partial(_PinnedHTTPSPool, **self._pin),
+        addresses, deadline = self._addresses, self._deadline
+        pinned = {
+            "http": partial(_PinnedHTTPPool, addresses=addresses, deadline=deadline),
+            "https": partial(_PinnedHTTPSPool, addresses=addresses, deadline=deadline),
         }
+        # urllib3 only calls these (pool_cls(host, port, **kw)); its annotation, a dict of
+        # pool classes, is narrower than that use.
+        self.poolmanager.pool_classes_by_scheme = pinned  # type: ignore[assignment]
 
 
 @contextmanager

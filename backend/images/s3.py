@@ -15,9 +15,12 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FetchError
+
+if TYPE_CHECKING:  # the stubs are a development requirement
+    from mypy_boto3_s3 import S3Client
 
 SCHEME = "s3://"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
@@ -72,18 +75,18 @@ class S3Reader:
         self.total_timeout = total_timeout
         self.workers = workers
         self._timeouts = (connect_timeout, read_timeout)
-        self._client: Any = None
+        self._client: S3Client | None = None
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> Any:
+    def client(self) -> S3Client:
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     self._client = self._make_client()
         return self._client
 
-    def _make_client(self) -> Any:
+    def _make_client(self) -> S3Client:
         import boto3  # imported only by a catalog that has s3:// URLs
         from botocore.config import Config
 
@@ -106,8 +109,10 @@ class S3Reader:
         limit = self.max_bytes if max_bytes is None else max_bytes
         deadline = time.monotonic() + self.total_timeout
         try:
-            extra = {"IfNoneMatch": if_none_match} if if_none_match else {}
-            response = self.client.get_object(Bucket=bucket, Key=key, **extra)
+            if if_none_match:
+                response = self.client.get_object(Bucket=bucket, Key=key, IfNoneMatch=if_none_match)
+            else:
+                response = self.client.get_object(Bucket=bucket, Key=key)
             if response["ContentLength"] > limit:
                 response["Body"].close()
                 raise S3Error(f"{url}: the object is larger than the {_size(limit)} limit")

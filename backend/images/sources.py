@@ -86,6 +86,7 @@ class ImageLocator:
                 for stale in (path, _etag_path(path)):
                     stale.unlink(missing_ok=True)
             raise
+        assert found is not None  # None only answers an if_none_match, not asked for here
         atomic_write_bytes(path, found.content)
         atomic_write_bytes(_etag_path(path), found.etag.encode())  # after the copy it describes
         return path
@@ -172,7 +173,9 @@ def save_upload(catalog_folder: Path, data: bytes) -> str:
     # Refuse anything that is not an image we accept, before storing it (decoded at the least
     # scale that tells: a check, not a picture).
     decode_image(data, min_size=1)
-    extension = EXTENSIONS[image_format(data)]
+    found = image_format(data)
+    assert found is not None  # decode_image refuses a format it does not sniff
+    extension = EXTENSIONS[found]
     name = f"{UPLOADS}/{hashlib.sha256(data).hexdigest()[:32]}{extension}"
     path = catalog_folder / name
     if not path.is_file():

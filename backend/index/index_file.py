@@ -222,6 +222,7 @@ class _Rows:
 
     def table(self) -> IndexTable:
         """The intact rows as a table, saying how many rows were left out as damaged."""
+        raw: bytes | bytearray
         heads, raw, damaged = self.heads, self.raw, self.damaged
         lost: set[str] = set()
         if not heads:

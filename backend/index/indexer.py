@@ -81,9 +81,16 @@ class Prepared:
     """One product's image, read and preprocessed, ready for a batch."""
 
     product: Product
-    entry: Entry | None = None
-    array: np.ndarray | None = None
-    error: str | None = None
+    entry: Entry
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
+class Unprepared:
+    """One product whose image could not be read or preprocessed, and why."""
+
+    product: Product
+    error: str
 
 
 class Indexer:
@@ -147,7 +154,11 @@ class Indexer:
         return self.locator.s3.etags(urls)
 
     def _plan(
-        self, catalog: Catalog, old: dict, report: SyncReport, etags: dict[str, str]
+        self,
+        catalog: Catalog,
+        old: dict[str, tuple[Entry, np.ndarray]],
+        report: SyncReport,
+        etags: dict[str, str],
     ) -> tuple[list[tuple[Entry, np.ndarray]], list[Product], bool]:
         """Split products into kept rows and those to embed; `dirty` if kept rows changed."""
         kept: list[tuple[Entry, np.ndarray]] = []
@@ -155,14 +166,14 @@ class Indexer:
         dirty = False
         for product in catalog.products.values():
             previous = old.get(product.id)
-            entry = previous[0] if previous else None
             if (
-                not entry
-                or entry.model != self.embedder.identity
-                or entry.source != product.image_url
+                previous is None
+                or previous[0].model != self.embedder.identity
+                or previous[0].source != product.image_url
             ):
                 todo.append(product)
                 continue
+            entry, vector = previous
             if product.is_s3 and not _same_object(entry, etags.get(product.image_url)):
                 todo.append(product)  # replaced, deleted or no longer readable
                 continue
@@ -174,7 +185,7 @@ class Indexer:
                 todo.append(product)
             else:
                 dirty |= refreshed != entry
-                kept.append((refreshed, previous[1]))
+                kept.append((refreshed, vector))
         report.unchanged = len(kept)
         return kept, todo, dirty
 
@@ -213,9 +224,9 @@ class Indexer:
         rows: list[tuple[Entry, np.ndarray]] = []
         since_checkpoint = 0
         for done, batch in self._batches(todo, pending):
-            ready = [item for item in batch if item.error is None]
+            ready = [item for item in batch if isinstance(item, Prepared)]
             for item in batch:
-                if item.error is not None:
+                if isinstance(item, Unprepared):
                     report.failed[item.product.id] = item.error
             if ready:
                 vectors = self.embedder.embed_arrays([item.array for item in ready])  # (B, D)
@@ -236,18 +247,18 @@ class Indexer:
 
     def _batches(
         self, todo: list[Product], pending: dict[str, Future[str | None]]
-    ) -> Iterator[tuple[int, list[Prepared]]]:
+    ) -> Iterator[tuple[int, list[Prepared | Unprepared]]]:
         """Read and preprocess in worker threads, overlapped with inference on the main thread."""
 
-        def prepare(product: Product) -> Prepared:
+        def prepare(product: Product) -> Prepared | Unprepared:
             download = pending.get(product.id)
             error = download.result() if download else None
             if error:
-                return Prepared(product, error=error)
+                return Unprepared(product, error)
             return self._prepare(product)
 
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
-            batch: list[Prepared] = []
+            batch: list[Prepared | Unprepared] = []
             prepared = bounded_map(pool, prepare, todo, window=4 * self.batch_size)
             for done, item in enumerate(prepared, start=1):
                 batch.append(item)
@@ -263,19 +274,19 @@ class Indexer:
             except SearchAppError as error:
                 raise ImageError(f"product {product.id!r}: {error.message}") from None
         prepared = self._prepare(product)
-        if prepared.error is not None:
+        if isinstance(prepared, Unprepared):
             raise ImageError(f"product {product.id!r}: {prepared.error}")
         return prepared.entry, self.embedder.embed_arrays([prepared.array])[0]
 
-    def _prepare(self, product: Product) -> Prepared:
+    def _prepare(self, product: Product) -> Prepared | Unprepared:
         try:
             data = self.locator.read(product)
             image = decode_image(data, min_size=self.embedder.min_decode_size)
             array = self.embedder.preprocess(image)
         except SearchAppError as error:
-            return Prepared(product, error=error.message)
+            return Unprepared(product, error.message)
         except Exception as error:  # noqa: BLE001 - one product's failure never ends the run
-            return Prepared(product, error=unexpected(product, error))
+            return Unprepared(product, unexpected(product, error))
         path = self.locator.path_for(product)
         if product.is_s3:
             signature = s3_signature(self.locator.cached_etag(product.image_url) or "")

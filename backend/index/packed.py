@@ -144,9 +144,9 @@ def write_packed(
         handle.write(b"\0" * padding)
         checks = []
         for start in range(0, len(vectors), BLOCK_ROWS):
-            block = as_stored(vectors[start : start + BLOCK_ROWS])  # (B, D)
-            handle.write(block.tobytes())
-            checks.append(block @ _probe(block.shape[1]))  # (B,)
+            rows = as_stored(vectors[start : start + BLOCK_ROWS])  # (B, D)
+            handle.write(rows.tobytes())
+            checks.append(rows @ _probe(rows.shape[1]))  # (B,)
         if checks:
             handle.write(np.concatenate(checks).astype(VECTOR_DTYPE).tobytes())
     return True

@@ -83,7 +83,13 @@ class SearchLog:
         self._thread: threading.Thread | None = None
         # A process forked from this one gets a fresh queue, lock and writer.
         own = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (log := own()) and log._after_fork())
+
+        def reset_in_child() -> None:
+            log = own()
+            if log is not None:
+                log._after_fork()
+
+        os.register_at_fork(after_in_child=reset_in_child)
         self._next_open = 0.0
         self._next_prune = 0.0
         self._last_warning = -WARN_EVERY_SECONDS

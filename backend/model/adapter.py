@@ -120,12 +120,17 @@ def load_adapter(path: Path) -> LoadedAdapter:
             meta = json.loads(str(arrays["meta"]))
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r} is not {FORMAT!r}")
+            catalog_mean, query_mean, centre, projection, reference = (
+                arrays[name].astype(np.float32)
+                for name in ("catalog_mean", "query_mean", "centre", "projection", "reference")
+            )
             adapter = ShopperAdapter(
                 meta["base_identity"],
-                *(
-                    arrays[name].astype(np.float32)
-                    for name in ("catalog_mean", "query_mean", "centre", "projection", "reference")
-                ),
+                catalog_mean,
+                query_mean,
+                centre,
+                projection,
+                reference,
                 int(meta["neighbours"]),
                 meta.get("info", {}),
             )

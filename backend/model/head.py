@@ -66,7 +66,7 @@ class ProjectionHead:
         }
         arrays["meta"] = np.array(json.dumps({**meta, "info": self.info}))
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, allow_pickle=False, **arrays)  # numbers and one string: no objects
         return buffer.getvalue()
 
 

@@ -111,7 +111,7 @@ class EfficientNetLite0(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv(320, DIM, 1)
         self._bn1 = _bn(DIM)
-        self._fc = nn.Linear(DIM, CLASSES)
+        self._fc: nn.Linear | None = nn.Linear(DIM, CLASSES)  # None: dropped by load_lite0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x)))  # (N, 32, 112, 112)
@@ -122,6 +122,8 @@ class EfficientNetLite0(nn.Module):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (N, 1000): checks that the weights loaded are the trained ones."""
+        if self._fc is None:
+            raise RuntimeError("this network's classifier was dropped: load it with load_network")
         return self._fc(self(x))
 
 

@@ -22,6 +22,9 @@ from .specs import RANDOM_SEED, TORCH_FP32, BackboneSpec, SpecEmbedder, identity
 class ImagesToEmbeddings(nn.Module):
     """Preprocessed uint8 images in, unit-length embeddings out: the graph that is exported."""
 
+    scale: torch.Tensor  # buffers, registered below
+    shift: torch.Tensor
+
     def __init__(self, features: nn.Module, spec: BackboneSpec) -> None:
         super().__init__()
         self.features = features

@@ -81,9 +81,10 @@ class Head(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        first, last = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(first, nn.ReLU(), last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mlp(x)
@@ -171,7 +172,7 @@ def _export(model: Head, centre, scale, base_identity: str, options) -> Projecti
         (layer.weight.detach().numpy().T.copy(), layer.bias.detach().numpy().copy())
         for layer in linears
     ]
-    return ProjectionHead(base_identity, centre, scale, layers, {"options": asdict(options)})
+    return ProjectionHead(base_identity, centre, scale, layers, info={"options": asdict(options)})
 
 
 @dataclass(frozen=True)

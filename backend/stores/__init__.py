@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from ..catalog import Catalog
 from ..config import Settings
+from ..errors import ConfigError
 from ..index.index_file import IndexTable
 from .base import (
     ITEM_VERSION_SCHEME,
@@ -56,7 +57,7 @@ def open_store(settings: Settings, dim: int, model: str = "") -> VectorStore:
         from .postgres import PgVectorStore
 
         return PgVectorStore(
-            settings.database_url,
+            _required(settings.database_url, "DATABASE_URL", settings),
             dim,
             pool_size=settings.database_pool_size,
             ef_search=settings.pgvector_ef_search,
@@ -65,13 +66,16 @@ def open_store(settings: Settings, dim: int, model: str = "") -> VectorStore:
         from .mysql import MySQLStore
 
         return MySQLStore(
-            settings.database_url, dim, model=model, pool_size=settings.database_pool_size
+            _required(settings.database_url, "DATABASE_URL", settings),
+            dim,
+            model=model,
+            pool_size=settings.database_pool_size,
         )
     if settings.vector_backend == "milvus":
         from .milvus import MilvusStore
 
         return MilvusStore(
-            settings.milvus_uri,
+            _required(settings.milvus_uri, "MILVUS_URI", settings),
             dim,
             token=settings.milvus_token,
             model=model,
@@ -82,6 +86,13 @@ def open_store(settings: Settings, dim: int, model: str = "") -> VectorStore:
     from .memory import MemoryStore
 
     return MemoryStore(dim)
+
+
+def _required(value: str | None, name: str, settings: Settings) -> str:
+    """A server address load_settings requires for the backend (Settings built without it fail here)."""
+    if not value:
+        raise ConfigError(f"VECTOR_BACKEND={settings.vector_backend} needs {name}")
+    return value
 
 
 class StorePush(NamedTuple):

@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -96,7 +97,9 @@ class FaissStore(VectorStore):
     def _stored(self) -> np.ndarray:
         """A zero-copy (N, D) view of the graph's vectors; valid until the next add (hold the lock)."""
         n = self._index.ntotal
-        storage = faiss.downcast_index(self._index.storage)
+        # An HNSWFlat graph keeps its vectors in an IndexFlat (downcast_index returns the
+        # most-derived class; faiss's stubs say only Index).
+        storage = cast(faiss.IndexFlat, faiss.downcast_index(self._index.storage))
         return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
 
     # -- writes -----------------------------------------------------------------------------
@@ -167,7 +170,7 @@ class FaissStore(VectorStore):
             return {
                 p.id: v
                 for p, v in zip(self._products, self._versions, strict=True)
-                if p is not None
+                if p is not None and v is not None  # a dead slot has neither
             }
 
     def vector(self, product_id: str) -> np.ndarray | None:
@@ -190,7 +193,7 @@ class FaissStore(VectorStore):
             stored = self._stored()
             mask = self._mask(filters)
             matching = len(self._slot_of) if mask is None else int(mask.sum())
-            if filters.active and matching <= self.exact_limit:
+            if filters.active and mask is not None and matching <= self.exact_limit:
                 rows, scores = exact_top_k(stored, np.flatnonzero(mask), query, k)
             else:
                 rows, scores = self._approximate(stored, query, k, mask, matching)
@@ -219,7 +222,7 @@ class FaissStore(VectorStore):
         fetch = k * self.oversample
         # A selector hides the non-matching share of what the walk visits: widen it to match.
         widen = len(self._products) / max(matching, 1)
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
         params.efSearch = int(min(max(self.ef_search, fetch) * widen, 4096))
         if mask is not None:
             bits = np.packbits(mask, bitorder="little")  # kept alive until the search returns
@@ -237,7 +240,8 @@ class FaissStore(VectorStore):
         token = uuid.uuid4().hex
         graph = folder / f"hnsw-{token}.index"
         with atomic_writer(graph, "wb") as handle:
-            faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
+            writer = faiss.PyCallbackIOWriter(handle.write)  # type: ignore[attr-defined]  # missing from faiss's stubs
+            faiss.write_index(self._index, writer)
         slots = [
             None if p is None else [p.id, v, p.name, p.category, p.price, p.image_url]
             for p, v in zip(self._products, self._versions, strict=True)
@@ -257,7 +261,8 @@ class FaissStore(VectorStore):
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT or meta.get("dim") != self.dim:
                 raise ValueError(f"format {meta.get('format')} / dim {meta.get('dim')} is not ours")
-            graph = faiss.read_index(os.fspath(folder / meta["graph"]))
+            # read_index returns the most-derived class: the graph _save wrote.
+            graph = cast(faiss.IndexHNSWFlat, faiss.read_index(os.fspath(folder / meta["graph"])))
             products = [
                 None if s is None else Product(s[0], s[2], s[3], s[4], s[5]) for s in meta["slots"]
             ]

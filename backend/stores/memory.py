@@ -41,14 +41,10 @@ class _State:
         """The rows a filtered search ranks (None: every row)."""
         if not filters.active:
             return None
-        empty = np.zeros(0, dtype=np.int64)
-        if not filters.has_price:
-            return self.rows_by_category.get(filters.category, empty)
-        mask = filters.price_mask(self.prices)
         if filters.category is not None:
-            rows = self.rows_by_category.get(filters.category, empty)
-            return rows[mask[rows]]
-        return np.flatnonzero(mask)
+            rows = self.rows_by_category.get(filters.category, np.zeros(0, dtype=np.int64))
+            return rows[filters.price_mask(self.prices)[rows]] if filters.has_price else rows
+        return np.flatnonzero(filters.price_mask(self.prices))  # a price filter alone
 
 
 class MemoryStore(VectorStore):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CallTimeout
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -221,7 +222,7 @@ class MilvusStore(VectorStore):
                 self._row(products[i], vectors[i], versions[i])
                 for i in range(start, min(start + BATCH, len(products)))
             ]
-            self._run(lambda rows=rows: self._client.upsert(self.collection, rows))
+            self._run(partial(self._client.upsert, self.collection, rows))
 
     def _row(self, product: Product, vector: np.ndarray, version: str) -> dict:
         return {
@@ -240,7 +241,7 @@ class MilvusStore(VectorStore):
         ids = list(dict.fromkeys(ids))
         deleted = 0
         for start in range(0, len(ids), ID_BATCH):
-            deleted += self._run(lambda chunk=ids[start : start + ID_BATCH]: self._delete(chunk))
+            deleted += self._run(partial(self._delete, ids[start : start + ID_BATCH]))
         return deleted
 
     def _delete(self, ids: list[str]) -> int:
@@ -270,9 +271,9 @@ class MilvusStore(VectorStore):
         while True:  # pages in id order (a Milvus query returns at most 16,384 rows)
             expression = "" if after is None else f"id > {_literal(after)}"
             rows = self._run(
-                lambda expression=expression: self._client.query(
-                    self.collection, filter=expression, output_fields=["id", "version"],
-                    limit=PAGE, consistency_level="Strong",
+                partial(
+                    self._client.query, self.collection, filter=expression,
+                    output_fields=["id", "version"], limit=PAGE, consistency_level="Strong",
                 )
             )  # fmt: skip
             versions.update((row["id"], row["version"]) for row in rows)

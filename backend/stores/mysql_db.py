@@ -89,8 +89,8 @@ def connect_args(url: str) -> dict[str, Any]:
 
 def start_error(url: str, error: Exception) -> StoreError:
     """One line naming DATABASE_URL (password masked), the reason and what to check."""
-    code = error.args[0] if error.args and isinstance(error.args[0], int) else None
-    reason = _REASONS.get(code) or _server_text(error)
+    code = error.args[0] if error.args else None
+    reason = (_REASONS.get(code) if isinstance(code, int) else None) or _server_text(error)
     return StoreError(f"cannot use DATABASE_URL={mask_url(url)}: {reason}")
 
 

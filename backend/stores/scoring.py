@@ -119,7 +119,10 @@ def team() -> ScoringTeam:
 
 def usable_cores() -> int:
     """Cores this process may run on, within a container's CPU quota."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:  # cpu_count() is None where the count is unknown: one core, as below
+        cores = os.cpu_count() or 1
     try:  # cgroup v2: "max 100000" or "<quota> <period>"
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         if quota != "max":

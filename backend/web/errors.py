@@ -38,6 +38,7 @@ def wants_json() -> bool:
 def error_response(status: int, code: str, message: str, plain: str | None = None) -> Response:
     """Render one error, as `{"error": code, "message": ...}` or as the HTML error page (with
     the `plain` wording, for people, where the message names request parameters)."""
+    body: Response | str
     if wants_json():
         body = jsonify(error=code, message=message)
     else:

@@ -47,7 +47,7 @@ def image_link(product_id: str) -> str:
     """A product image's link as the API gives it: on PUBLIC_BASE_URL, else a relative path;
     never on the request's Host, which the client chooses."""
     version = get_service().image_version(product_id)
-    args = {"v": version} if version else {}
+    args: dict[str, Any] = {"v": version} if version else {}
     return public_url(url_for("pages.product_image", product_id=product_id, **args))
 
 

@@ -177,10 +177,10 @@ def _whole(raw: Any, name: str, default: int) -> int:
 
 
 def product_ids(insights: Insights) -> set[str]:
-    ids = {pid for pid, _ in insights.top_products}
+    ids: set[str | None] = {pid for pid, _ in insights.top_products}
     for row in insights.unserved:
         ids |= {row.best_id} | ({row.ref} if row.kind == "similar" else set())
-    return ids - {None}
+    return {pid for pid in ids if pid is not None}
 
 
 def product_label(pid: str, names: Mapping[str, str]) -> str:

@@ -147,7 +147,9 @@ def metrics():
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        registry.register(IndexCollector(current_app._get_current_object()))
+        # current_app is a LocalProxy; Flask annotates it as the app it stands for.
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        registry.register(IndexCollector(app))
     else:
         registry = get_metrics().registry
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

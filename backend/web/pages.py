@@ -87,7 +87,7 @@ def _threshold_meaning(settings) -> str | None:
 def image_src(product: Product, **url_args: Any) -> str:
     """The URL of a product's image, with its content version when it is indexed."""
     version = get_service().image_version(product.id)
-    args = {"v": version} if version else {}
+    args: dict[str, Any] = {"v": version} if version else {}
     return url_for("pages.product_image", product_id=product.id, **args, **url_args)
 
 
@@ -173,7 +173,15 @@ def _search(read_values):
 
 def saved_queries() -> SavedQueries:
     settings = current_app.config["SETTINGS"]
-    return SavedQueries(settings.cache_dir / "queries", current_app.secret_key)
+    return SavedQueries(settings.cache_dir / "queries", secret_key())
+
+
+def secret_key() -> str | bytes:
+    """The app's SECRET_KEY, which the security setup always gives it."""
+    key = current_app.secret_key
+    if key is None:
+        raise RuntimeError("the app has no SECRET_KEY: create it with create_app")
+    return key
 
 
 def refine_form(query: Query, query_id: str | None) -> dict[str, str]:
@@ -184,7 +192,7 @@ def refine_form(query: Query, query_id: str | None) -> dict[str, str]:
     embedder = get_service().embedder
     return {
         "method": "post",
-        "query": encode_query(query, embedder.identity, current_app.secret_key),
+        "query": encode_query(query, embedder.identity, secret_key()),
     }
 
 
@@ -283,6 +291,7 @@ def run_query(
         started = time.perf_counter()
         image = decode_image(data, min_size=max(service.embedder.min_decode_size, THUMBNAIL_SIZE))
         result = service.search_image(image, options, decoding_started=started)
+        assert result.query is not None  # a search by image carries its embedding
         return Query(result.query, thumbnail_data_url(image)), None, result
     query, query_id = earlier_query(service, values)
     return query, query_id, service.search_vector(query.vector, options)
@@ -297,7 +306,7 @@ def earlier_query(service: SearchService, values: dict[str, Any]) -> tuple[Query
     embedder = service.embedder
     if SavedQueries.is_id(text):
         return saved_queries().load(text, embedder.identity, embedder.dim), text
-    return decode_query(text, embedder.identity, embedder.dim, current_app.secret_key), None
+    return decode_query(text, embedder.identity, embedder.dim, secret_key()), None
 
 
 def kept_query(service: SearchService, values: dict[str, Any]) -> dict[str, str] | None:

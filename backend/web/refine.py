@@ -40,12 +40,12 @@ def thumbnail_data_url(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def encode_query(query: Query, model: str, secret_key: str) -> str:
+def encode_query(query: Query, model: str, secret_key: str | bytes) -> str:
     payload = {"m": model, "v": encode_vector(query.vector), "t": query.thumbnail}
     return _serializer(secret_key).dumps(payload)
 
 
-def decode_query(token: str, model: str, dim: int, secret_key: str) -> Query:
+def decode_query(token: str, model: str, dim: int, secret_key: str | bytes) -> Query:
     """Verify a token and return its query; refuse tampered ones and those of another model."""
     try:
         payload = _serializer(secret_key).loads(token, max_age=MAX_AGE_SECONDS)
@@ -60,5 +60,5 @@ def decode_query(token: str, model: str, dim: int, secret_key: str) -> Query:
     return Query(vector, thumbnail)
 
 
-def _serializer(secret_key: str) -> URLSafeTimedSerializer:
+def _serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt="query")

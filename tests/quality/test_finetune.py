@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -131,6 +131,17 @@ def test_head_file_round_trip_and_refusals(tmp_path):
         load_head(tmp_path / "junk.npz")
     with pytest.raises(ConfigError, match="MODEL_HEAD='nope.npz' is not a file"):
         load_settings({}, {"model_head": "nope.npz"})
+
+
+def test_the_head_file_records_its_training_options(tmp_path):
+    vectors, labels = synthetic(8, 4, seed=5)
+    head = train_head(vectors, labels, "toy/none/v1", FAST)
+    assert head.residual is True
+    assert head.info == {"options": asdict(FAST)}
+    save_head(tmp_path / "head.npz", head)
+    loaded = load_head(tmp_path / "head.npz").head
+    assert loaded.residual is True
+    assert loaded.info == {"options": asdict(FAST)}
 
 
 # ---- the command and serving -----------------------------------------------------------------

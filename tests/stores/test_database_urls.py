@@ -9,9 +9,9 @@ import logging
 
 import pytest
 
-from backend.config import load_settings, mask_url
+from backend.config import Settings, load_settings, mask_url
 from backend.errors import ConfigError
-from backend.stores import StoreError
+from backend.stores import StoreError, open_store
 from tests.cli.test_cli import flask_command
 
 SECRET = "s3cr%et"  # a literal % that is not percent-encoding: psycopg cannot read it
@@ -79,3 +79,13 @@ def test_flask_index_with_an_unreadable_database_url_is_one_line(tmp_path, backe
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: DATABASE_URL="), done.stderr
     assert "s3cr" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "setting"),
+    [("pgvector", "DATABASE_URL"), ("mysql", "DATABASE_URL"), ("milvus", "MILVUS_URI")],
+)
+def test_settings_made_without_the_servers_address_are_refused_by_open_store(backend, setting):
+    # load_settings refuses them first; Settings built directly reach open_store as they are.
+    with pytest.raises(ConfigError, match=f"VECTOR_BACKEND={backend} needs {setting}"):
+        open_store(Settings(vector_backend=backend), 8)

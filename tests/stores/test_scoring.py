@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from backend.stores.scoring import ScoringTeam, team
+from backend.stores import scoring
+from backend.stores.scoring import ScoringTeam, team, usable_cores
 
 
 @pytest.fixture
@@ -81,3 +82,13 @@ def test_a_forked_process_gets_a_team_of_its_own(vectors):
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_an_unknown_cpu_count_under_a_cgroup_quota_counts_as_one_core(monkeypatch, tmp_path):
+    # Where sched_getaffinity is missing, os.cpu_count() may say None; a quota of 2 cores.
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("200000 100000\n")
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    monkeypatch.setattr(scoring, "Path", lambda _: cpu_max)
+    assert usable_cores() == 1
