@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO, cast
 
 from PIL import Image, ImageFile, ImageOps
 
@@ -248,18 +249,20 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
 
 def _load_within(im: ImageFile.ImageFile, seconds: float) -> None:
     """Decode the pixels, feeding the decoder small blocks and stopping once `seconds` are up."""
-    if getattr(im, "fp", None) is None:
+    raw = getattr(im, "fp", None)
+    if raw is None:
         im.load()
         return
     im.decodermaxblock = _DECODE_BLOCK
-    im.fp = _DeadlineReader(im.fp, time.monotonic() + seconds, seconds)
+    # Pillow only reads (and seeks) the file; the reader stands in for it.
+    im.fp = cast(IO[bytes], _DeadlineReader(raw, time.monotonic() + seconds, seconds))
     im.load()
 
 
 class _DeadlineReader:
     """A file whose reads fail once a deadline has passed, so that decoding stops there."""
 
-    def __init__(self, raw: io.BufferedIOBase, deadline: float, seconds: float) -> None:
+    def __init__(self, raw: IO[bytes], deadline: float, seconds: float) -> None:
         self._raw = raw
         self._deadline = deadline
         self._seconds = seconds

@@ -187,9 +187,12 @@ http {{
 
     def watch(self, on_exit) -> None:
         """Call on_exit(returncode) from a daemon thread if nginx stops on its own."""
+        process = self.process
+        if process is None:
+            raise FrontError("nginx is not started: nothing to watch")
 
         def wait() -> None:
-            code = self.process.wait()
+            code = process.wait()
             if not self._stopping:
                 on_exit(code)
 

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..catalog import Product
 from .base import NO_FILTERS, Filters, StoreError, StoreHit, VectorStore, cut, prepare_batch
-from .postgres_db import INDEX, TABLE, check_schema, describe, index_definition
+from .postgres_db import INDEX, TABLE, check_schema, describe, index_definition, scalar
 
 BULK_ROWS = 10_000  # an initial load at least this big builds the HNSW index once, afterwards
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
@@ -123,7 +123,7 @@ class PgVectorStore(VectorStore):
 
     @staticmethod
     def _has_rows(conn: psycopg.Connection) -> bool:
-        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {TABLE})").fetchone()[0]
+        return scalar(conn, f"SELECT EXISTS (SELECT 1 FROM {TABLE})")
 
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(ids)
@@ -146,7 +146,7 @@ class PgVectorStore(VectorStore):
 
     def count(self) -> int:
         with self._connection() as conn:
-            return conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+            return scalar(conn, f"SELECT count(*) FROM {TABLE}")
 
     def versions(self) -> dict[str, str]:
         with self._connection() as conn:
@@ -212,8 +212,9 @@ class PgVectorStore(VectorStore):
         self._pool.close()
 
 
-def _where(filters: Filters) -> tuple[str, dict]:
-    clauses, params = [], {}
+def _where(filters: Filters) -> tuple[str, dict[str, object]]:
+    clauses: list[str] = []
+    params: dict[str, object] = {}
     if filters.category is not None:
         clauses.append("category = %(category)s")
         params["category"] = filters.category
@@ -228,7 +229,5 @@ def _where(filters: Filters) -> tuple[str, dict]:
 
 def _estimate(conn: psycopg.Connection, where: str, params: dict) -> float:
     """The planner's row estimate for a filter: costs a plan, not a scan."""
-    plan = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} {where}", params).fetchone()[
-        0
-    ]
+    plan = scalar(conn, f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} {where}", params)
     return float(plan[0]["Plan"]["Plan Rows"])

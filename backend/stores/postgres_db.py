@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -66,6 +67,14 @@ class HnswIndex:
 
 
 DEFAULT_INDEX = HnswIndex()
+
+
+def scalar(conn: psycopg.Connection, query: Any, params: Any = None) -> Any:
+    """The one value of a query that always answers one row (a count, `to_regclass`, a plan)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise StoreError(f"PostgreSQL answered no row to {query!r}")
+    return row[0]
 
 
 def describe(url: str) -> str:
@@ -149,7 +158,7 @@ def init_schema(
             conn.execute(f"DROP TABLE IF EXISTS {TABLE}, {META}")
         current = _schema_version(conn)
         recorded = HnswIndex.from_meta(_meta(conn)) if current else None
-        wanted = index or (recorded if current >= 2 else DEFAULT_INDEX)
+        wanted = index or (recorded if recorded and current >= 2 else DEFAULT_INDEX)
         for version, statements in sorted(_migrations(dim).items()):
             if version > current:
                 for statement in statements:
@@ -176,7 +185,7 @@ def _ensure_index(conn: psycopg.Connection, wanted: HnswIndex, recorded: HnswInd
     A rebuild makes the new graph next to the old one, then swaps them: searches go on with the
     old graph meanwhile (writes wait), and a failed build leaves the old one in place.
     """
-    exists = conn.execute("SELECT to_regclass(%s)", [INDEX]).fetchone()[0] is not None
+    exists = scalar(conn, "SELECT to_regclass(%s)", [INDEX]) is not None
     if not exists:
         conn.execute(wanted.create())
         return True
@@ -220,7 +229,7 @@ def ensure_extension(conn: psycopg.Connection, url: str, extension: str = "vecto
 
 
 def _schema_version(conn: psycopg.Connection) -> int:
-    if conn.execute("SELECT to_regclass(%s)", [META]).fetchone()[0] is None:
+    if scalar(conn, "SELECT to_regclass(%s)", [META]) is None:
         return 0
     row = conn.execute(f"SELECT value FROM {META} WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
