@@ -57,7 +57,7 @@ class Edits:
             version = item_version(entry.fingerprint, entry.model, product)
             runtime.store.upsert([product], vector[None, :], [version])
             runtime.biases.put(product.id, vector)
-            self._edited(edits.with_product(runtime.snapshot.catalog, product), added=entry)
+            self._edited(edits.with_product(lifecycle.current().catalog, product), added=entry)
         return product
 
     def delete_product(self, product_id: str) -> None:
@@ -66,7 +66,7 @@ class Edits:
         self.lifecycle.current()
         runtime = self.runtime
         with self._editing():
-            catalog = edits.without_product(runtime.snapshot.catalog, product_id)
+            catalog = edits.without_product(self.lifecycle.current().catalog, product_id)
             self._write_edit(product_id, None, None)
             runtime.store.delete([product_id])
             runtime.biases.drop(product_id)
@@ -110,13 +110,12 @@ class Edits:
                 yield
 
     def _edited(self, catalog: Catalog, added: Entry | None = None) -> None:
-        runtime = self.runtime
-        old = runtime.snapshot
+        old = self.lifecycle.current()  # under the sync lock: the snapshot just edited
         entries = {pid: entry for pid, entry in old.entries.items() if pid in catalog.products}
         if added is not None:
             entries[added.id] = added
         failed = {pid: why for pid, why in old.failed.items() if pid in catalog.products}
         failed.pop(added.id if added else "", None)
-        runtime.snapshot = Snapshot(catalog, entries, failed)
+        self.runtime.snapshot = Snapshot(catalog, entries, failed)
         # Other server processes notice the mark and load the edited files.
-        runtime.sync_stamp = publish_sync(self.settings.index_path)
+        self.runtime.sync_stamp = publish_sync(self.settings.index_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import cast
 
 from ..catalog import Catalog, load_catalog
 from ..config import Settings
@@ -68,7 +69,7 @@ class Lifecycle:
         """The snapshot searches are answered from (the index is synced on first use)."""
         if self.runtime.snapshot is None:
             self.sync()
-        return self.runtime.snapshot
+        return cast(Snapshot, self.runtime.snapshot)  # a sync always publishes one
 
     def sync(self, progress=None) -> tuple[Catalog, SyncReport]:
         """Re-read the catalog, bring index.csv and the vector store up to date, swap them in."""

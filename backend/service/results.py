@@ -54,7 +54,7 @@ class SearchResult:
     def shown(self) -> list[Hit]:
         if self.calibrated:
             minimum = self.threshold * 100 - 100 * MATCH_TOLERANCE
-            return [hit for hit in self.hits if hit.match >= minimum]
+            return [hit for hit in self.hits if hit.percent >= minimum]  # calibrated: the match
         # The tolerance keeps float32 rounding from hiding what is labelled "100 % match".
         return [hit for hit in self.hits if passes(hit.similarity, self.threshold)]
 
