@@ -8,6 +8,8 @@ from flask import Flask, Response, jsonify, make_response, render_template, requ
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..errors import SearchAppError
+from .dataschema import as_json
+from .shapes import Error
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def error_response(status: int, code: str, message: str, plain: str | None = Non
     """Render one error, as `{"error": code, "message": ...}` or as the HTML error page (with
     the `plain` wording, for people, where the message names request parameters)."""
     if wants_json():
-        body = jsonify(error=code, message=message)
+        body = jsonify(as_json(Error(error=code, message=message)))
     else:
         text = plain or message
         body = render_template("error.html", status=status, code=code, message=text)
