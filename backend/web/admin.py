@@ -11,10 +11,9 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from ..extensions import get_service
-from . import serializers
 from .params import read_upload, request_body
 from .security import require_token
-from .serializers import json_response
+from .serializers import json_response, product_saved, sync_report
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 require_token(
@@ -30,7 +29,7 @@ require_token(
 def reindex():
     """Re-read the catalog, embed what is new or changed, and swap in the new index."""
     catalog, report = get_service().sync()
-    return json_response(serializers.sync_report(catalog, report))
+    return json_response(sync_report(catalog, report))
 
 
 @bp.put("/products/<path:product_id>")
@@ -41,7 +40,7 @@ def put_product(product_id: str):
     image = read_upload(request, service.settings.max_upload_bytes)
     created = service.catalog.get(product_id) is None
     product = service.put_product(product_id, fields, image)
-    return json_response(serializers.product_saved(product, created), 201 if created else 200)
+    return json_response(product_saved(product, created), 201 if created else 200)
 
 
 @bp.delete("/products/<path:product_id>")

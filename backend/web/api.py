@@ -7,12 +7,17 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..errors import InvalidInput, NotFound
 from ..extensions import get_service
 from ..options import parse_category
-from . import serializers
 from .exports import results_csv, wants_csv
 from .openapi import openapi_document
 from .params import paginate, parse_search_options, read_query_image, request_values
 from .security import presents_token
-from .serializers import json_response
+from .serializers import (
+    json_response,
+    product_page,
+    ready_counts,
+    ready_loading,
+    search_response,
+)
 from .shapes import Health, ReadyStatus
 from .telemetry import describe_query, record_search
 
@@ -32,7 +37,7 @@ def search():
         raise InvalidInput(NO_IMAGE)
     result = service.search_bytes(data, options)
     record_search(result, "api", *describe_query(request, values))
-    return results_csv(result) if as_csv else json_response(serializers.search_response(result))
+    return results_csv(result) if as_csv else json_response(search_response(result))
 
 
 @bp.get("/api/products/<path:product_id>/similar")
@@ -44,7 +49,7 @@ def similar(product_id: str):
     as_csv = wants_csv(request.args)
     result = service.search_similar(product_id, options)
     record_search(result, "api", "similar", product_id)
-    return results_csv(result) if as_csv else json_response(serializers.search_response(result))
+    return results_csv(result) if as_csv else json_response(search_response(result))
 
 
 @bp.get("/api/products")
@@ -53,7 +58,7 @@ def products():
     snapshot = get_service().current()
     category = parse_category(request.args.get("category"), snapshot.catalog.categories)
     page = paginate(snapshot.searchable, category, request.args)
-    return json_response(serializers.product_page(page, category, snapshot.categories))
+    return json_response(product_page(page, category, snapshot.categories))
 
 
 @bp.get("/api/openapi.json")
@@ -80,10 +85,10 @@ def readyz():
     service.reload_if_synced_elsewhere()
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
     if snapshot is None:
-        return _no_store(*json_response(serializers.loading(settings.random_weights), 503))
+        return _no_store(*json_response(ready_loading(settings.random_weights), 503))
     operator = bool(settings.admin_token) and presents_token(settings.admin_token)
     status, problem = _readiness(service, snapshot, operator)
-    ready = serializers.readiness(
+    ready = ready_counts(
         snapshot,
         status,
         problem,

@@ -27,7 +27,9 @@ from .shapes import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from .. import catalog
+    from ..catalog import Catalog
+    from ..catalog import Product as CatalogProduct
+    from ..catalog import SkippedRow as CatalogSkippedRow
     from ..index.indexer import SyncReport as Sync
     from ..search import SearchResult
     from .params import Page
@@ -48,7 +50,7 @@ def image_link(product_id: str) -> str:
     return public_url(url_for("pages.product_image", product_id=product_id, **args))
 
 
-def product(item: catalog.Product) -> Product:
+def product(item: CatalogProduct) -> Product:
     return Product(item.id, item.name, item.category, item.price, image_link(item.id))
 
 
@@ -82,11 +84,11 @@ def product_page(page: Page, category: str | None, categories: list[str]) -> Pro
     )
 
 
-def product_saved(item: catalog.Product, created: bool) -> ProductSaved:
+def product_saved(item: CatalogProduct, created: bool) -> ProductSaved:
     return ProductSaved(product(item), created)
 
 
-def sync_report(catalog: catalog.Catalog, report: Sync) -> SyncReport:
+def sync_report(catalog: Catalog, report: Sync) -> SyncReport:
     return SyncReport(
         summary=report.summary(),
         added=len(report.added),
@@ -105,15 +107,15 @@ def failed_images(failed: Mapping[str, str], limit: int) -> list[FailedImage]:
     return [FailedImage(pid, reason) for pid, reason in islice(failed.items(), limit)]
 
 
-def skipped_rows(skipped: Iterable[catalog.SkippedRow], limit: int) -> list[SkippedRow]:
+def skipped_rows(skipped: Iterable[CatalogSkippedRow], limit: int) -> list[SkippedRow]:
     return [SkippedRow(row.row, row.reason) for row in islice(skipped, limit)]
 
 
-def loading(random_weights: bool) -> Ready:
+def ready_loading(random_weights: bool) -> Ready:
     return Ready(ready=False, status="loading", random_weights=random_weights)
 
 
-def readiness(
+def ready_counts(
     snapshot,
     status: ReadyStatus,
     problem: str | None,

@@ -3,8 +3,10 @@ answers (successes and errors alike) have a documented status, content type and 
 
 from __future__ import annotations
 
+import ast
 import io
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +44,22 @@ def test_every_declared_shape_is_a_schema_of_the_document_and_is_used(shared_cli
             break
         used = more
     assert used == set(schemas)
+
+
+def test_no_blueprint_imports_another():
+    """Shared JSON is built in `serializers`, never borrowed from another blueprint."""
+    web = Path(__file__).parents[2] / "backend" / "web"
+    trees = {path.stem: ast.parse(path.read_text(encoding="utf-8")) for path in web.glob("*.py")}
+    blueprints = {name for name, tree in trees.items() if "Blueprint(" in ast.unparse(tree)}
+    assert {"api", "admin", "pages", "insights"} <= blueprints
+    for name in blueprints:
+        imported = {
+            alias.name if node.module is None else node.module
+            for node in ast.walk(trees[name])
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+            for alias in node.names
+        }
+        assert not imported & (blueprints - {name}), f"{name} imports {imported & blueprints}"
 
 
 def test_every_operation_documents_its_error_statuses(shared_client):
