@@ -2,7 +2,9 @@
 
 `as_json(shape)` is the JSON a route sends, its keys the dataclass's fields; `schema_of(cls)` is
 the schema the OpenAPI document gives, from the same fields' types and their `info(...)`. A field
-made with `info(optional=True)` is left out of the JSON when it is None, and is not required.
+whose default is None is optional: left out of the JSON when it is None, and not required. A
+field's `metadata=info(...)` documents it; a shape whose class says `closed = True` is one whose
+other keys the server refuses.
 """
 
 from __future__ import annotations
@@ -15,17 +17,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
-def info(
-    description: str | None = None, *, optional: bool = False, nullable: bool = False, **schema: Any
-) -> Any:
-    """A field's documentation: its description, JSON Schema keywords (minimum, format...), and
-    whether it may be left out (`optional`: then None means absent, unless `nullable`: a field
-    a client may also send as null)."""
-    metadata = {"description": description, "optional": optional, "nullable": nullable}
-    metadata["schema"] = schema
-    if optional:
-        return dataclasses.field(default=None, metadata=metadata)
-    return dataclasses.field(metadata=metadata)
+def info(description: str | None = None, *, nullable: bool = False, **schema: Any) -> dict:
+    """A field's documentation, for `field(metadata=...)`: its description, JSON Schema keywords
+    (minimum, format...), and for a field that may be left out, whether a client may also send
+    it as null (`nullable`)."""
+    return {"description": description, "nullable": nullable, "schema": schema}
 
 
 def as_json(value: Any) -> Any:
@@ -71,7 +67,7 @@ def schema_of(shape: type) -> dict[str, Any]:
 
 
 def _optional(field: dataclasses.Field) -> bool:
-    return bool(field.metadata.get("optional"))
+    return field.default is None
 
 
 def _field_schema(hint: Any, field: dataclasses.Field) -> dict[str, Any]:
@@ -102,7 +98,7 @@ def type_schema(hint: Any) -> dict[str, Any]:
         return {"type": "array", "items": type_schema(item)}
     if hint is type(None):
         return {"type": "null"}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return ref(hint.__name__)
     return {"type": _JSON_TYPES[hint]}
 

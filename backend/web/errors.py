@@ -41,11 +41,11 @@ def error_response(status: int, code: str, message: str, plain: str | None = Non
     """Render one error, as `{"error": code, "message": ...}` or as the HTML error page (with
     the `plain` wording, for people, where the message names request parameters)."""
     if wants_json():
-        body = jsonify(as_json(Error(error=code, message=message)))
-    else:
-        text = plain or message
-        body = render_template("error.html", status=status, code=code, message=text)
-    return make_response(body, status)
+        return make_response(jsonify(as_json(Error(error=code, message=message))), status)
+    text = plain or message
+    return make_response(
+        render_template("error.html", status=status, code=code, message=text), status
+    )
 
 
 def _too_large() -> Response:

@@ -188,7 +188,7 @@ _FORMAT = {
     "name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
     "description": "csv: the results shown as a CSV download (formula cells neutralised).",
 }  # fmt: skip
-_ADMIN = {"security": [{"adminToken": []}]}
+_ADMIN: dict[str, Any] = {"security": [{"adminToken": []}]}
 
 
 def _matches() -> dict[str, Any]:

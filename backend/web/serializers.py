@@ -45,9 +45,8 @@ def json_response(shape: object, status: int = 200) -> tuple[Response, int]:
 def image_link(product_id: str) -> str:
     """A product image's link as the API gives it: on PUBLIC_BASE_URL, else a relative path;
     never on the request's Host, which the client chooses. `v` is its content version."""
-    version = get_service().image_version(product_id)
-    args = {"v": version} if version else {}
-    return public_url(url_for("pages.product_image", product_id=product_id, **args))
+    version = get_service().image_version(product_id) or None  # None: no `v` in the URL
+    return public_url(url_for("pages.product_image", product_id=product_id, v=version))
 
 
 def product(item: CatalogProduct) -> Product:

@@ -6,7 +6,7 @@ A class's name is its schema's name in the document; a one-line docstring its de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .dataschema import component_schemas, info
@@ -22,37 +22,45 @@ class Product:
     name: str
     category: str
     price: float | None
-    image_url: str = info(
-        "Served by this app: on PUBLIC_BASE_URL when it is set, else a path relative to the "
-        "API's address; `v` is the image's content version.",
-        format="uri-reference",
+    image_url: str = field(
+        metadata=info(
+            "Served by this app: on PUBLIC_BASE_URL when it is set, else a path relative to the "
+            "API's address; `v` is the image's content version.",
+            format="uri-reference",
+        )
     )
 
 
 @dataclass(frozen=True)
 class Hit(Product):
-    similarity: float = info("The raw score (cosine similarity).", minimum=-1, maximum=1)
-    match: int | None = info(
-        "The measured chance, in whole percent, that this is the product in the photo; null "
-        'when the model has no calibration, and for "more like this".',
-        minimum=0,
-        maximum=100,
+    similarity: float = field(
+        metadata=info("The raw score (cosine similarity).", minimum=-1, maximum=1)
+    )
+    match: int | None = field(
+        metadata=info(
+            "The measured chance, in whole percent, that this is the product in the photo; null "
+            'when the model has no calibration, and for "more like this".',
+            minimum=0,
+            maximum=100,
+        )
     )
 
 
 @dataclass(frozen=True)
 class SearchResponse:
-    results: list[Hit] = info("Best first.")
+    results: list[Hit] = field(metadata=info("Best first."))
     threshold: float
-    threshold_unit: Literal["match", "similarity"] = info(
-        "What the threshold was compared with: `match` / 100 when the results carry a match, "
-        "else the similarity."
+    threshold_unit: Literal["match", "similarity"] = field(
+        metadata=info(
+            "What the threshold was compared with: `match` / 100 when the results carry a match, "
+            "else the similarity."
+        )
     )
     k: int
     category: str | None
     min_price: float | None
     max_price: float | None
-    hidden_below_threshold: int = info("Of the k nearest, how many fell below.")
+    hidden_below_threshold: int = field(metadata=info("Of the k nearest, how many fell below."))
     took_ms: float
 
 
@@ -74,11 +82,12 @@ class ProductEdit:
 
     closed: ClassVar[bool] = True  # any other field is refused (400), so the schema says so
 
-    name: str | None = info(optional=True, nullable=True)
-    category: str | None = info(optional=True, nullable=True)
-    price: float | str | None = info(optional=True, nullable=True)
-    image_url: str | None = info(
-        "http(s) URL, or a path relative to the catalog folder.", optional=True, nullable=True
+    name: str | None = field(default=None, metadata=info(nullable=True))
+    category: str | None = field(default=None, metadata=info(nullable=True))
+    price: float | str | None = field(default=None, metadata=info(nullable=True))
+    image_url: str | None = field(
+        default=None,
+        metadata=info("http(s) URL, or a path relative to the catalog folder.", nullable=True),
     )
 
 
@@ -113,15 +122,19 @@ class SyncReport:
     unchanged: int
     failed: int
     skipped_rows: int
-    failures: list[FailedImage] = info("The first 100 products whose image failed.")
-    skipped: list[SkippedRow] = info("The first 100 rows of products.csv that were skipped.")
+    failures: list[FailedImage] = field(metadata=info("The first 100 products whose image failed."))
+    skipped: list[SkippedRow] = field(
+        metadata=info("The first 100 rows of products.csv that were skipped.")
+    )
     seconds: float
 
 
 @dataclass(frozen=True)
 class Error:
-    error: str = info("A stable code: invalid_input, not_found, busy, store_unavailable...")
-    message: str = info("What is wrong and what to do, in words.")
+    error: str = field(
+        metadata=info("A stable code: invalid_input, not_found, busy, store_unavailable...")
+    )
+    message: str = field(metadata=info("What is wrong and what to do, in words."))
 
 
 @dataclass(frozen=True)
@@ -134,24 +147,31 @@ class Ready:
     ready: bool
     status: ReadyStatus
     random_weights: bool
-    model: str | None = info(optional=True)
-    catalog_size: int | None = info(optional=True)
-    indexed: int | None = info(optional=True)
-    skipped_rows: int | None = info(optional=True)
-    failed_images: int | None = info(optional=True)
-    skipped: list[SkippedRow] | None = info(
-        "The first 20 rows of products.csv that were skipped, and why (with the admin token only).",
-        optional=True,
+    model: str | None = None
+    catalog_size: int | None = None
+    indexed: int | None = None
+    skipped_rows: int | None = None
+    failed_images: int | None = None
+    skipped: list[SkippedRow] | None = field(
+        default=None,
+        metadata=info(
+            "The first 20 rows of products.csv that were skipped, and why (with the admin token "
+            "only)."
+        ),
     )
-    failed: list[FailedImage] | None = info(
-        "The first 20 products whose image could not be indexed, and why (with the admin token "
-        "only).",
-        optional=True,
+    failed: list[FailedImage] | None = field(
+        default=None,
+        metadata=info(
+            "The first 20 products whose image could not be indexed, and why (with the admin token "
+            "only).",
+        ),
     )
-    problem: str | None = info(
-        "What is wrong: an index on disk of another catalog or model (not loaded), damaged "
-        "rows, a refused pack, a store that does not answer.",
-        optional=True,
+    problem: str | None = field(
+        default=None,
+        metadata=info(
+            "What is wrong: an index on disk of another catalog or model (not loaded), damaged "
+            "rows, a refused pack, a store that does not answer.",
+        ),
     )
 
 
