@@ -8,16 +8,12 @@ Unset ADMIN_TOKEN disables all of it (403). Otherwise a request must carry
 
 from __future__ import annotations
 
-from typing import Any
+from flask import Blueprint, request
 
-from flask import Blueprint, jsonify, request
-
-from ..catalog import Catalog
 from ..extensions import get_service
-from ..index.indexer import SyncReport
-from .api import product_json
 from .params import read_upload, request_body
 from .security import require_token
+from .serializers import json_response, product_saved, sync_report
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 require_token(
@@ -28,14 +24,12 @@ require_token(
     how="send the admin token as the header `Authorization: Bearer <token>`",
 )
 
-MAX_LISTED = 100  # failed images and skipped rows detailed in a report; the rest are counted
-
 
 @bp.post("/reindex")
 def reindex():
     """Re-read the catalog, embed what is new or changed, and swap in the new index."""
     catalog, report = get_service().sync()
-    return jsonify(report_json(catalog, report))
+    return json_response(sync_report(catalog, report))
 
 
 @bp.put("/products/<path:product_id>")
@@ -46,7 +40,7 @@ def put_product(product_id: str):
     image = read_upload(request, service.settings.max_upload_bytes)
     created = service.catalog.get(product_id) is None
     product = service.put_product(product_id, fields, image)
-    return jsonify(product=product_json(product), created=created), 201 if created else 200
+    return json_response(product_saved(product, created), 201 if created else 200)
 
 
 @bp.delete("/products/<path:product_id>")
@@ -54,19 +48,3 @@ def delete_product(product_id: str):
     """Remove one product from the catalog, index.csv and the vector store."""
     get_service().delete_product(product_id)
     return "", 204
-
-
-def report_json(catalog: Catalog, report: SyncReport) -> dict[str, Any]:
-    failed = list(report.failed.items())
-    return {
-        "summary": report.summary(),
-        "added": len(report.added),
-        "updated": len(report.updated),
-        "removed": len(report.removed),
-        "unchanged": report.unchanged,
-        "failed": len(failed),
-        "skipped_rows": len(catalog.skipped),
-        "failures": [{"id": pid, "reason": reason} for pid, reason in failed[:MAX_LISTED]],
-        "skipped": [{"row": row.row, "reason": row.reason} for row in catalog.skipped[:MAX_LISTED]],
-        "seconds": round(report.seconds, 3),
-    }

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from itertools import islice
-from typing import Any
-
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..catalog import Product
 from ..errors import InvalidInput, NotFound
 from ..extensions import get_service
 from ..options import parse_category
-from ..search import SearchResult
 from .exports import results_csv, wants_csv
 from .openapi import openapi_document
-from .pages import image_src
 from .params import paginate, parse_search_options, read_query_image, request_values
-from .security import presents_token, public_url
+from .security import presents_token
+from .serializers import (
+    json_response,
+    product_page,
+    ready_counts,
+    ready_loading,
+    search_response,
+)
+from .shapes import Health, ReadyStatus
 from .telemetry import describe_query, record_search
 
 bp = Blueprint("api", __name__)
 
-MAX_LISTED = 20  # skipped rows and failed images listed by /readyz; the rest are counted
 NO_IMAGE = "send an image: a multipart field `file`, or `image_url` (JSON or form field)"
 
 
@@ -36,7 +37,7 @@ def search():
         raise InvalidInput(NO_IMAGE)
     result = service.search_bytes(data, options)
     record_search(result, "api", *describe_query(request, values))
-    return results_csv(result) if as_csv else jsonify(result_json(result))
+    return results_csv(result) if as_csv else json_response(search_response(result))
 
 
 @bp.get("/api/products/<path:product_id>/similar")
@@ -48,7 +49,7 @@ def similar(product_id: str):
     as_csv = wants_csv(request.args)
     result = service.search_similar(product_id, options)
     record_search(result, "api", "similar", product_id)
-    return results_csv(result) if as_csv else jsonify(result_json(result))
+    return results_csv(result) if as_csv else json_response(search_response(result))
 
 
 @bp.get("/api/products")
@@ -57,15 +58,7 @@ def products():
     snapshot = get_service().current()
     category = parse_category(request.args.get("category"), snapshot.catalog.categories)
     page = paginate(snapshot.searchable, category, request.args)
-    return jsonify(
-        products=[product_json(product) for product in page.products],
-        page=page.number,
-        per_page=page.per_page,
-        pages=page.pages,
-        total=page.total,
-        category=category,
-        categories=snapshot.categories,
-    )
+    return json_response(product_page(page, category, snapshot.categories))
 
 
 @bp.get("/api/openapi.json")
@@ -76,7 +69,7 @@ def openapi():
 @bp.get("/healthz")
 def healthz():
     """Liveness: the process answers (says nothing about the index)."""
-    return jsonify(status="ok")
+    return json_response(Health(status="ok"))
 
 
 @bp.get("/readyz")
@@ -91,34 +84,23 @@ def readyz():
     # (a stat every 2 s), so a re-index with another model is named here before any search.
     service.reload_if_synced_elsewhere()
     snapshot = service.snapshot  # read once: a sync may swap it meanwhile
-    body: dict[str, Any] = {
-        "ready": snapshot is not None,
-        "random_weights": settings.random_weights,
-    }
     if snapshot is None:
-        return _no_store(jsonify(body | {"status": "loading"}), 503)
-    operator = bool(settings.admin_token) and presents_token(settings.admin_token)
-    catalog = snapshot.catalog
-    failed = snapshot.unsearchable
+        return _no_store(*json_response(ready_loading(settings.random_weights), 503))
+    token = settings.admin_token
+    operator = bool(token and presents_token(token))
     status, problem = _readiness(service, snapshot, operator)
-    body.update(
-        ready=status == "ready",
-        status=status,
+    ready = ready_counts(
+        snapshot,
+        status,
+        problem,
         model=service.embedder.identity,
-        catalog_size=len(catalog),
-        indexed=len(snapshot.products),
-        skipped_rows=len(catalog.skipped),
-        failed_images=len(failed),
+        random_weights=settings.random_weights,
+        operator=operator,
     )
-    if operator:
-        body["skipped"] = [{"row": s.row, "reason": s.reason} for s in catalog.skipped[:MAX_LISTED]]
-        body["failed"] = [{"id": p, "reason": why} for p, why in islice(failed.items(), MAX_LISTED)]
-    if problem:
-        body["problem"] = problem
-    return _no_store(jsonify(body), 200 if status == "ready" else 503)
+    return _no_store(*json_response(ready, 200 if status == "ready" else 503))
 
 
-def _readiness(service, snapshot, operator: bool) -> tuple[str, str | None]:
+def _readiness(service, snapshot, operator: bool) -> tuple[ReadyStatus, str | None]:
     """The status and what is wrong, if anything (the store's details for the operator)."""
     catalog = snapshot.catalog
     unavailable = service.store_problem()
@@ -135,30 +117,3 @@ def _readiness(service, snapshot, operator: bool) -> tuple[str, str | None]:
 def _no_store(response: Response, status: int) -> tuple[Response, int]:
     response.headers["Cache-Control"] = "no-store"  # a proxy must not answer for the server
     return response, status
-
-
-def product_json(product: Product) -> dict[str, Any]:
-    return {
-        "id": product.id,
-        "name": product.name,
-        "category": product.category,
-        "price": product.price,
-        "image_url": public_url(image_src(product)),
-    }
-
-
-def result_json(result: SearchResult) -> dict[str, Any]:
-    return {
-        "results": [
-            product_json(hit.product) | {"similarity": round(hit.similarity, 6), "match": hit.match}
-            for hit in result.shown
-        ],
-        "threshold": result.threshold,
-        "threshold_unit": "match" if result.calibrated else "similarity",
-        "k": result.k,
-        "category": result.category,
-        "min_price": result.options.min_price,
-        "max_price": result.options.max_price,
-        "hidden_below_threshold": result.hidden_below_threshold,
-        "took_ms": round(result.took_ms, 2),
-    }

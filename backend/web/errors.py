@@ -8,6 +8,8 @@ from flask import Flask, Response, jsonify, make_response, render_template, requ
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..errors import SearchAppError
+from .dataschema import as_json
+from .shapes import Error
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,12 @@ def wants_json() -> bool:
 def error_response(status: int, code: str, message: str, plain: str | None = None) -> Response:
     """Render one error, as `{"error": code, "message": ...}` or as the HTML error page (with
     the `plain` wording, for people, where the message names request parameters)."""
-    body: Response | str
     if wants_json():
-        body = jsonify(error=code, message=message)
-    else:
-        text = plain or message
-        body = render_template("error.html", status=status, code=code, message=text)
-    return make_response(body, status)
+        return make_response(jsonify(as_json(Error(error=code, message=message))), status)
+    text = plain or message
+    return make_response(
+        render_template("error.html", status=status, code=code, message=text), status
+    )
 
 
 def _too_large() -> Response:

@@ -6,15 +6,14 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from flask import Response, url_for
+from flask import Response
 
 from ..errors import InvalidInput
-from ..extensions import get_service
 from ..insights.aggregates import Window
 from ..insights.export import LOG_FIELDS, as_objects, csv_lines, json_array
 from ..parsing import blank
 from ..search import SearchResult
-from .security import public_url
+from .serializers import image_link
 
 RESULT_FIELDS = ("rank", "id", "name", "category", "price", "similarity", "match", "image_url")
 FORMATS = ("csv", "json", "html")  # json and html: the channel's usual answer
@@ -41,14 +40,6 @@ def results_csv(result: SearchResult, filename: str = "search-results.csv") -> R
         for rank, hit in enumerate(result.shown, start=1)
     ]  # fmt: skip
     return download(csv_lines(RESULT_FIELDS, rows), "text/csv", filename)
-
-
-def image_link(product_id: str) -> str:
-    """A product image's link as the API gives it: on PUBLIC_BASE_URL, else a relative path;
-    never on the request's Host, which the client chooses."""
-    version = get_service().image_version(product_id)
-    args: dict[str, Any] = {"v": version} if version else {}
-    return public_url(url_for("pages.product_image", product_id=product_id, **args))
 
 
 def log_download(

@@ -15,6 +15,7 @@ from backend.extensions import get_service
 from backend.images.s3 import GONE, S3Reader
 from tests.support.catalogs import COLOURS, count_embeds, draw_image, image_bytes
 from tests.support.http_servers import ImageServer, serve
+from tests.support.openapi import check_documented
 from tests.support.s3 import BUCKET, reader_policy
 
 SHAPES = ("circle", "square", "stripes", "triangle")
@@ -179,6 +180,8 @@ def test_s3_catalog_file_with_relative_photos_is_read_only_and_reread_on_reindex
     auth = {"Authorization": "Bearer " + "a" * 20}
     refused = client.delete("/api/admin/products/p0", headers=auth)
     assert refused.status_code == 409
+    document = client.get("/api/openapi.json").get_json()
+    check_documented(document, "delete", "/api/admin/products/{product_id}", refused)
     assert refused.get_json()["message"].startswith(
         f"the catalog is read from s3://{BUCKET}/shop/products.csv; change products.csv there"
     )

@@ -1,10 +1,14 @@
 """Schemathesis against the public and the admin API, over real HTTP: whatever it generates from
-the OpenAPI document (valid and invalid data, every check), the server never answers 5xx.
+the OpenAPI document (valid and invalid data), the server never answers 5xx, and every answer
+is one the document describes (status, content type, headers, body schema); invalid data is
+refused.
 
 The app runs in a real HTTP server on 127.0.0.1 with the admin API enabled; a WSGI wrapper
-records every response of status 500 or more. Schemathesis's other findings (a request the
-schema allows but the server refuses, such as min_price above max_price) are printed, not
-failed: the bar is no server error. A short pass runs with the fast tests, a long one is slow.
+records every response of status 500 or more. Every check runs and any failure fails the test,
+but one: a request the schema allows may still be refused (400), for what no JSON Schema can
+say: an image URL that cannot be fetched, bytes that are not an image, a category the catalog
+does not have, min_price above max_price. A short pass runs with the fast tests, a long one is
+slow.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from tests.support.catalogs import make_app_config, write_catalog
 
 TOKEN = "s3cret-admin-token-for-tests"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+# Valid by the schema yet refused: the world decides (see the module's docstring).
+NOT_CHECKED = "positive_data_acceptance"
 
 
 class ServerErrors:
@@ -67,17 +73,20 @@ def api(tmp_path_factory) -> Iterator[tuple[str, ServerErrors]]:
 def run_schemathesis(base: str, cwd: Path, examples: int, phases: str) -> str:
     command = [
         str(SCHEMATHESIS), "run", f"{base}/api/openapi.json", "--checks", "all",
-        "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(examples),
+        "--exclude-checks", NOT_CHECKED, "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(examples),
         "--phases", phases, "--seed", "20251", "--generation-database", "none",
         "--request-timeout", "30", "--no-color",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
     print(done.stdout[-6000:], done.stderr[-2000:])
     assert "API Operations:" in done.stdout, done.stdout + done.stderr  # it ran
+    # Any failure of any check (a 5xx, an undocumented status, content type or header, a body
+    # off its schema, invalid data accepted) makes schemathesis exit non-zero.
+    assert done.returncode == 0, done.stdout[-12000:]
     return done.stdout
 
 
-def check_no_server_errors(api, tmp_path, examples: int, phases: str) -> None:
+def check_the_api_keeps_its_document(api, tmp_path, examples: int, phases: str) -> None:
     base, recorder = api
     before = recorder.requests
     output = run_schemathesis(base, tmp_path, examples, phases)
@@ -86,10 +95,12 @@ def check_no_server_errors(api, tmp_path, examples: int, phases: str) -> None:
     assert "Server error" not in output
 
 
-def test_a_short_schemathesis_pass_finds_no_server_error(api, tmp_path):
-    check_no_server_errors(api, tmp_path, examples=5, phases="examples,fuzzing")
+def test_a_short_schemathesis_pass_finds_the_api_as_documented(api, tmp_path):
+    check_the_api_keeps_its_document(api, tmp_path, examples=5, phases="examples,fuzzing")
 
 
 @pytest.mark.slow
-def test_a_long_schemathesis_pass_finds_no_server_error(api, tmp_path):
-    check_no_server_errors(api, tmp_path, examples=100, phases="examples,coverage,fuzzing,stateful")
+def test_a_long_schemathesis_pass_finds_the_api_as_documented(api, tmp_path):
+    check_the_api_keeps_its_document(
+        api, tmp_path, examples=100, phases="examples,coverage,fuzzing,stateful"
+    )
