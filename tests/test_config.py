@@ -14,6 +14,8 @@ from backend.config import BUNDLED_CATALOG, ENV_VARS, PACKAGE_DIR, Settings, loa
 from backend.config.declare import declared
 from backend.config.server import SERVER_VARS, ServerSettings, load_server_settings, server_value
 from backend.errors import ConfigError
+from backend.model.calibration import shipped_calibration
+from backend.model.specs import MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +172,15 @@ def test_python_m_backend_config_writes_the_tables_in_place(tmp_path):
         timeout=120,
     )
     assert "| `TOP_K` | `12` | default number of results (1 to 100) |" in printed.stdout
+
+
+def test_the_doc_lines_quote_each_models_record_and_calibration():
+    """What the docs say of the models is what their records and calibration hold."""
+    docs = {declaration.variable: declaration.doc for declaration in declared(Settings)}
+    assert all(f"`{spec.name}` ({spec.dim}-d" in docs["MODEL"] for spec in MODELS.values())
+    lite0 = MODELS["efficientnet_lite0"]
+    assert (
+        f"`{lite0.default_threshold:.2f}` with `MODEL_ADAPTER=none`" in docs["SIMILARITY_THRESHOLD"]
+    )
+    minimum = shipped_calibration("efficientnet_lite0").default_min_match
+    assert f"unset, the calibration's measured default (`{minimum}` for" in docs["MIN_MATCH"]

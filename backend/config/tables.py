@@ -28,15 +28,21 @@ def tables() -> dict[str, str]:
 
 def table_under(markdown: str, heading: str) -> str:
     """The first table after `heading` in `markdown`, as written."""
-    section = markdown.split(f"\n{heading}\n", 1)[1]
-    return _TABLE.search(section).group()
+    return _first_table(markdown.split(f"\n{heading}\n", 1)[1], heading).group()
 
 
 def with_tables(markdown: str) -> str:
     """`markdown` with the table under each heading replaced by the generated one."""
     for heading, table in tables().items():
         before, after = markdown.split(f"\n{heading}\n", 1)
-        old = _TABLE.search(after)
+        old = _first_table(after, heading)
         after = after[: old.start()] + table + after[old.end() :]
         markdown = f"{before}\n{heading}\n{after}"
     return markdown
+
+
+def _first_table(section: str, heading: str) -> re.Match[str]:
+    found = _TABLE.search(section)
+    if found is None:
+        raise ValueError(f"no table under {heading!r}")
+    return found
