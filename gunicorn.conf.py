@@ -3,9 +3,9 @@
 The master syncs the index once (in a child process, so it never imports torch before forking);
 each worker then loads the model and index.csv, and serves. With a front (FRONT, nginx by
 default when installed) nginx listens on HOST:PORT and buffers each whole request, and gunicorn
-listens on a private unix socket, so slow clients cannot hold its threads
-(backend/serving/front.py).
-Tunables come from the environment.
+listens on a private unix socket, so slow clients cannot hold its threads (backend/serving/front.py).
+Tunables come from the environment, read and checked as backend/config/server.py declares them
+(docs/configuration.md#server-settings): a bad one stops the server with one line naming it.
 """
 
 from __future__ import annotations
@@ -36,16 +36,28 @@ def _choose_front(kind: str, host: str, port: int, upstream_timeout: int):
         sys.exit(f"cannot start: {error}")
 
 
+def _server_settings():
+    """The server's settings, or stop with the bad one named (never the app's: see above)."""
+    from backend.config.server import load_server_settings
+    from backend.errors import ConfigError
+
+    try:
+        return load_server_settings()
+    except ConfigError as error:
+        sys.exit(f"cannot start: {error}")
+
+
+_server = _server_settings()
 wsgi_app = "backend:create_app()"
-_host, _port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8000"))
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-threads = int(os.environ.get("THREADS", "4"))
+_host, _port = _server.host, _server.port
+workers = _server.web_concurrency
+threads = _server.threads
 worker_class = "gthread"
 # Loading the model and a large index.csv in a worker takes a while on a small machine.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+timeout = _server.gunicorn_timeout
 graceful_timeout = 30
 keepalive = 5
-_front = _choose_front(os.environ.get("FRONT", "auto"), _host, _port, timeout)
+_front = _choose_front(_server.front, _host, _port, timeout)
 bind = f"unix:{_front.socket}" if _front else f"{_host}:{_port}"
 accesslog = "-"
 # The path without its query string, and no referrer (a page's address with its query): a
@@ -54,7 +66,7 @@ accesslog = "-"
 _client = "%({x-real-ip}i)s" if _front else "%(h)s"
 access_log_format = _client + ' %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = _server.log_level
 # No control socket: it would live in a shared place ($HOME) and nothing here uses it.
 control_socket_disable = True
 
@@ -63,15 +75,16 @@ control_socket_disable = True
 os.environ.setdefault("OMP_NUM_THREADS", str(max((os.cpu_count() or 1) // workers, 1)))
 
 # Every worker must sign and verify with the same key; one per server start when unset.
-_generated_secret = "SECRET_KEY" not in os.environ
-os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
+_generated_secret = _server.secret_key is None
+if _generated_secret:
+    os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
 
 # /metrics adds up every worker's counts from files in this folder (prometheus_client's
 # multiprocess mode); set before any worker imports prometheus_client. A private temp folder
 # per server start when unset.
-_made_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _made_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+_made_metrics_dir = _server.prometheus_multiproc_dir is None
+_metrics_dir = _server.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="prometheus-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def on_starting(server) -> None:
@@ -96,8 +109,8 @@ def when_ready(server) -> None:
         server.log.warning(
             "no buffering front (FRONT=%s%s): slow clients can hold request threads; "
             "expose this server only behind a proxy that buffers requests",
-            os.environ.get("FRONT", "auto"),
-            ", nginx is not installed" if os.environ.get("FRONT", "auto") == "auto" else "",
+            _server.front,
+            ", nginx is not installed" if _server.front == "auto" else "",
         )
         return
     _front.start()
@@ -146,12 +159,12 @@ def on_exit(server) -> None:
     if _front is not None:
         _front.stop()
     if _made_metrics_dir:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def _clear_metrics_dir() -> None:
     """Counts of an earlier server run would be added to this one's: start from none."""
-    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder = Path(_metrics_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink()

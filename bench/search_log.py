@@ -42,7 +42,7 @@ def make_apps(folder: Path, catalog_path: Path | None = None, model: str = "colo
     from backend.extensions import get_service
 
     base = {"index_path": folder / "index.csv", "cache_dir": folder / "cache",
-            "model": model, "model_weights": "random", "similarity_threshold": 0.5}  # fmt: skip
+            "model": model, "model_weights": "random", "_similarity_threshold": 0.5}  # fmt: skip
     if catalog_path is not None:
         base["catalog_path"] = catalog_path
     off = create_app(base | {"search_log_days": 0})

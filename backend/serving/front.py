@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..config.server import server_value
 from ..web.errors import TOO_LARGE_PATH
 from ..web.security import FORM_OVERHEAD_BYTES, SECURITY_HEADERS
 
@@ -230,7 +231,7 @@ def choose_front(kind: str, host: str, port: int, settings: Settings, timeout: i
 
 def trusted_proxies(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The addresses of FORWARDED_ALLOW_IPS, when set; gunicorn's default (loopback) is not."""
-    raw = environ.get("FORWARDED_ALLOW_IPS", "")
+    raw = server_value("FORWARDED_ALLOW_IPS", environ) or ""
     names = [name.strip() for name in raw.split(",") if name.strip()]
     return tuple("0.0.0.0/0" if name == "*" else name for name in names) + (
         ("::/0",) if "*" in names else ()

@@ -9,7 +9,6 @@ scraper gets its own token, which cannot change the catalog. No setting's value 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -25,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..config.server import server_value
 from ..search import SearchResult
 from .security import require_token
 
@@ -131,7 +131,7 @@ def get_metrics(app: Flask | None = None) -> Metrics:
 
 def multiprocess_dir() -> str | None:
     """Where gunicorn's workers share their counts, when the server set it up."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return server_value("PROMETHEUS_MULTIPROC_DIR")
 
 
 def _count_request(response: Response) -> Response:

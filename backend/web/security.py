@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, request
 
 from ..config import Settings
+from ..config.server import server_value
 from ..errors import EndpointDisabled, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_MEMORY_SIZE
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     if not app.config.get("SECRET_KEY"):
-        key = os.environ.get("SECRET_KEY", "").strip()
+        key = server_value("SECRET_KEY") or ""
         app.config["SECRET_KEY"] = key or secrets.token_urlsafe(32)
         if not key:
             # Said when the server answers its first request, not by every CLI command.

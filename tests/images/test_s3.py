@@ -52,7 +52,7 @@ def s3_app(tmp_path, s3):
                 "cache_dir": tmp_path / "cache",
                 "model": "resnet18",
                 "model_weights": "random",
-                "similarity_threshold": 0.0,
+                "_similarity_threshold": 0.0,
                 "s3_endpoint_url": s3.endpoint,
             }
             | config  # fmt: skip

@@ -28,7 +28,7 @@ def config_for(catalog_path, root, **settings) -> dict:
         "cache_dir": root / "cache",
         "model": "resnet18",
         "model_weights": "random",
-        "similarity_threshold": 0.0,
+        "_similarity_threshold": 0.0,
     } | settings
 
 

@@ -24,7 +24,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def synced(app_config):
-    config = app_config | {"admin_token": TOKEN, "similarity_threshold": 0.0}
+    config = app_config | {"admin_token": TOKEN, "_similarity_threshold": 0.0}
     get_service(create_app(config)).sync()
     return config
 

@@ -17,7 +17,7 @@ def config_for(catalog_path, root, **settings) -> dict:
         "catalog_path": catalog_path,
         "cache_dir": root / "cache",
         "model_weights": "random",
-        "similarity_threshold": 0.0,
+        "_similarity_threshold": 0.0,
     } | settings
 
 

@@ -85,7 +85,7 @@ def make_app_config(root: Path, catalog_path: Path) -> dict:
         "cache_dir": root / "cache",
         "model": "resnet18",
         "model_weights": "random",
-        "similarity_threshold": 0.5,
+        "_similarity_threshold": 0.5,
     }
 
 

@@ -103,7 +103,7 @@ def test_the_slider_says_what_the_threshold_means_for_uncalibrated_lite0(tmp_pat
     from backend.model import threshold_meaning
 
     config = make_app_config(tmp_path, catalog_path) | {"model": "efficientnet_lite0"}
-    config.pop("similarity_threshold")
+    config.pop("_similarity_threshold")
     app = create_app(config)
     with app.test_request_context():
         from backend.extensions import get_service

@@ -25,7 +25,7 @@ def client(default_app):
 def threshold(default_app) -> float:
     """The served minimum: the default model is calibrated, so its calibration's minimum match."""
     settings = default_app.config["SETTINGS"]
-    assert settings.similarity_threshold is None and settings.min_match is None  # nothing pinned
+    assert settings._similarity_threshold is None and settings.min_match is None  # nothing pinned
     assert settings.calibration is not None
     return settings.calibration.default_min_match / 100
 
