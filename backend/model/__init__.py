@@ -68,13 +68,35 @@ def embed_query(embedder: Embedder, image: Image.Image) -> np.ndarray:
 class Embedder(Protocol):
     """What the indexer, the search service and the evaluation need of a model."""
 
-    name: str
-    dim: int
-    identity: str  # name/weights/preprocessing/runtime: vectors compare only if equal
-    runtime: str  # how vectors are computed: engine and precision, "ort-fp32" or "torch-fp32"
-    random_weights: bool
-    crop_size: int  # side of the square array that preprocess returns
-    min_decode_size: int  # the smallest shorter side preprocessing needs (JPEG draft decoding)
+    # Read-only members: embedders may declare them as attributes or properties.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def identity(self) -> str:
+        """name/weights/preprocessing/runtime: vectors compare only if equal."""
+        ...
+
+    @property
+    def runtime(self) -> str:
+        """How vectors are computed: engine and precision, "ort-fp32" or "torch-fp32"."""
+        ...
+
+    @property
+    def random_weights(self) -> bool: ...
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the square array that preprocess returns."""
+        ...
+
+    @property
+    def min_decode_size(self) -> int:
+        """The smallest shorter side preprocessing needs (JPEG draft decoding)."""
+        ...
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB image -> the model's input array (H, W, 3) uint8."""
