@@ -139,6 +139,37 @@ def test_at_most_eight_top_level_modules():
     assert len(list(BACKEND.glob("*.py"))) <= 8
 
 
+# Sizes that keep a module readable in one sitting and a class to one job.
+MAX_MODULE_LINES, MAX_CLASS_LINES = 400, 250
+
+
+def oversized(path: Path) -> list[str]:
+    """The module itself if it is over MAX_MODULE_LINES, and each class over MAX_CLASS_LINES."""
+    source = path.read_text()
+    found = []
+    if (lines := len(source.splitlines())) > MAX_MODULE_LINES:
+        found.append(f"{path.name}: {lines} lines")
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef) or node.end_lineno is None:
+            continue
+        if (lines := node.end_lineno - node.lineno + 1) > MAX_CLASS_LINES:
+            found.append(f"{path.name}: class {node.name}, {lines} lines")
+    return found
+
+
+def test_no_module_over_400_lines_and_no_class_over_250():
+    found = [entry for path in sorted(BACKEND.rglob("*.py")) for entry in oversized(path)]
+    assert not found, "split these: " + "; ".join(sorted(found))
+
+
+def test_the_size_check_finds_a_long_class(tmp_path):
+    module = tmp_path / "long.py"
+    module.write_text("class Long:\n" + "    x = 1\n" * MAX_CLASS_LINES)
+    assert oversized(module) == [f"long.py: class Long, {MAX_CLASS_LINES + 1} lines"]
+    module.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert oversized(module) == [f"long.py: {MAX_MODULE_LINES + 1} lines"]
+
+
 def test_layers_import_downwards_only():
     errors = layering_errors(GRAPH, LAYERS)
     assert not errors, "\n".join(errors)

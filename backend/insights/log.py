@@ -29,10 +29,10 @@ from pathlib import Path
 from .records import (
     BUSY_TIMEOUT_SECONDS,
     INSERT,
-    PRUNED_FOR_SIZE,
     SearchRecord,
-    add_count,
     connect,
+    delete_older_than,
+    delete_oldest,
     used_bytes,
 )
 
@@ -217,11 +217,7 @@ class SearchLog:
         cutoff = self.clock() - self.retention_days * DAY_SECONDS
         try:
             while True:
-                deleted = conn.execute(
-                    "DELETE FROM searches WHERE id IN "
-                    "(SELECT id FROM searches WHERE at < ? LIMIT ?)",
-                    (cutoff, PRUNE_CHUNK),
-                ).rowcount
+                deleted = delete_older_than(conn, cutoff, PRUNE_CHUNK)
                 self._pruned("age", deleted)
                 if deleted < PRUNE_CHUNK:
                     self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
@@ -245,7 +241,9 @@ class SearchLog:
                 return conn
             self._shrinking = True
             while used_bytes(conn) > self.max_bytes * SHRINK_TO:
-                if not self._delete_oldest(conn):
+                deleted = delete_oldest(conn, PRUNE_CHUNK)
+                self._pruned("size", deleted)
+                if not deleted:
                     break  # nothing left to delete: the bound is below an empty log's size
                 with self._lock:
                     if self._queue:
@@ -256,23 +254,6 @@ class SearchLog:
             self._warn(f"keeping the search log {self.path} within its size failed: {error}")
             conn.close()
             return None
-
-    def _delete_oldest(self, conn: sqlite3.Connection) -> int:
-        """Delete the PRUNE_CHUNK oldest rows (by id: the order they were written) and count
-        them in the file, in one transaction; how many went."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            deleted = conn.execute(
-                "DELETE FROM searches WHERE id IN (SELECT id FROM searches ORDER BY id LIMIT ?)",
-                (PRUNE_CHUNK,),
-            ).rowcount
-            add_count(conn, PRUNED_FOR_SIZE, deleted)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self._pruned("size", deleted)
-        return deleted
 
     def _pruned(self, reason: str, count: int) -> None:
         if not count:

@@ -175,3 +175,28 @@ def read_count(conn: sqlite3.Connection | None, name: str) -> int:
         return 0
     row = conn.execute("SELECT value FROM counts WHERE name = ?", (name,)).fetchone()
     return row[0] if row else 0
+
+
+def delete_older_than(conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
+    """Delete up to `limit` rows logged before `cutoff` (epoch seconds); how many went."""
+    return conn.execute(
+        "DELETE FROM searches WHERE id IN (SELECT id FROM searches WHERE at < ? LIMIT ?)",
+        (cutoff, limit),
+    ).rowcount
+
+
+def delete_oldest(conn: sqlite3.Connection, limit: int) -> int:
+    """Delete the `limit` oldest rows (by id: the order they were written) and count them in
+    the file as pruned for size, in one transaction; how many went."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        deleted = conn.execute(
+            "DELETE FROM searches WHERE id IN (SELECT id FROM searches ORDER BY id LIMIT ?)",
+            (limit,),
+        ).rowcount
+        add_count(conn, PRUNED_FOR_SIZE, deleted)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return deleted
