@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from backend import boot, create_app
+from backend import create_app
 from backend.extensions import get_service
+from backend.serving import boot
 from tests.support.mariadb import free_port
 from tests.system.test_mysql_shop import search_all
 

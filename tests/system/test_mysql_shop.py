@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from backend import boot, create_app
+from backend import create_app
 from backend.extensions import get_service
+from backend.serving import boot
 from tests.support.catalogs import DEFAULT_ITEMS, draw_image, image_bytes
 from tests.support.mariadb import PASSWORD
 
