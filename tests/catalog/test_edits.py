@@ -440,7 +440,7 @@ def test_edits_from_two_processes_at_once_both_survive(open_service, backend_con
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for product_id in ("n1", "n2")
     ]
     try:

@@ -283,8 +283,11 @@ def scan_bomb(size: tuple[int, int], scans: int) -> bytes:
 def test_extreme_aspect_ratios_are_refused_from_the_header(size, fmt):
     data = narrow(*size, fmt)
     assert len(data) < 20_000  # tiny files: the bomb is in what preprocessing would allocate
-    with pytest.raises(ImageError, match=f"image is {size[0]}x{size[1]} pixels: one side is more "
-                       f"than {MAX_ASPECT_RATIO} times the other"):  # fmt: skip
+    with pytest.raises(
+        ImageError,
+        match=f"image is {size[0]}x{size[1]} pixels: one side is more "
+        f"than {MAX_ASPECT_RATIO} times the other",
+    ):
         decode_image(data, min_size=256)
 
 
@@ -296,8 +299,12 @@ def test_an_aspect_ratio_of_20_to_1_is_accepted():
 def hide_scans(data: bytes, how: str) -> bytes:
     """Put what libjpeg skips before the first scan: a stray byte, a restart marker, a stuffed 0."""
     first_scan = next(start for marker, start, _ in jpeg_segments(data) if marker == 0xDA)
-    extra = {"junk-byte": b"\x00", "restart-marker": b"\xff\xd0", "stuffed-zero": b"\xff\x00",
-             "fill-bytes": b"\xff\xff"}[how]  # fmt: skip
+    extra = {
+        "junk-byte": b"\x00",
+        "restart-marker": b"\xff\xd0",
+        "stuffed-zero": b"\xff\x00",
+        "fill-bytes": b"\xff\xff",
+    }[how]
     return data[:first_scan] + extra + data[first_scan:]
 
 
@@ -335,9 +342,10 @@ def test_scans_are_counted_behind_what_libjpeg_skips(how):
 
 @pytest.mark.parametrize("how", HIDING)
 @pytest.mark.parametrize(
-    ("size", "scans", "limit"), [((2000, 2000), 2000, 100), ((6000, 6000), 300, 11)],
+    ("size", "scans", "limit"),
+    [((2000, 2000), 2000, 100), ((6000, 6000), 300, 11)],
     ids=["2000-scans", "36mp-300-scans"],
-)  # fmt: skip
+)
 def test_hidden_scan_bombs_are_refused_before_decoding(how, size, scans, limit):
     data = hide_scans(scan_bomb(size, scans), how)
     assert len(data) < 250_000  # well within the upload limit
@@ -356,10 +364,13 @@ def test_a_30_megapixel_progressive_jpeg_of_the_usual_10_scans_decodes():
 def test_a_40_megapixel_progressive_jpeg_is_refused_for_the_coefficients_it_keeps():
     # libjpeg keeps every coefficient of a progressive JPEG: 120 MB here, whatever the scale.
     data = encode(Image.new("RGB", (7300, 5479), (90, 120, 30)), "JPEG", progressive=True)
-    with pytest.raises(ImageError, match=(
-        "image is 7300x5479 pixels, more than this server decodes whole: a JPEG of this kind "
-        "may have 31.5 megapixels$"
-    )):  # fmt: skip
+    with pytest.raises(
+        ImageError,
+        match=(
+            "image is 7300x5479 pixels, more than this server decodes whole: a JPEG of this kind "
+            "may have 31.5 megapixels$"
+        ),
+    ):
         decode_image(data, min_size=256)
 
 
@@ -396,10 +407,13 @@ def test_40_megapixels_decoded_whole_are_refused_from_the_header(fmt, mode, limi
     assert len(data) < 2_000_000  # within every upload limit
     name = "WebP" if fmt == "WEBP" else fmt
     started = time.process_time()
-    with pytest.raises(ImageError, match=(
-        f"image is 7300x5479 pixels, more than this server decodes whole: a {name} of this "
-        f"kind may have {limit} megapixels; a JPEG may have 40$"
-    )):  # fmt: skip
+    with pytest.raises(
+        ImageError,
+        match=(
+            f"image is 7300x5479 pixels, more than this server decodes whole: a {name} of this "
+            f"kind may have {limit} megapixels; a JPEG may have 40$"
+        ),
+    ):
         decode_image(data, min_size=256)
     assert time.process_time() - started < 0.2  # refused before any pixel is decoded
 

@@ -70,9 +70,11 @@ def calibrated_weights(name: str, folder: Path, photos: list) -> Path:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(name, marks=[] if name == "resnet18" else pytest.mark.slow)
-     for name in BACKBONE_NAMES],
-)  # fmt: skip
+    [
+        pytest.param(name, marks=[] if name == "resnet18" else pytest.mark.slow)
+        for name in BACKBONE_NAMES
+    ],
+)
 def test_onnx_runtime_agrees_with_torch_on_real_photos(name, tmp_path):
     photos = real_photos(40)
     assert len(photos) >= 32
@@ -196,9 +198,13 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def run_module(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 SERVE_AND_RESYNC = """
@@ -284,9 +290,14 @@ def test_the_default_model_exports_offline_with_its_installed_weights(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("MODEL", "MODEL_WEIGHTS")}
     env |= {"MODEL_DIR": str(tmp_path / "models"), "TORCH_HOME": str(tmp_path / "no-hub")}
     done = subprocess.run(
-        [sys.executable, "-m", "backend.model"], cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "backend.model"],
+        cwd=ROOT,
+        env=env | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     identity, _, path = done.stdout.strip().partition(": ")
     assert identity.startswith(f"{LITE0}/file-") and Path(path).is_file()

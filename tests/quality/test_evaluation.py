@@ -298,9 +298,18 @@ def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path)
     served = app_config["index_path"]
     written = served.stat().st_mtime_ns
     result = runner.invoke(
-        args=["evaluate", "--labels", str(labels), "--model", "color_histogram", "--model", "resnet18",
-              "--out", str(tmp_path / "report")]
-    )  # fmt: skip
+        args=[
+            "evaluate",
+            "--labels",
+            str(labels),
+            "--model",
+            "color_histogram",
+            "--model",
+            "resnet18",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "4 queries (0 alone in their label, 3 unlabelled" in result.output
     assert HISTOGRAM in result.output and RANDOM_RESNET18 in result.output

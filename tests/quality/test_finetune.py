@@ -191,9 +191,18 @@ def test_evaluate_a_head_file_on_its_backbone_index(colour_shop, tmp_path):
     head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
     labels = head_path.with_suffix(".heldout.csv")
     result = runner.invoke(
-        args=["evaluate", "--labels", str(labels), "--model", "resnet18", "--model", str(head_path),
-              "--out", str(tmp_path / "report")]
-    )  # fmt: skip
+        args=[
+            "evaluate",
+            "--labels",
+            str(labels),
+            "--model",
+            "resnet18",
+            "--model",
+            str(head_path),
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "6 queries (0 alone in their label, 12 unlabelled" in result.output
     assert re.search(
@@ -215,6 +224,9 @@ def test_a_head_trained_on_another_runtimes_embeddings_is_refused(tmp_path):
     path = tmp_path / "head.npz"
     torch_eager = RANDOM_RESNET18.replace("/ort-fp32", "/torch-fp32")
     save_head(path, train_head(vectors, labels, torch_eager, FAST))
-    with pytest.raises(ConfigError, match="trained on torch-fp32 embeddings, but this server "
-                       r"computes ort-fp32 ones \(MODEL_RUNTIME\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match="trained on torch-fp32 embeddings, but this server "
+        r"computes ort-fp32 ones \(MODEL_RUNTIME\)",
+    ):
         check_base(load_head(path), path, RANDOM_RESNET18)

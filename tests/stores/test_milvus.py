@@ -60,9 +60,11 @@ def test_milvus_collection_is_made_on_first_use_with_a_schema_version(stores, cl
     index = client.describe_index(COLLECTION, "embedding")
     assert index["index_type"] == "HNSW" and index["metric_type"] == "IP"
     rows = client.query(
-        COLLECTION, filter='id != ""', output_fields=["id", "model", "category", "price", "priced"],
+        COLLECTION,
+        filter='id != ""',
+        output_fields=["id", "model", "category", "price", "priced"],
         consistency_level="Strong",
-    )  # fmt: skip
+    )
     assert sorted((r["id"], r["model"], r["category"], r["price"], r["priced"]) for r in rows) == [
         (p.id, "model-a", p.category, p.price, True) for p in PRODUCTS[:3]
     ]
@@ -226,10 +228,12 @@ def test_milvus_a_frozen_server_costs_a_search_its_timeout_and_holds_few_threads
     [
         ({"milvus_ef_search": 0}, "MILVUS_EF_SEARCH=0 must be 1-32768"),
         ({"milvus_timeout": 0.0}, "MILVUS_TIMEOUT=0.0 must be 0.1-300 seconds"),
-        ({"milvus_uri": "mysql://shop:pw@db:3306/shop"},
-         "MILVUS_URI=mysql://shop:***@db:3306/shop does not match VECTOR_BACKEND=milvus"),
+        (
+            {"milvus_uri": "mysql://shop:pw@db:3306/shop"},
+            "MILVUS_URI=mysql://shop:***@db:3306/shop does not match VECTOR_BACKEND=milvus",
+        ),
     ],
-)  # fmt: skip
+)
 def test_milvus_settings_are_checked_and_their_secrets_kept_out_of_repr(overrides, message):
     from backend.config import load_settings
     from backend.errors import ConfigError

@@ -302,11 +302,17 @@ def test_kill_9_at_random_moments_never_loses_the_index(tmp_path, caplog, drawin
     env = index_env(tmp_path)
     index, cache = Path(env["INDEX_PATH"]), Path(env["CACHE_DIR"])
     shop = Shop(tmp_path / "shop", drawing_server, rng)
-    app = create_app({
-        "catalog_path": Path(env["CATALOG_PATH"]), "index_path": index, "cache_dir": cache,
-        "model": "resnet18", "model_weights": "random", "fetch_allow_loopback": True,
-        "index_checkpoint_every": CHECKPOINT_EVERY,
-    })  # fmt: skip
+    app = create_app(
+        {
+            "catalog_path": Path(env["CATALOG_PATH"]),
+            "index_path": index,
+            "cache_dir": cache,
+            "model": "resnet18",
+            "model_weights": "random",
+            "fetch_allow_loopback": True,
+            "index_checkpoint_every": CHECKPOINT_EVERY,
+        }
+    )
     cli = app.test_cli_runner()
     model = get_service(app).embedder.identity
     children = ForkServer(env, tmp_path)

@@ -187,9 +187,15 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
         base = f"http://127.0.0.1:{port}"
         ready = wait_ready(base, process, log)
         assert ready | {"model": "?"} == {
-            "ready": True, "status": "ready", "random_weights": True, "model": "?",
-            "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
-        }  # fmt: skip
+            "ready": True,
+            "status": "ready",
+            "random_weights": True,
+            "model": "?",
+            "catalog_size": 7,
+            "indexed": 7,
+            "skipped_rows": 0,
+            "failed_images": 0,
+        }
         assert ready["model"] == RANDOM_RESNET18
         assert request_json(f"{base}/healthz") == (200, {"status": "ok"})
         check = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30)

@@ -95,17 +95,23 @@ def test_mysql_password_is_not_in_readyz_or_logs(mysql_app, caplog):
 @pytest.mark.parametrize(
     "database_url, expected",
     [
-        ("postgresql://shop:{pw}@127.0.0.1:5432/shop",
-         "DATABASE_URL=postgresql://shop:***@127.0.0.1:5432/shop does not match "
-         "VECTOR_BACKEND=mysql: it must start with mysql://"),
-        ("mysql://shop:{pw}@127.0.0.1:{port}/nope",
-         "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the user may not use"),
-        ("mysql://shop:wrong-{pw}@127.0.0.1:{port}/nope",
-         "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the server refused the "
-         "user name or password"),
+        (
+            "postgresql://shop:{pw}@127.0.0.1:5432/shop",
+            "DATABASE_URL=postgresql://shop:***@127.0.0.1:5432/shop does not match "
+            "VECTOR_BACKEND=mysql: it must start with mysql://",
+        ),
+        (
+            "mysql://shop:{pw}@127.0.0.1:{port}/nope",
+            "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the user may not use",
+        ),
+        (
+            "mysql://shop:wrong-{pw}@127.0.0.1:{port}/nope",
+            "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the server refused the "
+            "user name or password",
+        ),
     ],
     ids=["other-scheme", "unknown-database", "wrong-password"],
-)  # fmt: skip
+)
 def test_mysql_boot_stops_with_one_line_naming_database_url(
     mariadb_server, app_config, monkeypatch, caplog, database_url, expected
 ):
