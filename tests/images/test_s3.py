@@ -13,7 +13,7 @@ from backend.config import load_settings
 from backend.errors import ConfigError
 from backend.extensions import get_service
 from backend.images.s3 import GONE, S3Reader
-from tests.support.catalogs import COLOURS, count_embeds, draw_image, image_bytes
+from tests.support.catalogs import COLOURS, TEST_MODEL, count_embeds, draw_image, image_bytes
 from tests.support.http_servers import ImageServer, serve
 from tests.support.s3 import BUCKET, reader_policy
 
@@ -49,7 +49,7 @@ def s3_app(tmp_path, s3):
                 "catalog_path": catalog,
                 "index_path": tmp_path / "index" / "index.csv",
                 "cache_dir": tmp_path / "cache",
-                "model": "resnet18",
+                "model": TEST_MODEL,
                 "model_weights": "random",
                 "similarity_threshold": 0.0,
                 "s3_endpoint_url": s3.endpoint,

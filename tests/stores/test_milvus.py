@@ -50,6 +50,7 @@ def client(milvus_server, milvus_uri):
     client.close()
 
 
+@pytest.mark.slow
 def test_milvus_collection_is_made_on_first_use_with_a_schema_version(stores, client):
     stores(model="model-a").upsert(PRODUCTS[:3], VECTORS[:3], ["v1"] * 3)
     described = client.describe_collection(COLLECTION)
@@ -70,6 +71,7 @@ def test_milvus_collection_is_made_on_first_use_with_a_schema_version(stores, cl
     ]
 
 
+@pytest.mark.slow
 def test_milvus_refuses_a_newer_schema_and_a_collection_it_did_not_make(stores, client):
     stores()
     client.drop_collection(COLLECTION)
@@ -86,6 +88,7 @@ def test_milvus_refuses_a_newer_schema_and_a_collection_it_did_not_make(stores, 
     assert client.has_collection(COLLECTION)  # left alone
 
 
+@pytest.mark.slow
 def test_milvus_a_model_of_another_width_remakes_the_collection(stores, caplog):
     stores().upsert(PRODUCTS[:20], VECTORS[:20], ["v1"] * 20)
     wider = stores(dim=DIM * 2)
@@ -96,6 +99,7 @@ def test_milvus_a_model_of_another_width_remakes_the_collection(stores, caplog):
     assert stores(dim=DIM * 2).count() == 1
 
 
+@pytest.mark.slow
 def test_milvus_results_equal_the_memory_backends(stores):
     memory = MemoryStore(DIM)
     memory.upsert(PRODUCTS, VECTORS, ["v"] * len(PRODUCTS))
@@ -148,6 +152,7 @@ def test_milvus_another_process_writes_are_seen_by_this_one(stores, milvus_uri):
     assert found == ["from-elsewhere"] and gone
 
 
+@pytest.mark.slow
 def test_milvus_reads_every_version_in_pages(stores, monkeypatch):
     from backend.stores import milvus
 
@@ -157,6 +162,7 @@ def test_milvus_reads_every_version_in_pages(stores, monkeypatch):
     assert store.versions() == {p.id: f"v{i}" for i, p in enumerate(PRODUCTS[:50])}
 
 
+@pytest.mark.slow
 def test_milvus_odd_categories_and_ids_are_quoted_in_filters(stores):
     odd = ['say "hi"', "back\\slash", "ünï ☃", 'x" or category != "']
     products = [Product(f'id "{i}" \\', f"n{i}", cat, 1.0, "a.png") for i, cat in enumerate(odd)]

@@ -25,7 +25,7 @@ from backend.extensions import get_service
 from tests.images.test_decode import (
     animation,
     encode,
-    gradient,
+    gradient_file,
     hide_scans,
     narrow,
     photo,
@@ -139,8 +139,8 @@ UPLOADS = {
     "jpeg-2000-scans-after-a-restart-marker": ("scans.jpg", hide_scans(scan_bomb((2000, 2000), 2000), "restart-marker"), refused_image("JPEG has more than 100 scans for its size")),
     "jpeg-36mp-300-scans-after-a-stuffed-zero": ("scans.jpg", hide_scans(scan_bomb((6000, 6000), 300), "stuffed-zero"), refused_image("JPEG has more than 11 scans for its size")),
     # Memory bombs: 40 MP that only a JPEG decodes at reduced scale; whole, 640 MB for a WebP.
-    "webp-40mp": ("big.webp", encode(gradient((7300, 5479)), "WEBP"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a WebP of this kind may have 6.2 megapixels; a JPEG may have 40")),
-    "png-40mp": ("big.png", encode(gradient((7300, 5479)), "PNG"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a PNG of this kind may have 24")),
+    "webp-40mp": ("big.webp", gradient_file((7300, 5479), "RGB", "WEBP"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a WebP of this kind may have 6.2 megapixels; a JPEG may have 40")),
+    "png-40mp": ("big.png", gradient_file((7300, 5479), "RGB", "PNG"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a PNG of this kind may have 24")),
     "jpeg-36mp-12-scans": ("scans.jpg", scan_bomb((6000, 6000), 12), refused_image("JPEG has more than 11 scans for its size")),
 }
 # fmt: on
@@ -397,7 +397,14 @@ def test_malformed_urls(index_before, strict, endpoint, url, outcome):
 
 
 @ENDPOINTS
-@pytest.mark.parametrize(("path", "message"), SERVED.values(), ids=SERVED.keys())
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        # The slow drips wait out the fetch timeout: the full suite's (test_fetch.py has them fast).
+        pytest.param(*case, id=name, marks=[pytest.mark.slow] if "slow-drip" in name else [])
+        for name, case in SERVED.items()
+    ],
+)
 def test_urls_answered_by_hostile_servers(index_before, loopback, hostile, endpoint, path, message):
     outcome = (
         refused_image(message)

@@ -84,6 +84,7 @@ def test_index_probe_starts_a_process_on_a_synthetic_warm_index(tmp_path):
     assert 0 < seconds["imported"] <= seconds["catalog"] <= seconds["index"] <= seconds["ready"]
 
 
+@pytest.mark.slow
 def test_local_indexing_and_unchanged_resync_on_a_tiny_catalog(tmp_path):
     ctx = Context(quick=True, bench_catalog=tmp_path / "shop", data_dir=tmp_path / "data")
     write_catalog(ctx.bench_catalog)
@@ -98,6 +99,7 @@ def test_local_indexing_and_unchanged_resync_on_a_tiny_catalog(tmp_path):
     assert resync.met is None  # 7 items: the 6,308-item target is not checked
 
 
+@pytest.mark.slow
 def test_remote_indexing_fetches_concurrently_on_a_tiny_catalog(tmp_path):
     ctx = Context(quick=True, bench_catalog=tmp_path / "shop", data_dir=tmp_path / "data")
     write_catalog(ctx.bench_catalog)

@@ -88,9 +88,10 @@ def test_milvus_stopped_while_serving_is_a_clear_503_then_recovers_by_itself(
             "VECTOR_BACKEND=milvus: it must start with http:// or https://",
         ),
         ("", "VECTOR_BACKEND=milvus needs MILVUS_URI, e.g. http://"),
-        (
+        pytest.param(
             "http://root:{secret}@127.0.0.1:{port}/shop",
             "cannot connect to Milvus at MILVUS_URI=http://root:***@127.0.0.1:{port}/shop: ",
+            marks=pytest.mark.slow,  # waits out the connection timeout
         ),
     ],
     ids=["other-scheme", "missing", "unreachable"],

@@ -9,7 +9,7 @@ import pytest
 
 from backend import boot, create_app
 from backend.extensions import get_service
-from tests.support.catalogs import DEFAULT_ITEMS, draw_image, image_bytes
+from tests.support.catalogs import DEFAULT_ITEMS, TEST_MODEL, draw_image, image_bytes
 from tests.support.mariadb import PASSWORD
 
 
@@ -120,7 +120,7 @@ def test_mysql_boot_stops_with_one_line_naming_database_url(
         "CATALOG_PATH": str(app_config["catalog_path"]),
         "INDEX_PATH": str(app_config["index_path"]),
         "CACHE_DIR": str(app_config["cache_dir"]),
-        "MODEL": "resnet18",
+        "MODEL": TEST_MODEL,
         "MODEL_WEIGHTS": "random",
         "VECTOR_BACKEND": "mysql",
         "DATABASE_URL": database_url.format(pw=PASSWORD, port=port),

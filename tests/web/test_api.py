@@ -12,7 +12,7 @@ import pytest
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes, write_catalog
+from tests.support.catalogs import RANDOM_TEST_MODEL, draw_image, image_bytes, write_catalog
 
 RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity", "match"}
 SEARCH_KEYS = {
@@ -240,7 +240,7 @@ def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config)
         "ready": True,
         "status": "ready",
         "random_weights": True,
-        "model": RANDOM_RESNET18,
+        "model": RANDOM_TEST_MODEL,
         "catalog_size": 8,
         "indexed": 7,
         "skipped_rows": 1,

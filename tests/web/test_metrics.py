@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.catalogs import draw_image, image_bytes
+from tests.support.catalogs import TEST_MODEL, draw_image, image_bytes
 
 METRICS_TOKEN = "scraper-token-0123456789"
 ADMIN_TOKEN = "owner-token-0123456789"
@@ -97,7 +97,7 @@ def test_no_secret_appears(tmp_path, app):
         {
             "TESTING": True,
             "metrics_token": METRICS_TOKEN,
-            "model": "resnet18",
+            "model": TEST_MODEL,
             "model_weights": "random",
             "vector_backend": "pgvector",
             "database_url": f"postgresql://shop:{DATABASE_PASSWORD}@127.0.0.1:1/shop",
@@ -130,7 +130,7 @@ def test_without_a_metrics_token_metrics_are_off(tmp_path):
     app = create_app(
         {
             "TESTING": True,
-            "model": "resnet18",
+            "model": TEST_MODEL,
             "model_weights": "random",
             "index_path": tmp_path / "index.csv",
             "cache_dir": tmp_path / "cache",
