@@ -200,18 +200,24 @@ def report(rows: list[dict], ready: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"server": ready, "rows": rows}, indent=2))
         return
-    print(f"POST /api/search, 640x480 JPEG, {ready['indexed']} products, model {ready['model']}, "
-          f"{os.cpu_count()} CPUs, WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '1')} "
-          f"THREADS={os.environ.get('THREADS', '4')}")  # fmt: skip
+    print(
+        f"POST /api/search, 640x480 JPEG, {ready['indexed']} products, model {ready['model']}, "
+        f"{os.cpu_count()} CPUs, WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '1')} "
+        f"THREADS={os.environ.get('THREADS', '4')}"
+    )
     print(f"{'clients':>7} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7}")
     for row in rows:
-        print(f"{row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8} {row['p95_ms']:>8} "
-              f"{row['max_ms']:>8} {row['requests_per_s']:>7}")  # fmt: skip
+        print(
+            f"{row['clients']:>7} {row['requests']:>8} {row['p50_ms']:>8} {row['p95_ms']:>8} "
+            f"{row['max_ms']:>8} {row['requests_per_s']:>7}"
+        )
     single = next((row for row in rows if row["clients"] == 1), None)
     if single:
         met = single["p50_ms"] <= TARGET_P50_MS
-        print(f"target (1 client, ONNX Runtime): p50 <= {TARGET_P50_MS:g} ms: "
-              f"{'met' if met else 'NOT met'}")  # fmt: skip
+        print(
+            f"target (1 client, ONNX Runtime): p50 <= {TARGET_P50_MS:g} ms: "
+            f"{'met' if met else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

@@ -107,8 +107,14 @@ def run_case(root: Path, spec: str) -> dict:
         [sys.executable, "-c", CHILD, spec], cwd=root, capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0:
-        return {"bytes": 0, "outcome": "crashed: " + done.stderr.strip()[-80:], "wall": 0,
-                "cpu": 0, "before_mb": 0, "after_mb": 0}  # fmt: skip
+        return {
+            "bytes": 0,
+            "outcome": "crashed: " + done.stderr.strip()[-80:],
+            "wall": 0,
+            "cpu": 0,
+            "before_mb": 0,
+            "after_mb": 0,
+        }
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -121,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in CASES.items():
         row = run_case(args.root.resolve(), spec)
         rss = f"{row['before_mb']:.0f}->{row['after_mb']:.0f}"
-        print(f"{name:<26} {row['bytes']:>8} {row['wall']:>7.2f} {row['cpu']:>7.2f} {rss:>13}  "
-              f"{row['outcome']}", flush=True)  # fmt: skip
+        print(
+            f"{name:<26} {row['bytes']:>8} {row['wall']:>7.2f} {row['cpu']:>7.2f} {rss:>13}  "
+            f"{row['outcome']}",
+            flush=True,
+        )
     return 0
 
 

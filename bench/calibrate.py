@@ -139,9 +139,12 @@ def _fold_adapters(bench, folder, queries, folds, seed, cache):
         held_out = {product_of[label] for label in order[number::folds]}
         train = np.array([product_of[label] not in held_out for label in labels])
         adapter = fit_adapter(
-            vectors[train & ~iconic], list(labels[train & ~iconic]),
-            vectors[train & iconic], list(labels[train & iconic]), base,
-        )  # fmt: skip
+            vectors[train & ~iconic],
+            list(labels[train & ~iconic]),
+            vectors[train & iconic],
+            list(labels[train & iconic]),
+            base,
+        )
         path = folder / f"adapter-fold{number}.npz"
         path.write_bytes(adapter.to_bytes())
         yield str(path), [(image, pid) for image, pid in queries if pid in held_out]
@@ -163,8 +166,12 @@ def _search(settings, queries: list[tuple[str, str]]) -> fit.Searches:
         right[row, : len(hits)] = [hit.product.id == product_id for hit in hits]
         products[row] = product_id
         if (row + 1) % 200 == 0:
-            log.info("searched %d/%d photos (%.0f s)", row + 1, len(queries),
-                     time.perf_counter() - started)  # fmt: skip
+            log.info(
+                "searched %d/%d photos (%.0f s)",
+                row + 1,
+                len(queries),
+                time.perf_counter() - started,
+            )
     service.close()
     return fit.Searches(scores, right, products.astype(str))
 

@@ -52,8 +52,14 @@ def local_indexing(ctx: Context, rows: list[list[str]], model: str, weights: str
     chunks = -(-len(rows) // chunk_size)
     folder = folder_of(ctx, model)
     catalog_csv = folder / "products.csv"
-    settings = bench_settings(folder, catalog_csv, ctx.bench_catalog, model=model,
-                              model_weights=weights, model_threads=THREADS)  # fmt: skip
+    settings = bench_settings(
+        folder,
+        catalog_csv,
+        ctx.bench_catalog,
+        model=model,
+        model_weights=weights,
+        model_threads=THREADS,
+    )
     service = SearchService(settings)
     embedder = service.embedder
     batch = photo_arrays(embedder, ctx, count=32)

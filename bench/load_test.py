@@ -108,13 +108,28 @@ class Requests:
             "more like this (page)": ("GET", f"/products/{product}/similar", None, {}),
             "catalog page": ("GET", f"/products?page={rng.randint(1, 5)}", None, {}),
             "catalog image": ("GET", f"/images/{product}", None, {}),
-            "bad: truncated JPEG": ("POST", "/api/search", self.truncated[0], {"Content-Type": self.truncated[1]}),
-            "bad: HTML as image": ("POST", "/api/search", self.html[0], {"Content-Type": self.html[1]}),
+            "bad: truncated JPEG": (
+                "POST",
+                "/api/search",
+                self.truncated[0],
+                {"Content-Type": self.truncated[1]},
+            ),
+            "bad: HTML as image": (
+                "POST",
+                "/api/search",
+                self.html[0],
+                {"Content-Type": self.html[1]},
+            ),
             "bad: blocked URL": ("POST", "/api/search", self.blocked, JSON),
-            "bad: oversized body": ("POST", "/api/search", self.oversized[0], {"Content-Type": self.oversized[1]}),
+            "bad: oversized body": (
+                "POST",
+                "/api/search",
+                self.oversized[0],
+                {"Content-Type": self.oversized[1]},
+            ),
             "bad: k out of range": ("GET", f"/api/products/{product}/similar?k=1000", None, {}),
             "bad: unknown product": ("GET", "/api/products/no-such-id/similar", None, {}),
-        }  # fmt: skip
+        }
         return table[kind.name]
 
 
@@ -123,8 +138,13 @@ def send_watching(
 ) -> tuple[int | None, str]:
     """Send on a fresh connection, stopping as soon as the server answers: it may refuse an
     oversized body after its headers and close without reading the rest, as a browser expects."""
-    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
-            "Connection: close", *(f"{name}: {value}" for name, value in headers.items())]  # fmt: skip
+    head = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         view, sent = memoryview(body), 0
@@ -138,8 +158,13 @@ def send_watching(
     return (int(status) if status.isdigit() else None), answer[answer.find("\r\n\r\n") + 4 :][:160]
 
 
-def send_keepalive(connection: http.client.HTTPConnection, method: str, path: str,
-                   body: bytes | None, headers: dict) -> tuple[int, str]:  # fmt: skip
+def send_keepalive(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict,
+) -> tuple[int, str]:
     connection.request(method, path, body, headers)
     response = connection.getresponse()
     detail = response.read()[:160].decode(errors="replace")
@@ -178,10 +203,12 @@ def percentile(values: list[float], q: int) -> float:
 
 
 def report(tally: Tally, ready: dict, args: argparse.Namespace, wall: float) -> None:
-    print(f"{args.clients} clients for {args.duration:g} s against gunicorn "
-          f"(WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '1')}, "
-          f"THREADS={os.environ.get('THREADS', '4')}), {ready['indexed']} products, "
-          f"model {ready['model']}, {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"{args.clients} clients for {args.duration:g} s against gunicorn "
+        f"(WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '1')}, "
+        f"THREADS={os.environ.get('THREADS', '4')}), {ready['indexed']} products, "
+        f"model {ready['model']}, {os.cpu_count()} CPUs"
+    )
     print(f"{'kind':<24} {'count':>6} {'p50 ms':>8} {'p99 ms':>8}")
     every = []
     for kind in KINDS:
@@ -190,11 +217,15 @@ def report(tally: Tally, ready: dict, args: argparse.Namespace, wall: float) -> 
         print(
             f"{kind.name:<24} {len(values):>6} {percentile(values, 50):>8.1f} {percentile(values, 99):>8.1f}"
         )
-    print(f"{'all':<24} {len(every):>6} {percentile(every, 50):>8.1f} {percentile(every, 99):>8.1f}"
-          f"   ({len(every) / wall:.1f} requests/s)")  # fmt: skip
+    print(
+        f"{'all':<24} {len(every):>6} {percentile(every, 50):>8.1f} {percentile(every, 99):>8.1f}"
+        f"   ({len(every) / wall:.1f} requests/s)"
+    )
     server_errors = [failure for failure in tally.failures if " got 5" in failure]
-    print(f"5xx answers: {len(server_errors)}; other unexpected answers: "
-          f"{len(tally.failures) - len(server_errors)}")  # fmt: skip
+    print(
+        f"5xx answers: {len(server_errors)}; other unexpected answers: "
+        f"{len(tally.failures) - len(server_errors)}"
+    )
     for failure in tally.failures[:10]:
         print("  " + failure)
 
@@ -226,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             requests = Requests(images.url("images/query.jpg"))
             stop_at = time.monotonic() + args.duration
             started = time.perf_counter()
-            threads = [threading.Thread(target=client, args=(port, requests, tally, stop_at, seed))
-                       for seed in range(args.clients)]  # fmt: skip
+            threads = [
+                threading.Thread(target=client, args=(port, requests, tally, stop_at, seed))
+                for seed in range(args.clients)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:

@@ -57,8 +57,10 @@ def measure_size(server, n: int, queries: int, breadths: list[int], index) -> li
     vectors = np.ascontiguousarray(np.load(data / "vectors.npy"))  # (N, D)
     categories, prices = np.load(data / "categories.npy"), np.load(data / "prices.npy")
     truth = np.load(data / "truth.npz")
-    products = [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
-                for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))]  # fmt: skip
+    products = [
+        Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
+        for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))
+    ]
     database = server.create_database()
     store = MilvusStore(server.uri(database), DIM, index=index, timeout=60)
     pid = server.server.server_proc.pid
@@ -70,12 +72,15 @@ def measure_size(server, n: int, queries: int, breadths: list[int], index) -> li
     store._client.release_collection(store.collection)  # load again: the sealed, indexed segment
     store._client.load_collection(store.collection)
     row = {
-        "backend": "milvus", "n": n, "index": f"M {index.M}, efConstruction {index.efConstruction}",
-        "insert_s": inserted, "build_s": time.perf_counter() - started,
+        "backend": "milvus",
+        "n": n,
+        "index": f"M {index.M}, efConstruction {index.efConstruction}",
+        "insert_s": inserted,
+        "build_s": time.perf_counter() - started,
         "memory_mb": (server_rss_bytes(pid) - rss_before) / 2**20,
         "server_rss_mb": server_rss_bytes(pid) / 2**20,
         "disk_mb": (folder_bytes(server.folder / "data") - disk_before) / 2**20,
-    }  # fmt: skip
+    }
     plain = [(q, Filters()) for q in truth["queries"]]
     filtered = [
         (q, Filters(category=f"c{c}"))

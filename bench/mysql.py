@@ -38,8 +38,10 @@ def products_for(data: Path, n: int) -> list:
     from backend.catalog import Product
 
     categories, prices = np.load(data / "categories.npy"), np.load(data / "prices.npy")
-    return [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
-            for i, (c, p) in enumerate(zip(categories[:n].tolist(), prices[:n].tolist(), strict=True))]  # fmt: skip
+    return [
+        Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
+        for i, (c, p) in enumerate(zip(categories[:n].tolist(), prices[:n].tolist(), strict=True))
+    ]
 
 
 def median_seconds(work, runs: int = 3) -> tuple[float, object]:
@@ -144,15 +146,21 @@ def run(n: int, queries: int, naive_queries: int, url: str | None) -> dict:
             naive_same += found == [h.product.id for h in memory.search(query, K)]
         mysql.close()
         return {
-            "n": n, "dim": int(vectors.shape[1]), "queries": len(query_vectors),
-            "fill_s": fill_s, "mysql_load_s": mysql_load_s, "memory_load_s": memory_load_s,
+            "n": n,
+            "dim": int(vectors.shape[1]),
+            "queries": len(query_vectors),
+            "fill_s": fill_s,
+            "mysql_load_s": mysql_load_s,
+            "memory_load_s": memory_load_s,
             "mysql_p50_ms": float(np.percentile(timings["mysql"], 50)),
             "mysql_p95_ms": float(np.percentile(timings["mysql"], 95)),
             "memory_p50_ms": float(np.percentile(timings["memory"], 50)),
             "memory_p95_ms": float(np.percentile(timings["memory"], 95)),
-            "same_answers": same, "naive_queries": len(naive_ms),
-            "naive_p50_ms": float(np.percentile(naive_ms, 50)), "naive_same_top12": naive_same,
-        }  # fmt: skip
+            "same_answers": same,
+            "naive_queries": len(naive_ms),
+            "naive_p50_ms": float(np.percentile(naive_ms, 50)),
+            "naive_same_top12": naive_same,
+        }
     finally:
         if server is not None:
             server.stop()
@@ -170,16 +178,18 @@ def _drop_tables(url: str) -> None:
 
 def table(r: dict) -> str:
     n = f"{r['n']:,}"
-    return "\n".join([
-        "| backend | vectors | worker load | search p50 (k=12) | p95 | answers equal to memory's |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| memory (index.csv) | {n} | {r['memory_load_s']:.2f} s | {r['memory_p50_ms']:.2f} ms "
-        f"| {r['memory_p95_ms']:.2f} ms | - |",
-        f"| **mysql** (MariaDB) | {n} | {r['mysql_load_s']:.2f} s | {r['mysql_p50_ms']:.2f} ms "
-        f"| {r['mysql_p95_ms']:.2f} ms | {r['same_answers']}/{r['queries']} |",
-        f"| naive: JSON text, scored in a Python loop per query | {n} | - "
-        f"| {r['naive_p50_ms']:,.0f} ms | - | {r['naive_same_top12']}/{r['naive_queries']} (top 12) |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "| backend | vectors | worker load | search p50 (k=12) | p95 | answers equal to memory's |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| memory (index.csv) | {n} | {r['memory_load_s']:.2f} s | {r['memory_p50_ms']:.2f} ms "
+            f"| {r['memory_p95_ms']:.2f} ms | - |",
+            f"| **mysql** (MariaDB) | {n} | {r['mysql_load_s']:.2f} s | {r['mysql_p50_ms']:.2f} ms "
+            f"| {r['mysql_p95_ms']:.2f} ms | {r['same_answers']}/{r['queries']} |",
+            f"| naive: JSON text, scored in a Python loop per query | {n} | - "
+            f"| {r['naive_p50_ms']:,.0f} ms | - | {r['naive_same_top12']}/{r['naive_queries']} (top 12) |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

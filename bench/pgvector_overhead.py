@@ -67,8 +67,10 @@ def build(n: int, queries: int, reuse: bool):
     vectors = np.load(data / "vectors.npy")
     if store.count() != len(vectors):
         categories, prices = np.load(data / "categories.npy"), np.load(data / "prices.npy")
-        products = [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
-                    for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))]  # fmt: skip
+        products = [
+            Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
+            for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))
+        ]
         started = time.perf_counter()
         store.upsert(products, np.ascontiguousarray(vectors), ["v"] * len(products))
         print(
@@ -105,7 +107,10 @@ def interleaved(queries: np.ndarray, variants: dict[str, Callable]) -> dict[str,
 
 
 def recall(answers: list, truth: np.ndarray, key=lambda row: int(row[0])) -> float:
-    found = [len({key(row) for row in rows} & set(t.tolist())) / K for rows, t in zip(answers, truth, strict=True)]  # fmt: skip
+    found = [
+        len({key(row) for row in rows} & set(t.tolist())) / K
+        for rows, t in zip(answers, truth, strict=True)
+    ]
     return float(np.mean(found))
 
 
@@ -210,19 +215,23 @@ def main(argv: list[str] | None = None) -> int:
         print("| how the search is sent | p50 | p95 | recall@10 |\n|---|---:|---:|---:|")
         variants = {
             "the store as served (`PgVectorStore.search`)": lambda q: _ids(store.search(q, K)),
-        } | client_variants(url, args.ef_search)  # fmt: skip
+        } | client_variants(url, args.ef_search)
         rows = [(label, *measured) for label, measured in interleaved(queries, variants).items()]
         for label, p50, p95, answers in rows:
             score = "" if label.startswith("SELECT 1") else f"{recall(answers, truth):.3f}"
             print(f"| {label} | {p50:.2f} ms | {p95:.2f} ms | {score} |")
         planning, execution = server_times(url, queries, args.ef_search)
-        print(f"\nserver (EXPLAIN ANALYZE, median): planning {planning:.3f} ms, "
-              f"execution {execution:.2f} ms\n")  # fmt: skip
+        print(
+            f"\nserver (EXPLAIN ANALYZE, median): planning {planning:.3f} ms, "
+            f"execution {execution:.2f} ms\n"
+        )
         print("| ef_search | recall@10 | p50 (1 round trip) | p95 | planning | execution |")
         print("|---:|---:|---:|---:|---:|---:|")
         for ef, score, p50, p95, planning, execution in ef_sweep(url, queries, truth):
-            print(f"| {ef} | {score:.3f} | {p50:.2f} ms | {p95:.2f} ms | {planning:.3f} ms "
-                  f"| {execution:.2f} ms |")  # fmt: skip
+            print(
+                f"| {ef} | {score:.3f} | {p50:.2f} ms | {p95:.2f} ms | {planning:.3f} ms "
+                f"| {execution:.2f} ms |"
+            )
     finally:
         store.close()
         pgserver.get_server(work / "pgdata", cleanup_mode="stop").cleanup()

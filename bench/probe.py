@@ -45,9 +45,15 @@ def worker(
     from backend.serving.boot import load_worker
 
     app = create_app(
-        {"catalog_path": catalog_path, "index_path": index_path, "model": model,
-         "model_weights": model_weights(model), "model_runtime": runtime, "model_dir": model_dir}
-    )  # fmt: skip
+        {
+            "catalog_path": catalog_path,
+            "index_path": index_path,
+            "model": model,
+            "model_weights": model_weights(model),
+            "model_runtime": runtime,
+            "model_dir": model_dir,
+        }
+    )
     stamps = {"imported": time.monotonic()}
     service = get_service(app)
     rss = {"app_mb": memory()["rss_mb"]}

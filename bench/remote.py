@@ -64,9 +64,11 @@ def download_stage(service, rows: list[list[str]], folder) -> Figure:
         fetch(product.image_url, service.locator.fetch_policy)
     sequential = sequential_n / (time.perf_counter() - start)
     locator = type(service.locator)(
-        service.locator.roots, folder / "cache-download", service.locator.max_bytes,
+        service.locator.roots,
+        folder / "cache-download",
+        service.locator.max_bytes,
         service.locator.fetch_policy,
-    )  # fmt: skip
+    )
     seconds, failures = timed(lambda: locator.download_missing(products, workers))
     rate = (len(products) - len(failures)) / seconds
     return Figure(

@@ -80,8 +80,11 @@ def write_chart(figures: list[Figure], path: Path) -> str | None:
     ]
     search = [f for f in figures if f.section == "Search latency"]
     startup = [f for f in figures if f.key.startswith("ready_")]
-    panels = [(draw, data) for draw, data in
-              ((_throughput, throughput), (_search, search), (_startup, startup)) if data]  # fmt: skip
+    panels = [
+        (draw, data)
+        for draw, data in ((_throughput, throughput), (_search, search), (_startup, startup))
+        if data
+    ]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
@@ -96,23 +99,34 @@ def write_chart(figures: list[Figure], path: Path) -> str | None:
 def _bars(ax, labels: list[str], series: dict[str, list[float]]) -> None:
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series.items()):
-        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))], values,
-               width, label=name)  # fmt: skip
+        ax.bar(
+            [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))],
+            values,
+            width,
+            label=name,
+        )
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.legend(fontsize=7)
 
 
 def _throughput(ax, figures: list[Figure]) -> None:
     labels = [f.key.replace("_", "\n", 1) for f in figures]
-    _bars(ax, labels, {"this engine": [f.value for f in figures],
-                       "baseline": [f.baseline_value or 0 for f in figures]})  # fmt: skip
+    _bars(
+        ax,
+        labels,
+        {
+            "this engine": [f.value for f in figures],
+            "baseline": [f.baseline_value or 0 for f in figures],
+        },
+    )
     ax.set_title("throughput, images/s (higher is better)", fontsize=9)
 
 
 def _search(ax, figures: list[Figure]) -> None:
     methods = ["engine", "numpy_plain", "faiss_flat_ip", "naive_loop"]
-    labels = [f"{f.detail['n'] // 1000}k" + (" busy" if f.detail.get("busy") else "")
-              for f in figures]  # fmt: skip
+    labels = [
+        f"{f.detail['n'] // 1000}k" + (" busy" if f.detail.get("busy") else "") for f in figures
+    ]
     series = {m: [f.detail["ms"].get(m, 0) for f in figures] for m in methods}
     _bars(ax, labels, {m: values for m, values in series.items() if any(values)})
     ax.set_yscale("log")

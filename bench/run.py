@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     for section in args.only:
         print(f"== {section}", flush=True)
         for figure in run_section(section, ctx):
-            print(f"   {figure.key}: {fmt(figure.value, figure.unit)}"
-                  + (f" ({figure.ratio:.2f}x)" if figure.ratio else ""), flush=True)  # fmt: skip
+            print(
+                f"   {figure.key}: {fmt(figure.value, figure.unit)}"
+                + (f" ({figure.ratio:.2f}x)" if figure.ratio else ""),
+                flush=True,
+            )
             figures.append(figure)
     meta = run_meta(args, time.perf_counter() - started, load_before)
     write_results(figures, meta, args.out)
@@ -89,10 +92,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, about 2 minutes")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--bench-catalog", type=Path, default=DEFAULT_BENCH_CATALOG,
-                        help="the labelled benchmark catalog (default ../shared/bench)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench",
-                        help="where RESULTS.md, results.json and results.png go")  # fmt: skip
+    parser.add_argument(
+        "--bench-catalog",
+        type=Path,
+        default=DEFAULT_BENCH_CATALOG,
+        help="the labelled benchmark catalog (default ../shared/bench)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "bench",
+        help="where RESULTS.md, results.json and results.png go",
+    )
     return parser.parse_args(argv)
 
 
@@ -180,8 +191,14 @@ def faiss_version() -> str:
 
 def git_commit() -> str:
     try:
-        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip()

@@ -81,10 +81,16 @@ def generate(n: int, queries: int, seed: int = 0) -> Path:
     query_categories = rng.integers(0, CATEGORIES, queries).astype(np.int16)
     np.save(folder / "categories.npy", categories)
     np.save(folder / "prices.npy", prices)
-    plain, filtered = exact_answers(np.load(folder / "vectors.npy", mmap_mode="r"), categories,
-                                    query_vectors, query_categories)  # fmt: skip
-    np.savez(folder / "truth.npz", queries=query_vectors, query_categories=query_categories,
-             plain=plain, filtered=filtered)  # fmt: skip
+    plain, filtered = exact_answers(
+        np.load(folder / "vectors.npy", mmap_mode="r"), categories, query_vectors, query_categories
+    )
+    np.savez(
+        folder / "truth.npz",
+        queries=query_vectors,
+        query_categories=query_categories,
+        plain=plain,
+        filtered=filtered,
+    )
     return folder
 
 
@@ -193,13 +199,20 @@ def measure_backend(
     vectors = np.ascontiguousarray(np.load(data / "vectors.npy"))  # (N, D) in memory
     categories, prices = np.load(data / "categories.npy"), np.load(data / "prices.npy")
     truth = np.load(data / "truth.npz")
-    products = [Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
-                for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))]  # fmt: skip
+    products = [
+        Product(str(i), f"item {i}", f"c{c}", float(p), f"{i}.jpg")
+        for i, (c, p) in enumerate(zip(categories.tolist(), prices.tolist(), strict=True))
+    ]
     versions = ["v"] * len(products)
     store, settings = open_backend(name, work, reuse, index)
-    row = {"backend": name, "n": len(vectors), "build_s": None, "memory_mb": None,
-           "index": f"m {index.m}, ef_construction {index.ef_construction}" if index else None,
-           "load_before": os.getloadavg()[0]}  # fmt: skip
+    row = {
+        "backend": name,
+        "n": len(vectors),
+        "build_s": None,
+        "memory_mb": None,
+        "index": f"m {index.m}, ef_construction {index.ef_construction}" if index else None,
+        "load_before": os.getloadavg()[0],
+    }
     if store.count() != len(vectors):  # not reusing a complete store from an earlier run
         before = rss_bytes()
         started = time.perf_counter()
@@ -275,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="queries per measurement")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument(
-        "--reuse", action="store_true",
+        "--reuse",
+        action="store_true",
         help="search the FAISS files / pgvector table the last run built (build figures kept)",
-    )  # fmt: skip
+    )
     parser.add_argument("--hnsw", help="pgvector's graph: M,EF_CONSTRUCTION (default: the store's)")
     parser.add_argument("--ef-search", help="search breadths to try, e.g. 40,100,400")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this backend here
@@ -292,8 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {data} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     rows = []
     for name in args.backends.split(","):
-        command = [sys.executable, "-m", "bench.scale", "--n", str(args.n),
-                   "--queries", str(args.queries), "--one", name] + ["--reuse"] * args.reuse  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "bench.scale",
+            "--n",
+            str(args.n),
+            "--queries",
+            str(args.queries),
+            "--one",
+            name,
+        ] + ["--reuse"] * args.reuse
         command += ["--hnsw", args.hnsw] if args.hnsw else []
         command += ["--ef-search", args.ef_search] if args.ef_search else []
         # One BLAS thread: on a shared 2-core machine a threaded gemv waits on descheduled

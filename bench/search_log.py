@@ -41,8 +41,13 @@ def make_apps(folder: Path, catalog_path: Path | None = None, model: str = "colo
     from backend import create_app
     from backend.extensions import get_service
 
-    base = {"index_path": folder / "index.csv", "cache_dir": folder / "cache",
-            "model": model, "model_weights": "random", "_similarity_threshold": 0.5}  # fmt: skip
+    base = {
+        "index_path": folder / "index.csv",
+        "cache_dir": folder / "cache",
+        "model": model,
+        "model_weights": "random",
+        "_similarity_threshold": 0.5,
+    }
     if catalog_path is not None:
         base["catalog_path"] = catalog_path
     off = create_app(base | {"search_log_days": 0})
@@ -84,9 +89,12 @@ def requests(app, jpeg: bytes, product_id: str):
 
 
 def measure(
-    rounds: int, block: int, folder: Path, catalog_path: Path | None = None,
+    rounds: int,
+    block: int,
+    folder: Path,
+    catalog_path: Path | None = None,
     model: str = "color_histogram",
-) -> dict:  # fmt: skip
+) -> dict:
     """p50 in ms of each request kind, logging off and on, interleaved block by block."""
     from backend.extensions import get_service
     from backend.web.telemetry import get_search_log
@@ -132,11 +140,22 @@ def record_cost(folder: Path, calls: int = 20_000) -> dict[str, float]:
 
     search_log = SearchLog(folder / "record-cost.sqlite", 90)
     record = SearchRecord(
-        at=time.time(), channel="api", kind="upload", ref=None, category=None, min_price=None,
-        max_price=None, k=12, threshold=0.5, top=tuple((f"p{i}", 0.9) for i in range(10)),
-        shown=10, hidden=2, took_ms=30.0, stages_ms={"decode": 2, "embed": 25, "rank": 3},
+        at=time.time(),
+        channel="api",
+        kind="upload",
+        ref=None,
+        category=None,
+        min_price=None,
+        max_price=None,
+        k=12,
+        threshold=0.5,
+        top=tuple((f"p{i}", 0.9) for i in range(10)),
+        shown=10,
+        hidden=2,
+        took_ms=30.0,
+        stages_ms={"decode": 2, "embed": 25, "rank": 3},
         model="resnet18/random",
-    )  # fmt: skip
+    )
     search_log.record(record)
     search_log.flush(30)  # the file exists: what follows is the steady state
     durations = []
@@ -155,27 +174,44 @@ def record_cost(folder: Path, calls: int = 20_000) -> dict[str, float]:
 def figures(result: dict) -> list[Figure]:
     p50 = result["p50"]
     found = []
-    for kind, what in (("similar", '"more like this" (GET /api/products/<id>/similar)'),
-                       ("upload", "image search (POST /api/search, 640x480 JPEG)")):  # fmt: skip
+    for kind, what in (
+        ("similar", '"more like this" (GET /api/products/<id>/similar)'),
+        ("upload", "image search (POST /api/search, 640x480 JPEG)"),
+    ):
         added = p50[f"{kind}_on"] - p50[f"{kind}_off"]
-        found.append(Figure(
-            key=f"search_log_overhead_{kind}", section="Search log",
-            what=f"p50 added by logging to a {what}", value=added, unit="ms",
-            baseline="logging off", baseline_value=p50[f"{kind}_off"],
-            target=f"<= {TARGET_MS:g} ms", met=added <= TARGET_MS,
-            note=f"p50 off {p50[f'{kind}_off']:.2f} ms, on {p50[f'{kind}_on']:.2f} ms, "
-            f"{result['samples'][f'{kind}_on']} requests each, interleaved",
-        ))  # fmt: skip
-    found.append(Figure(
-        key="search_log_record_us", section="Search log",
-        what="one SearchLog.record call (the only work on the request's path)",
-        value=result["record_us"], unit="µs",
-    ))  # fmt: skip
-    found.append(Figure(
-        key="search_log_cpu_us", section="Search log",
-        what="CPU per logged search, queueing and the writer thread's work together",
-        value=result["cpu_us"], unit="µs",
-    ))  # fmt: skip
+        found.append(
+            Figure(
+                key=f"search_log_overhead_{kind}",
+                section="Search log",
+                what=f"p50 added by logging to a {what}",
+                value=added,
+                unit="ms",
+                baseline="logging off",
+                baseline_value=p50[f"{kind}_off"],
+                target=f"<= {TARGET_MS:g} ms",
+                met=added <= TARGET_MS,
+                note=f"p50 off {p50[f'{kind}_off']:.2f} ms, on {p50[f'{kind}_on']:.2f} ms, "
+                f"{result['samples'][f'{kind}_on']} requests each, interleaved",
+            )
+        )
+    found.append(
+        Figure(
+            key="search_log_record_us",
+            section="Search log",
+            what="one SearchLog.record call (the only work on the request's path)",
+            value=result["record_us"],
+            unit="µs",
+        )
+    )
+    found.append(
+        Figure(
+            key="search_log_cpu_us",
+            section="Search log",
+            what="CPU per logged search, queueing and the writer thread's work together",
+            value=result["cpu_us"],
+            unit="µs",
+        )
+    )
     return found
 
 
@@ -185,25 +221,33 @@ def run(ctx: Context) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.search_log", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.search_log",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--block", type=int, default=10, help="image searches per app per round")
-    parser.add_argument("--model", default="color_histogram",
-                        help="MODEL of both apps (random weights for a CNN)")  # fmt: skip
+    parser.add_argument(
+        "--model", default="color_histogram", help="MODEL of both apps (random weights for a CNN)"
+    )
     args = parser.parse_args(argv)
     folder = ROOT / "bench" / "data" / "search_log"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     result = measure(args.rounds, args.block, folder, model=args.model)
     print(f"model {args.model}; searches logged: {result['logged']}, lost: {result['lost']}")
-    print(f"SearchLog.record: {result['record_us']:.1f} µs per call (median); "
-          f"CPU per logged search, writer included: {result['cpu_us']:.0f} µs")  # fmt: skip
+    print(
+        f"SearchLog.record: {result['record_us']:.1f} µs per call (median); "
+        f"CPU per logged search, writer included: {result['cpu_us']:.0f} µs"
+    )
     ok = True
     for figure in figures(result)[:2]:
         ok &= bool(figure.met)
-        print(f"{figure.what}: {figure.value:+.3f} ms ({figure.note}); target {figure.target}: "
-              f"{'met' if figure.met else 'MISSED'}")  # fmt: skip
+        print(
+            f"{figure.what}: {figure.value:+.3f} ms ({figure.note}); target {figure.target}: "
+            f"{'met' if figure.met else 'MISSED'}"
+        )
     return 0 if ok else 1
 
 

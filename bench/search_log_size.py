@@ -41,12 +41,22 @@ def record(number: int):
     from backend.insights.records import SearchRecord
 
     return SearchRecord(
-        at=time.time(), channel="api", kind="similar", ref=f"{100000 + number % 5000}",
-        category="Milk" if number % 3 else None, min_price=None, max_price=None, k=12,
-        threshold=0.35, top=tuple((f"{100000 + (number + i) % 5000}", 0.9 - i / 50)
-                                  for i in range(10)),
-        shown=10, hidden=2, took_ms=1.234, stages_ms={"rank": 0.8}, model="efficientnet_lite0",
-    )  # fmt: skip
+        at=time.time(),
+        channel="api",
+        kind="similar",
+        ref=f"{100000 + number % 5000}",
+        category="Milk" if number % 3 else None,
+        min_price=None,
+        max_price=None,
+        k=12,
+        threshold=0.35,
+        top=tuple((f"{100000 + (number + i) % 5000}", 0.9 - i / 50) for i in range(10)),
+        shown=10,
+        hidden=2,
+        took_ms=1.234,
+        stages_ms={"rank": 0.8},
+        model="efficientnet_lite0",
+    )
 
 
 def flood(path: Path, searches: int, max_mb: float) -> dict:
@@ -76,19 +86,27 @@ def flood(path: Path, searches: int, max_mb: float) -> dict:
     finally:
         conn.close()
     return {
-        "max_mb": max_mb, "written": search_log.written,
-        "lost": search_log.dropped + search_log.failed, "rows": rows,
-        "pruned": search_log.pruned["size"], "largest_bytes": largest,
-        "largest_file": largest_file, "largest_wal": largest_wal,
+        "max_mb": max_mb,
+        "written": search_log.written,
+        "lost": search_log.dropped + search_log.failed,
+        "rows": rows,
+        "pruned": search_log.pruned["size"],
+        "largest_bytes": largest,
+        "largest_file": largest_file,
+        "largest_wal": largest_wal,
         "final_bytes": sum(on_disk(path)),
         "bytes_per_row": (pages - free) * page_size / max(rows, 1),
-        "cpu_us": cpu / search_log.written * 1e6, "wall_s": wall,
-    }  # fmt: skip
+        "cpu_us": cpu / search_log.written * 1e6,
+        "wall_s": wall,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.search_log_size", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.search_log_size",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--searches", type=int, default=150_000)
     parser.add_argument("--max-mb", type=float, default=16.0)
     args = parser.parse_args(argv)
@@ -108,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
             f"CPU per logged search {result['cpu_us']:.1f} µs"
         )
         if max_mb:
-            met = (result["largest_file"] <= max_mb * MB + 256 * 1024  # one batch over it
-                   and result["largest_wal"] <= 8 * MB + 256 * 1024)  # fmt: skip
+            met = (
+                result["largest_file"] <= max_mb * MB + 256 * 1024  # one batch over it
+                and result["largest_wal"] <= 8 * MB + 256 * 1024
+            )
             ok &= met
-            print(f"  largest file {result['largest_file'] / MB:.1f} MB <= {max_mb:g} MB (+ one "
-                  f"batch), largest WAL {result['largest_wal'] / MB:.1f} MB <= 8 MB (+ one "
-                  f"batch): {'met' if met else 'MISSED'}")  # fmt: skip
+            print(
+                f"  largest file {result['largest_file'] / MB:.1f} MB <= {max_mb:g} MB (+ one "
+                f"batch), largest WAL {result['largest_wal'] / MB:.1f} MB <= 8 MB (+ one "
+                f"batch): {'met' if met else 'MISSED'}"
+            )
     return 0 if ok else 1
 
 

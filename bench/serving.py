@@ -36,11 +36,27 @@ def run_model(ctx: Context, model: str) -> list[Figure]:
 
 def latency(requests: int, model: str, runtime: str, concurrency: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.api_latency", "--json", "--requests", str(requests),
-         "--concurrency", concurrency, "--model", model, "--runtime", runtime],
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.api_latency",
+            "--json",
+            "--requests",
+            str(requests),
+            "--concurrency",
+            concurrency,
+            "--model",
+            model,
+            "--runtime",
+            runtime,
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench.api_latency failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
     return json.loads(done.stdout)

@@ -115,9 +115,12 @@ def main() -> None:
 
         identity = load_embedder("efficientnet_lite0").identity.rsplit("/", 1)[0]
         adapter = fit_adapter(
-            vectors[train & ~iconic], list(names[train & ~iconic]),
-            vectors[train & iconic], list(names[train & iconic]), identity,
-        )  # fmt: skip
+            vectors[train & ~iconic],
+            list(names[train & ~iconic]),
+            vectors[train & iconic],
+            list(names[train & iconic]),
+            identity,
+        )
         path = args.out / f"adapter-fold{number}.npz"
         path.write_bytes(adapter.to_bytes())
         for name, choice in (("none", "none"), ("adapter", str(path))):
@@ -125,8 +128,11 @@ def main() -> None:
             settings = bench_settings(folder, products, args.bench, **base, model_adapter=choice)
             result, indexed, per_query = run(settings, queries, labels)
             results[name].append(result)
-            print(f"fold {number} {name}: {len(queries)} queries, P@1 "
-                  f"{result.found_at.get(1, 0):.3f}, {per_query * 1000:.0f} ms/query", flush=True)  # fmt: skip
+            print(
+                f"fold {number} {name}: {len(queries)} queries, P@1 "
+                f"{result.found_at.get(1, 0):.3f}, {per_query * 1000:.0f} ms/query",
+                flush=True,
+            )
     document = {}
     for name, parts in results.items():
         combined = combine(parts)

@@ -42,8 +42,9 @@ def whitening(z, labels, dims, regularisation):
     else:
         principal = np.linalg.svd(zc, full_matrices=False)[2][:dims].T
     y = zc @ principal
-    spread = np.concatenate([y[labels == label] - y[labels == label].mean(0)
-                             for label in np.unique(labels)])  # fmt: skip
+    spread = np.concatenate(
+        [y[labels == label] - y[labels == label].mean(0) for label in np.unique(labels)]
+    )
     within = spread.T @ spread / len(y)
     within += regularisation * np.trace(within) / len(within) * np.eye(len(within))
     values, vectors = np.linalg.eigh(within)
@@ -88,7 +89,7 @@ METHODS = {
     "centring + PCA 512 + whitening + CSLS": scorer(dims=512, csls=True),
     "centring + PCA 256 + whitening (reg 1.0) + CSLS": scorer(
         dims=256, csls=True, regularisation=1.0
-    ),  # fmt: skip
+    ),
     "centring + PCA 256 + whitening + CSLS, 256 reference photos": scorer(
         dims=256, csls=True, reference=256
     ),
@@ -98,10 +99,10 @@ METHODS = {
     "centring + whitening (all dims)": scorer(dims=1280),
     "centring + whitening (all dims, reg 0.03) + CSLS": scorer(
         dims=1280, csls=True, regularisation=0.03
-    ),  # fmt: skip
+    ),
     "centring + whitening (all dims, reg 0.3) + CSLS": scorer(
         dims=1280, csls=True, regularisation=0.3
-    ),  # fmt: skip
+    ),
     "shipped: centring + whitening (all dims) + CSLS, 512 reference photos": scorer(
         dims=1280, csls=True, reference=512
     ),
@@ -136,8 +137,11 @@ def main() -> None:
             mine = scores[rows, wanted]
             ranks.append(1 + (scores[rows] > mine[:, None]).sum(1))
         r = np.concatenate(ranks)
-        print(f"{name:62s} {np.mean(r == 1):.3f}  {np.mean(r <= 5):.3f}  {np.mean(r <= 12):.3f}"
-              f"  {np.mean(1 / r):.3f}", flush=True)  # fmt: skip
+        print(
+            f"{name:62s} {np.mean(r == 1):.3f}  {np.mean(r <= 5):.3f}  {np.mean(r <= 12):.3f}"
+            f"  {np.mean(1 / r):.3f}",
+            flush=True,
+        )
 
 
 def sweep(x, labels, iconic, k: int, top: int = 12) -> None:
@@ -156,9 +160,11 @@ def sweep(x, labels, iconic, k: int, top: int = 12) -> None:
         shown = [score >= threshold - 1e-6 for score, _ in pages]
         right = [s & r for s, (_, r) in zip(shown, pages, strict=True)]
         count = sum(s.sum() for s in shown)
-        print(f"{threshold:9.2f}  {np.mean([s.any() for s in shown]):13.3f}  "
-              f"{count / len(pages):15.2f}  {sum(r.sum() for r in right) / max(count, 1):11.3f}"
-              f"  {np.mean([r.any() for r in right]):17.3f}")  # fmt: skip
+        print(
+            f"{threshold:9.2f}  {np.mean([s.any() for s in shown]):13.3f}  "
+            f"{count / len(pages):15.2f}  {sum(r.sum() for r in right) / max(count, 1):11.3f}"
+            f"  {np.mean([r.any() for r in right]):17.3f}"
+        )
 
 
 if __name__ == "__main__":

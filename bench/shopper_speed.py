@@ -50,8 +50,9 @@ def main() -> None:
         for name, choice in CHOICES.items():
             folder = args.out / name
             shutil.rmtree(folder, ignore_errors=True)
-            settings = bench_settings(folder, products, args.bench, model="efficientnet_lite0",
-                                      model_adapter=choice)  # fmt: skip
+            settings = bench_settings(
+                folder, products, args.bench, model="efficientnet_lite0", model_adapter=choice
+            )
             service = SearchService(settings)
             service.embedder  # noqa: B018 - load the model outside the timing
             started = time.perf_counter()
@@ -66,8 +67,10 @@ def main() -> None:
             service.close()
     for name in CHOICES:
         parts = ", ".join(f"{s} {statistics.median(v):.2f} ms" for s, v in stages[name].items())
-        print(f"{name:8s} search p50 {statistics.median(search_ms[name]):.1f} ms ({parts}); "
-              f"indexing {statistics.median(index_rate[name]):.1f} products/s")  # fmt: skip
+        print(
+            f"{name:8s} search p50 {statistics.median(search_ms[name]):.1f} ms ({parts}); "
+            f"indexing {statistics.median(index_rate[name]):.1f} products/s"
+        )
     ratio = statistics.median(search_ms["adapter"]) / statistics.median(search_ms["none"])
     rate = statistics.median(index_rate["adapter"]) / statistics.median(index_rate["none"])
     print(f"search p50 x{ratio:.2f} (target <= 2), indexing throughput x{rate:.2f} (target >= 0.8)")

@@ -64,8 +64,10 @@ class Trickle:
     @classmethod
     def bodies(cls, port: int, connections: int) -> Trickle:
         """Whole headers announcing a 100 kB body that then arrives a byte at a time."""
-        head = (b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n")  # fmt: skip
+        head = (
+            b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
         return cls(port, connections, head, b'{"image_url": "' + b"a" * 99_000)
 
     def _drip(self) -> None:
@@ -191,28 +193,37 @@ def server_rss_mb(pid: int) -> float:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
             continue
-        total += next((int(line.split()[1]) for line in status.splitlines()
-                       if line.startswith("VmRSS:")), 0)  # fmt: skip
+        total += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
     return total / 1024
 
 
 def start_server(root: Path, front: str, port: int, log: Path) -> subprocess.Popen:
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
-        "HOST": "127.0.0.1", "PORT": str(port), "FRONT": front, "MODEL": "resnet18",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "FRONT": front,
+        "MODEL": "resnet18",
         "MODEL_WEIGHTS": "random",
         "INDEX_PATH": str(WORK_DIR / f"index-{hashlib.sha1(bytes(root)).hexdigest()[:8]}.csv"),
-        "CACHE_DIR": str(WORK_DIR / "cache"), "SECRET_KEY": "bench",
+        "CACHE_DIR": str(WORK_DIR / "cache"),
+        "SECRET_KEY": "bench",
         # UNSAFE outside tests: lets the app fetch from the local dripping image host.
         "FETCH_ALLOW_LOOPBACK": "true",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }  # fmt: skip
+    }
     env.pop("CATALOG_PATH", None)
     with log.open("wb") as output:
         return subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "--config", "gunicorn.conf.py"],
-            cwd=root, env=env, stdout=output, stderr=output, start_new_session=True,
-        )  # fmt: skip
+            cwd=root,
+            env=env,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
 
 
 def wait_ready(port: int, server: subprocess.Popen, log: Path, seconds: float = 600) -> None:
@@ -242,8 +253,14 @@ def measure(root: Path, front: str, args: argparse.Namespace) -> list[dict]:
         for name, start in attacks.items():
             attack = start()
             time.sleep(3)  # let the attack take hold of what it can
-            rows.append({"front": front, "attack": name, **probe(port, args.samples),
-                         "rss_mb": server_rss_mb(server.pid)})  # fmt: skip
+            rows.append(
+                {
+                    "front": front,
+                    "attack": name,
+                    **probe(port, args.samples),
+                    "rss_mb": server_rss_mb(server.pid),
+                }
+            )
             if attack is not None:
                 attack.close()
             time.sleep(1)
@@ -258,8 +275,10 @@ def format_row(row: dict) -> str:
     def seconds(value: float | None) -> str:
         return "timeout" if value is None else f"{value:.3f}"
 
-    return (f"{row['front']:<6} {row['attack']:<22} {seconds(row['healthz']):>9} "
-            f"{seconds(row['search']):>9} {row['rss_mb']:>8.0f}")  # fmt: skip
+    return (
+        f"{row['front']:<6} {row['attack']:<22} {seconds(row['healthz']):>9} "
+        f"{seconds(row['search']):>9} {row['rss_mb']:>8.0f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,8 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to serve")
     parser.add_argument("--samples", type=int, default=5)
     args = parser.parse_args(argv)
-    print(f"slowest of {args.samples} answers, seconds (target: search within 1 s); "
-          f"{os.cpu_count()} CPUs; server {args.root}")  # fmt: skip
+    print(
+        f"slowest of {args.samples} answers, seconds (target: search within 1 s); "
+        f"{os.cpu_count()} CPUs; server {args.root}"
+    )
     print(f"{'front':<6} {'attack':<22} {'healthz':>9} {'search':>9} {'RSS MB':>8}")
     rows = [row for front in args.front for row in measure(args.root.resolve(), front, args)]
     slow = [row for row in rows if row["front"] != "none" and (row["search"] or TIMEOUT) > 1]

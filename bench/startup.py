@@ -38,10 +38,15 @@ RUNTIMES = ("onnx", "torch")  # served, baseline
 def synthetic_catalog(folder: Path, n: int, model: str) -> tuple[Path, Path]:
     """products.csv of n remote products and a warm index.csv for them (random unit vectors)."""
     rows = [
-        [f"{i:06d}", f"Product {i}", f"category {i % 40}", f"{5 + i % 50}.99",
-         f"https://shop.example/images/{i:06d}.jpg"]
+        [
+            f"{i:06d}",
+            f"Product {i}",
+            f"category {i % 40}",
+            f"{5 + i % 50}.99",
+            f"https://shop.example/images/{i:06d}.jpg",
+        ]
         for i in range(n)
-    ]  # fmt: skip
+    ]
     catalog = write_products(folder / "products.csv", rows)
     return catalog, synthetic_index(folder / "index.csv", rows, model)
 
@@ -61,8 +66,13 @@ def probe(*args: str) -> dict:
     spawned = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bench.probe", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench.probe {args[0]} failed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -88,8 +98,9 @@ def server_sync(folder: Path, catalog: Path, index: Path, runtime: str) -> None:
     """What the server runs before its workers start: sync index.csv (and pack it)."""
     from backend.search import SearchService
 
-    settings = bench_settings(folder, catalog, folder, model=MODEL, model_runtime=runtime,
-                              index_path=index)  # fmt: skip
+    settings = bench_settings(
+        folder, catalog, folder, model=MODEL, model_runtime=runtime, index_path=index
+    )
     _, report = SearchService(settings).sync()
     if report.changed or report.failed:
         raise RuntimeError(f"the synthetic index was not warm: {report.summary()}")
@@ -154,24 +165,37 @@ def startup_figures(n: int, light: dict, worker: dict, torch: dict, index: Path)
     if checked:
         size_mb = index.stat().st_size / 1e6
         rss = worker["peak_rss_mb"]
-        figures.append(Figure(
-            key="index_size_50k", section="Cold start", what="index.csv on disk, 50,000 rows",
-            value=size_mb, unit="MB", target=f"<= {SIZE_TARGET_MB:g} MB",
-            met=size_mb <= SIZE_TARGET_MB,
-        ))  # fmt: skip
-        figures.append(Figure(
-            key="memory_50k", section="Memory",
-            what=f"peak RSS of a serving worker, 50,000 vectors, after image searches "
-            f"({MODEL}, ONNX Runtime)",
-            value=rss, unit="MB", baseline="the same worker on torch eager",
-            baseline_value=torch["peak_rss_mb"], ratio=torch["peak_rss_mb"] / rss,
-            target=f"<= {RSS_TARGET_MB:g} MB", met=rss <= RSS_TARGET_MB,
-            note=f"resident after the app {worker['app_mb']:.0f} MB, with the model "
-            f"{worker['model_mb']:.0f} MB, with the index loaded {worker['ready_mb']:.0f} MB; "
-            f"torch imported: {'yes' if worker['torch'] else 'no'}. Torch eager: "
-            f"{torch['app_mb']:.0f} / {torch['model_mb']:.0f} / {torch['ready_mb']:.0f} MB, "
-            f"torch {torch['torch']}",
-        ))  # fmt: skip
+        figures.append(
+            Figure(
+                key="index_size_50k",
+                section="Cold start",
+                what="index.csv on disk, 50,000 rows",
+                value=size_mb,
+                unit="MB",
+                target=f"<= {SIZE_TARGET_MB:g} MB",
+                met=size_mb <= SIZE_TARGET_MB,
+            )
+        )
+        figures.append(
+            Figure(
+                key="memory_50k",
+                section="Memory",
+                what=f"peak RSS of a serving worker, 50,000 vectors, after image searches "
+                f"({MODEL}, ONNX Runtime)",
+                value=rss,
+                unit="MB",
+                baseline="the same worker on torch eager",
+                baseline_value=torch["peak_rss_mb"],
+                ratio=torch["peak_rss_mb"] / rss,
+                target=f"<= {RSS_TARGET_MB:g} MB",
+                met=rss <= RSS_TARGET_MB,
+                note=f"resident after the app {worker['app_mb']:.0f} MB, with the model "
+                f"{worker['model_mb']:.0f} MB, with the index loaded {worker['ready_mb']:.0f} MB; "
+                f"torch imported: {'yes' if worker['torch'] else 'no'}. Torch eager: "
+                f"{torch['app_mb']:.0f} / {torch['model_mb']:.0f} / {torch['ready_mb']:.0f} MB, "
+                f"torch {torch['torch']}",
+            )
+        )
     return figures
 
 

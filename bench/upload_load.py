@@ -64,11 +64,17 @@ def memory_uploads() -> dict[str, bytes]:
 
 def cpu_uploads() -> dict[str, bytes]:
     return {
-        "4 MP, 2,000 scans behind a junk byte": hide_scans(scan_bomb((2000, 2000), 2000), "junk-byte"),
-        "4 MP, 2,000 scans behind RST0": hide_scans(scan_bomb((2000, 2000), 2000), "restart-marker"),
-        "36 MP, 300 scans behind a junk byte": hide_scans(scan_bomb((6000, 6000), 300), "junk-byte"),
+        "4 MP, 2,000 scans behind a junk byte": hide_scans(
+            scan_bomb((2000, 2000), 2000), "junk-byte"
+        ),
+        "4 MP, 2,000 scans behind RST0": hide_scans(
+            scan_bomb((2000, 2000), 2000), "restart-marker"
+        ),
+        "36 MP, 300 scans behind a junk byte": hide_scans(
+            scan_bomb((6000, 6000), 300), "junk-byte"
+        ),
         "30 MP, 13 scans (costliest accepted)": scan_bomb((6300, 4750), 13),
-    }  # fmt: skip
+    }
 
 
 def upload(port: int, data: bytes) -> int:
@@ -137,8 +143,10 @@ def memory_phase(port: int, master: int, clients: int, rounds: int) -> None:
     in_threads(clients, client)
     alive = worker_pid(master) == pid
     peak = status_mb(pid, "VmHWM") if alive else float("nan")
-    print(f"{clients} clients x {rounds} rounds in {time.monotonic() - started:.1f} s: worker RSS "
-          f"{before:.0f} MB before, peak {peak:.0f} MB; worker survived: {alive}")  # fmt: skip
+    print(
+        f"{clients} clients x {rounds} rounds in {time.monotonic() - started:.1f} s: worker RSS "
+        f"{before:.0f} MB before, peak {peak:.0f} MB; worker survived: {alive}"
+    )
     for key, count in sorted(statuses.items()):
         print(f"  {key:<40} x{count}")
 
@@ -170,10 +178,12 @@ def cpu_phase(port: int, master: int, bombers: int, seconds: float) -> None:
     for thread in threads:
         thread.join()
     used = cpu_seconds(pid) - cpu_before
-    print(f"{bombers} bomb loops for {seconds:g} s: {sent[0]} uploads, worker CPU "
-          f"{used:.1f} s = {used / max(sent[0], 1):.3f} CPU-s per upload; /healthz slowest "
-          f"{max(health):.3f} s, median {statistics.median(health):.3f} s "
-          f"({len(health)} checks); worker survived: {worker_pid(master) == pid}")  # fmt: skip
+    print(
+        f"{bombers} bomb loops for {seconds:g} s: {sent[0]} uploads, worker CPU "
+        f"{used:.1f} s = {used / max(sent[0], 1):.3f} CPU-s per upload; /healthz slowest "
+        f"{max(health):.3f} s, median {statistics.median(health):.3f} s "
+        f"({len(health)} checks); worker survived: {worker_pid(master) == pid}"
+    )
     for key, count in sorted(statuses.items()):
         print(f"  {key:<48} x{count}")
 

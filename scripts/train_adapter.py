@@ -68,7 +68,7 @@ def embed_photos(bench: Path, ids: list[str], cache: Path | None, embedder) -> n
             embedder.preprocess(
                 decode_image(
                     (bench / "images" / f"{i}.jpg").read_bytes(), min_size=embedder.min_decode_size
-                )  # fmt: skip
+                )
             )
             for i in ids[start : start + 32]
         ]
@@ -96,9 +96,13 @@ def main() -> None:
     options = AdapterOptions(seed=args.seed)
     names = np.array(labels)
     adapter = fit_adapter(
-        vectors[~iconic], list(names[~iconic]), vectors[iconic], list(names[iconic]),
-        embedder.identity.rsplit("/", 1)[0], options,
-    )  # fmt: skip
+        vectors[~iconic],
+        list(names[~iconic]),
+        vectors[iconic],
+        list(names[iconic]),
+        embedder.identity.rsplit("/", 1)[0],
+        options,
+    )
     info = {
         "data": "Grocery Store Dataset (Klasson et al. 2019, MIT License): benchmark grocery photos",
         "products": len(set(labels)),

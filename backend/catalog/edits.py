@@ -133,8 +133,13 @@ def _line_ending(path: Path) -> str:
 def _row_for(product: Product, header: list[str], old: list[str]) -> list[str]:
     cells = (old + [""] * len(header))[: len(header)]  # other columns keep their values
     price = "" if product.price is None else format_price(product.price)
-    values = {"id": product.id, "name": product.name, "category": product.category,
-              "price": price, "image_url": product.image_url}  # fmt: skip
+    values = {
+        "id": product.id,
+        "name": product.name,
+        "category": product.category,
+        "price": price,
+        "image_url": product.image_url,
+    }
     for column, name in enumerate(header):
         if name in values:
             cells[column] = values[name]

@@ -86,8 +86,9 @@ def db_init_command(reset: bool, hnsw_m: int | None, hnsw_ef_construction: int |
         raise click.ClickException("set DATABASE_URL to the PostgreSQL database first")
     index = None
     if hnsw_m is not None or hnsw_ef_construction is not None:
-        index = HnswIndex(hnsw_m or DEFAULT_INDEX.m,
-                          hnsw_ef_construction or DEFAULT_INDEX.ef_construction)  # fmt: skip
+        index = HnswIndex(
+            hnsw_m or DEFAULT_INDEX.m, hnsw_ef_construction or DEFAULT_INDEX.ef_construction
+        )
     if reset:
         click.confirm(f"drop the search tables in {describe(url)}?", abort=True)
     dim = get_service().embedder.dim  # the vector column's width: the model's (with its head)

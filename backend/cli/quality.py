@@ -29,9 +29,12 @@ def parse_ks(ctx, param, value: str) -> list[int]:
 
 
 labels_option = click.option(
-    "--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--labels",
+    "labels_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="CSV with the columns id,label (default: each product's category is its label).",
-)  # fmt: skip
+)
 ks_option = click.option(
     "--k", "ks", default="1,5,10", callback=parse_ks, help="K values, e.g. 1,5,10."
 )
@@ -41,9 +44,12 @@ ks_option = click.option(
 @labels_option
 @ks_option
 @click.option(
-    "--queries", "queries_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--queries",
+    "queries_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Shopper photos (CSV image,label): search the catalog with each, as the API does.",
-)  # fmt: skip
+)
 @click.option(
     "--model",
     "models",
@@ -60,9 +66,12 @@ ks_option = click.option(
     "--worst", type=click.IntRange(0, 1000), default=10, help="Labels to list, worst first."
 )
 @click.option(
-    "--top-k", "top_k", type=click.IntRange(1, 100), default=None,
+    "--top-k",
+    "top_k",
+    type=click.IntRange(1, 100),
+    default=None,
     help="Results per page for the top-k view of the threshold (default: TOP_K).",
-)  # fmt: skip
+)
 @with_appcontext
 @friendly_errors
 def evaluate_command(
@@ -114,13 +123,15 @@ def evaluate_command(
                     model=embeddings.identity,
                     progress=progress,
                     top_k=top_k,
-                )  # fmt: skip
+                )
             )
     if any_random:
         click.secho(RANDOM_QUALITY_NOTICE, fg="yellow", err=True)
     first = results[0]
-    click.echo(f"{first.queries} queries ({first.skipped_singletons} alone in their label, "
-               f"{first.unlabelled} unlabelled: distractors only), {first.candidates} candidates each")  # fmt: skip
+    click.echo(
+        f"{first.queries} queries ({first.skipped_singletons} alone in their label, "
+        f"{first.unlabelled} unlabelled: distractors only), {first.candidates} candidates each"
+    )
     click.echo(format_summary(results))
     for spec, result in zip(specs, results, strict=True):
         # The threshold this model is served with: SIMILARITY_THRESHOLD, else its own default.

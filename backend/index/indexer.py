@@ -125,8 +125,12 @@ class Indexer:
         previous = read_index(self.index_path)
         if previous.meta.catalog not in (None, reference):
             # Another catalog's vectors: its ids and paths may coincide with ours by chance.
-            log.warning("%s was built from catalog %s, not %s: rebuilding it",
-                        self.index_path, previous.meta.catalog, reference)  # fmt: skip
+            log.warning(
+                "%s was built from catalog %s, not %s: rebuilding it",
+                self.index_path,
+                previous.meta.catalog,
+                reference,
+            )
             report.replaced_catalog = previous.meta.catalog
             previous = IndexTable()
         report.damaged_rows = previous.damaged

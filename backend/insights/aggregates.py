@@ -156,9 +156,12 @@ def _midnight(day: dt.date) -> float:
 
 
 def _counts(
-    conn: sqlite3.Connection, column: str, span: tuple[float, float], where: str = "1",
+    conn: sqlite3.Connection,
+    column: str,
+    span: tuple[float, float],
+    where: str = "1",
     limit: int = 100,
-) -> list[tuple[str, int]]:  # fmt: skip
+) -> list[tuple[str, int]]:
     """(value, searches) of one column, most frequent first, ties by value."""
     return conn.execute(
         f"SELECT {column}, COUNT(*) AS n FROM searches WHERE at >= ? AND at < ? AND {where} "

@@ -32,10 +32,26 @@ _FORMULA = re.compile(
 )
 CHUNK_ROWS = 500  # CSV lines per chunk of a streamed download
 LOG_FIELDS = (
-    "time", "channel", "kind", "query", "category", "min_price", "max_price", "k", "threshold",
-    "shown", "hidden", "best_id", "best_similarity", "top", "took_ms", "decode_ms", "embed_ms",
-    "rank_ms", "model",
-)  # fmt: skip
+    "time",
+    "channel",
+    "kind",
+    "query",
+    "category",
+    "min_price",
+    "max_price",
+    "k",
+    "threshold",
+    "shown",
+    "hidden",
+    "best_id",
+    "best_similarity",
+    "top",
+    "took_ms",
+    "decode_ms",
+    "embed_ms",
+    "rank_ms",
+    "model",
+)
 _LOG_COLUMNS = (
     "at, channel, kind, ref, category, min_price, max_price, k, threshold, shown, hidden, "
     "best_id, best_similarity, top, took_ms, decode_ms, embed_ms, rank_ms, model"

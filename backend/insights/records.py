@@ -55,10 +55,26 @@ CREATE TABLE IF NOT EXISTS counts (
 """
 
 COLUMNS = (
-    "at", "channel", "kind", "ref", "category", "min_price", "max_price", "k", "threshold",
-    "shown", "hidden", "best_id", "best_similarity", "top", "took_ms", "decode_ms", "embed_ms",
-    "rank_ms", "model",
-)  # fmt: skip
+    "at",
+    "channel",
+    "kind",
+    "ref",
+    "category",
+    "min_price",
+    "max_price",
+    "k",
+    "threshold",
+    "shown",
+    "hidden",
+    "best_id",
+    "best_similarity",
+    "top",
+    "took_ms",
+    "decode_ms",
+    "embed_ms",
+    "rank_ms",
+    "model",
+)
 INSERT = f"INSERT INTO searches ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -88,10 +104,24 @@ class SearchRecord:
         best_id, best = top[0] if top else (None, None)
         stages = [_ms(self.stages_ms.get(stage)) for stage in ("decode", "embed", "rank")]
         return (
-            self.at, self.channel, self.kind, self.ref, self.category, self.min_price,
-            self.max_price, self.k, self.threshold, self.shown, self.hidden, best_id, best,
-            json.dumps(top, ensure_ascii=False), _ms(self.took_ms), *stages, self.model,
-        )  # fmt: skip
+            self.at,
+            self.channel,
+            self.kind,
+            self.ref,
+            self.category,
+            self.min_price,
+            self.max_price,
+            self.k,
+            self.threshold,
+            self.shown,
+            self.hidden,
+            best_id,
+            best,
+            json.dumps(top, ensure_ascii=False),
+            _ms(self.took_ms),
+            *stages,
+            self.model,
+        )
 
 
 def _ms(value: float | None) -> float | None:

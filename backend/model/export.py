@@ -60,10 +60,15 @@ def onnx_bytes(embedder: TorchEmbedder, model_identity: str) -> bytes:
         # needs onnxscript and gives the same graph for these convolutional networks.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            embedder.model, (sample,), buffer, dynamo=False, opset_version=OPSET,  # type: ignore[arg-type]  # the TorchScript exporter writes to a file object too
-            input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+            embedder.model,
+            (sample,),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to a file object too
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
             dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
-        )  # fmt: skip
+        )
     model = onnx.load_from_string(buffer.getvalue())
     preprocessing = embedder.spec.preprocessing
     metadata = {

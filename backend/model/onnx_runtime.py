@@ -163,8 +163,12 @@ def _open(
         log.warning("exported model %s is unreadable (%s); exporting it again", path, error)
         return None
     if embedder.identity != wanted:
-        log.warning("exported model %s computes %r, not %s; exporting it again",
-                    path, embedder.identity, wanted)  # fmt: skip
+        log.warning(
+            "exported model %s computes %r, not %s; exporting it again",
+            path,
+            embedder.identity,
+            wanted,
+        )
         return None
     return embedder
 

@@ -74,6 +74,4 @@ def imagenet(resize: int, crop: int = 224, interpolation: str = "bilinear") -> P
 
 
 # TensorFlow's EfficientNet-Lite inputs: (pixel - 127) / 128, as the weights were trained.
-TF_LITE = Preprocessing(
-    256, 224, "bicubic", (127 / 255,) * 3, (128 / 255,) * 3, "tf127"
-)  # fmt: skip
+TF_LITE = Preprocessing(256, 224, "bicubic", (127 / 255,) * 3, (128 / 255,) * 3, "tf127")

@@ -138,9 +138,14 @@ def reliability(percents: np.ndarray, right: np.ndarray) -> list[BandRow]:
     for number in range(100 // BAND):
         inside = band == number
         if inside.any():
-            rows.append(BandRow(number * BAND, int(inside.sum()),
-                                float(percents[inside].mean() / 100),
-                                float(right[inside].mean())))  # fmt: skip
+            rows.append(
+                BandRow(
+                    number * BAND,
+                    int(inside.sum()),
+                    float(percents[inside].mean() / 100),
+                    float(right[inside].mean()),
+                )
+            )
     return rows
 
 

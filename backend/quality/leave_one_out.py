@@ -89,10 +89,14 @@ def evaluate_vectors(
     labelled = np.flatnonzero(codes >= 0)
     queries = labelled[sizes[codes[labelled]] >= 2]
     result = Evaluation(
-        model, ks, len(queries), max(len(vectors) - 1, 0),
-        skipped_singletons=len(labelled) - len(queries), unlabelled=len(codes) - len(labelled),
+        model,
+        ks,
+        len(queries),
+        max(len(vectors) - 1, 0),
+        skipped_singletons=len(labelled) - len(queries),
+        unlabelled=len(codes) - len(labelled),
         top_k=top_k,
-    )  # fmt: skip
+    )
     acc = _Accumulator(ks)
     for start in range(0, len(queries), CHUNK_ROWS):
         _score_chunk(vectors, codes, sizes, queries[start : start + CHUNK_ROWS], acc, top_k)
@@ -139,8 +143,9 @@ def _count_top_k(scores: np.ndarray, relevant: np.ndarray, k: int, acc: _Accumul
     acc.relevant_shown += relevant_shown
     if best_scores.shape[1]:
         first = best_scores[:, 0]
-        acc.queries_with_any += metrics.counts_at_or_above(first, np.ones(len(first), bool),
-                                                           THRESHOLDS)[0]  # fmt: skip
+        acc.queries_with_any += metrics.counts_at_or_above(
+            first, np.ones(len(first), bool), THRESHOLDS
+        )[0]
 
 
 def _summarise(

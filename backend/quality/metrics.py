@@ -132,8 +132,10 @@ def top_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> tuple[np.ndarray,
     if k == 0:
         return np.zeros((len(scores), 0)), np.zeros((len(scores), 0), dtype=bool)
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (Q, k), unordered
-    order = np.lexsort((relevant[np.arange(len(scores))[:, None], part],
-                        -np.take_along_axis(scores, part, 1)), axis=-1)  # fmt: skip
+    order = np.lexsort(
+        (relevant[np.arange(len(scores))[:, None], part], -np.take_along_axis(scores, part, 1)),
+        axis=-1,
+    )
     chosen = np.take_along_axis(part, order, 1)
     return np.take_along_axis(scores, chosen, 1), np.take_along_axis(relevant, chosen, 1)
 

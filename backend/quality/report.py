@@ -40,10 +40,14 @@ def format_labels(result: Evaluation, limit: int) -> str:
     """The `limit` worst labels by mean AP, worst first."""
     header = ["label", "items", *[f"P@{k}" for k in result.ks], "AP"]
     rows = [
-        [score.label, str(score.items), *[f"{score.precision[k]:.3f}" for k in result.ks],
-         f"{score.average_precision:.3f}"]
+        [
+            score.label,
+            str(score.items),
+            *[f"{score.precision[k]:.3f}" for k in result.ks],
+            f"{score.average_precision:.3f}",
+        ]
         for score in result.per_label[:limit]
-    ]  # fmt: skip
+    ]
     return _table(header, rows)
 
 
@@ -69,10 +73,15 @@ def format_sweep(result: Evaluation, served: float | None = None) -> str:
     points = _rows_to_show(result.sweep, [t for t in (best, served) if t is not None])
     header = ["threshold", "precision", "recall", "F1", "mean results"]
     rows = [
-        [_mark(p.threshold, best, served), f"{p.precision:.3f}",
-         f"{p.recall:.3f}", f"{p.f1:.3f}", f"{p.mean_results:.1f}"]
+        [
+            _mark(p.threshold, best, served),
+            f"{p.precision:.3f}",
+            f"{p.recall:.3f}",
+            f"{p.f1:.3f}",
+            f"{p.mean_results:.1f}",
+        ]
         for p in points
-    ]  # fmt: skip
+    ]
     return _table(header, rows)
 
 
@@ -82,10 +91,14 @@ def format_top_k(result: Evaluation, served: float | None = None) -> str:
     points = _rows_to_show(result.top_k_sweep, [t for t in (best, served) if t is not None])
     header = ["threshold", f"shown of {result.top_k}", "relevant", "queries with none"]
     rows = [
-        [_mark(p.threshold, best, served), f"{p.shown:.1f}", f"{p.relevant_share:.1%}",
-         f"{p.none_share:.1%}"]
+        [
+            _mark(p.threshold, best, served),
+            f"{p.shown:.1f}",
+            f"{p.relevant_share:.1%}",
+            f"{p.none_share:.1%}",
+        ]
         for p in points
-    ]  # fmt: skip
+    ]
     return _table(header, rows)
 
 
@@ -113,8 +126,9 @@ def write_figure(path: Path, results: Sequence[Evaluation]) -> None:
     width = 0.8 / max(len(results), 1)
     for number, result in enumerate(results):
         positions = [i + number * width for i in range(len(result.ks))]
-        line = bars.bar(positions, [result.precision[k] for k in result.ks], width,
-                        label=result.model)  # fmt: skip
+        line = bars.bar(
+            positions, [result.precision[k] for k in result.ks], width, label=result.model
+        )
         colour = line.patches[0].get_facecolor() if line.patches else None
         _draw_sweep(curves, result, colour)
         _draw_top_k(seen, result, colour)

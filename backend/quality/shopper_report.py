@@ -53,11 +53,18 @@ def write_shopper_figure(path: Path, result: ShopperEvaluation) -> None:
     bands = [band for band in result.bands if band.count]
     centres = [band.low + BAND_WIDTH / 2 for band in bands]
     reliable.plot([0, 100], [0, 1], ":", color="grey", label="figure = chance")
-    reliable.bar(centres, [b.fraction_right for b in bands], width=BAND_WIDTH * 0.9,
-                 label="fraction right")  # fmt: skip
+    reliable.bar(
+        centres, [b.fraction_right for b in bands], width=BAND_WIDTH * 0.9, label="fraction right"
+    )
     for centre, band in zip(centres, bands, strict=True):
-        reliable.annotate(str(band.count), (centre, band.fraction_right), ha="center",
-                          textcoords="offset points", xytext=(0, 3), fontsize="x-small")  # fmt: skip
+        reliable.annotate(
+            str(band.count),
+            (centre, band.fraction_right),
+            ha="center",
+            textcoords="offset points",
+            xytext=(0, 3),
+            fontsize="x-small",
+        )
     reliable.set_xlim(0, 100)
     reliable.set_ylim(0, 1.05)
     reliable.set_xlabel("figure on the card")

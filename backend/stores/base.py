@@ -80,9 +80,12 @@ class VectorStore(abc.ABC):
         """Remove products by id; return how many were there."""
 
     def apply(
-        self, delete_ids: Sequence[str], products: Sequence[Product], vectors: np.ndarray,
+        self,
+        delete_ids: Sequence[str],
+        products: Sequence[Product],
+        vectors: np.ndarray,
         versions: Sequence[str],
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Delete, then add or replace, as one change where the backend can; return how many went."""
         deleted = self.delete(delete_ids) if delete_ids else 0
         if products:

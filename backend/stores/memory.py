@@ -63,9 +63,12 @@ class MemoryStore(VectorStore):
         self.apply([], products, vectors, versions)
 
     def apply(
-        self, delete_ids: Sequence[str], products: Sequence[Product], vectors: np.ndarray,
+        self,
+        delete_ids: Sequence[str],
+        products: Sequence[Product],
+        vectors: np.ndarray,
         versions: Sequence[str],
-    ) -> int:  # fmt: skip
+    ) -> int:
         """One new generation: searches see all of a sync's changes or none of them."""
         products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
         if not products:

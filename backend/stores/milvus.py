@@ -149,8 +149,10 @@ class MilvusStore(VectorStore):
             log.warning(
                 "the Milvus collection %s held %s-dimensional vectors of another model; remade "
                 "for this model's %d-dimensional ones (the next index sync fills it again)",
-                self.collection, stored, self.dim,
-            )  # fmt: skip
+                self.collection,
+                stored,
+                self.dim,
+            )
             client.drop_collection(self.collection, timeout=OPEN_TIMEOUT)
         self._create(index)
         return index
@@ -174,15 +176,22 @@ class MilvusStore(VectorStore):
         params.add_index("embedding", index_type="HNSW", metric_type="IP", params=asdict(index))
         try:
             self._client.create_collection(
-                self.collection, schema=schema, index_params=params, consistency_level="Session",
+                self.collection,
+                schema=schema,
+                index_params=params,
+                consistency_level="Session",
                 timeout=OPEN_TIMEOUT,
-            )  # fmt: skip
+            )
         except MilvusException as error:
             if "already exist" not in str(error):  # another process made it first
                 raise
         self._client.load_collection(self.collection, timeout=OPEN_TIMEOUT)
-        log.info("created the Milvus collection %s (schema v%d, %s)", self.collection,
-                 SCHEMA_VERSION, index.describe())  # fmt: skip
+        log.info(
+            "created the Milvus collection %s (schema v%d, %s)",
+            self.collection,
+            SCHEMA_VERSION,
+            index.describe(),
+        )
 
     def _run(
         self, work: Callable[[], T], what: str = "lost the connection to", timeout: float = 0
@@ -272,10 +281,14 @@ class MilvusStore(VectorStore):
             expression = "" if after is None else f"id > {_literal(after)}"
             rows = self._run(
                 partial(
-                    self._client.query, self.collection, filter=expression,
-                    output_fields=["id", "version"], limit=PAGE, consistency_level="Strong",
+                    self._client.query,
+                    self.collection,
+                    filter=expression,
+                    output_fields=["id", "version"],
+                    limit=PAGE,
+                    consistency_level="Strong",
                 )
-            )  # fmt: skip
+            )
             versions.update((row["id"], row["version"]) for row in rows)
             if len(rows) < PAGE:
                 return versions
@@ -284,10 +297,12 @@ class MilvusStore(VectorStore):
     def vector(self, product_id: str) -> np.ndarray | None:
         rows = self._run(
             lambda: self._client.query(
-                self.collection, filter=f"id == {_literal(product_id)}",
-                output_fields=["embedding"], consistency_level="Strong",
+                self.collection,
+                filter=f"id == {_literal(product_id)}",
+                output_fields=["embedding"],
+                consistency_level="Strong",
             )
-        )  # fmt: skip
+        )
         return np.asarray(rows[0]["embedding"], dtype=np.float32) if rows else None
 
     def search(
@@ -304,11 +319,15 @@ class MilvusStore(VectorStore):
         expression = _expression(filters)
         found = self._run(
             lambda: self._client.search(
-                self.collection, data=[query.tolist()], filter=expression, limit=k,
-                output_fields=PRODUCT_FIELDS, consistency_level="Session",
+                self.collection,
+                data=[query.tolist()],
+                filter=expression,
+                limit=k,
+                output_fields=PRODUCT_FIELDS,
+                consistency_level="Session",
                 search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
             )[0]
-        )  # fmt: skip
+        )
         hits = [StoreHit(_product(hit["entity"]), float(hit["distance"])) for hit in found]
         if len(hits) < k and self.exact_limit > 0:
             hits = self._exact_if_short(query, k, expression, hits)
@@ -318,21 +337,26 @@ class MilvusStore(VectorStore):
         """The graph walk came back short: if more rows match, rank them exactly here."""
         matching = self._run(
             lambda: self._client.query(
-                self.collection, filter=expression, output_fields=["count(*)"],
+                self.collection,
+                filter=expression,
+                output_fields=["count(*)"],
                 consistency_level="Session",
             )[0]["count(*)"]
-        )  # fmt: skip
+        )
         if matching <= len(hits) or matching > self.exact_limit:
             return hits
         rows = self._run(
             lambda: self._client.query(
-                self.collection, filter=expression or 'id != ""',
-                output_fields=[*PRODUCT_FIELDS, "embedding"], limit=matching,
+                self.collection,
+                filter=expression or 'id != ""',
+                output_fields=[*PRODUCT_FIELDS, "embedding"],
+                limit=matching,
                 consistency_level="Session",
             )
-        )  # fmt: skip
-        log.info("milvus store: the walk found %d of %d; ranked %d rows exactly", len(hits), k,
-                 len(rows))  # fmt: skip
+        )
+        log.info(
+            "milvus store: the walk found %d of %d; ranked %d rows exactly", len(hits), k, len(rows)
+        )
         vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)  # (M, D)
         chosen, scores = exact_top_k(vectors, None, query, k)
         return [StoreHit(_product(rows[i]), float(s)) for i, s in zip(chosen, scores, strict=True)]

@@ -207,9 +207,12 @@ class MySQLStore(VectorStore):
         return self.apply(list(ids), [], np.zeros((0, self.dim), np.float32), [])
 
     def apply(
-        self, delete_ids: Sequence[str], products: Sequence[Product], vectors: np.ndarray,
+        self,
+        delete_ids: Sequence[str],
+        products: Sequence[Product],
+        vectors: np.ndarray,
         versions: Sequence[str],
-    ) -> int:  # fmt: skip
+    ) -> int:
         products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
         delete_ids = list(dict.fromkeys(delete_ids))
         if not products and not delete_ids:
@@ -260,8 +263,20 @@ class MySQLStore(VectorStore):
         for i in range(start, min(start + CHUNK, len(products))):
             p = products[i]
             vector = vectors[i].tobytes()
-            rows.append((id_hash(p.id), p.id, p.name, p.category, p.price, p.image_url,
-                         versions[i], self.model, vector, first_stamp + i))  # fmt: skip
+            rows.append(
+                (
+                    id_hash(p.id),
+                    p.id,
+                    p.name,
+                    p.category,
+                    p.price,
+                    p.image_url,
+                    versions[i],
+                    self.model,
+                    vector,
+                    first_stamp + i,
+                )
+            )
         return rows
 
     @staticmethod

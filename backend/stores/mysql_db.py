@@ -236,8 +236,14 @@ def ensure_schema(conn: Connection, url: str, dim: int) -> None:
             if version == 0:
                 for statement in _create_statements():
                     cursor.execute(statement)
-                set_meta(cursor, schema_version=SCHEMA_VERSION, dim=dim, generation=0,
-                          purged_through=0, epoch=secrets.token_hex(8))  # fmt: skip
+                set_meta(
+                    cursor,
+                    schema_version=SCHEMA_VERSION,
+                    dim=dim,
+                    generation=0,
+                    purged_through=0,
+                    epoch=secrets.token_hex(8),
+                )
                 log.info("created the %s and %s tables (schema v%d)", TABLE, META, SCHEMA_VERSION)
             elif int(meta["dim"]) != dim:
                 _reset_for(cursor, int(meta["dim"]), dim)

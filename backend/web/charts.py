@@ -38,10 +38,15 @@ def nice_ceiling(value: float) -> float:
 
 
 def column_chart(
-    frame: Frame, labels: Sequence[str], values: Sequence[float],
-    tips: Sequence[str], *, marker: tuple[float, str] | None = None, axis_labels: Sequence[str] = (),
+    frame: Frame,
+    labels: Sequence[str],
+    values: Sequence[float],
+    tips: Sequence[str],
+    *,
+    marker: tuple[float, str] | None = None,
+    axis_labels: Sequence[str] = (),
     value_label: Callable[[float], str] = lambda v: f"{v:g}",
-) -> Markup:  # fmt: skip
+) -> Markup:
     """Vertical bars, one per label; `marker`: (position 0-1 along the x axis, its text)."""
     top = nice_ceiling(max(values, default=0))
     width = (WIDTH - LEFT - RIGHT) / max(len(values), 1)
@@ -60,9 +65,13 @@ def column_chart(
 
 
 def line_chart(
-    frame: Frame, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]],
-    *, top: float | None = None, value_label: Callable[[float], str] = lambda v: f"{v:g}",
-) -> Markup:  # fmt: skip
+    frame: Frame,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    top: float | None = None,
+    value_label: Callable[[float], str] = lambda v: f"{v:g}",
+) -> Markup:
     """One line per (name, values) series over the labels; None leaves a gap."""
     found = [v for _, values in series for v in values if v is not None]
     top = top or nice_ceiling(max(found, default=0))
@@ -70,9 +79,14 @@ def line_chart(
     parts = [*_y_axis(top, value_label)]
     for number, (name, values) in enumerate(series):
         points = [
-            (LEFT + (index + 0.5) * step, _y(value / top), f"{labels[index]}: {name} {value_label(value)}")
-            for index, value in enumerate(values) if value is not None
-        ]  # fmt: skip
+            (
+                LEFT + (index + 0.5) * step,
+                _y(value / top),
+                f"{labels[index]}: {name} {value_label(value)}",
+            )
+            for index, value in enumerate(values)
+            if value is not None
+        ]
         parts += _polylines(number, values, step, top)
         parts += [
             f'<circle class="chart-point chart-series-{number}" cx="{x:.1f}" cy="{y:.1f}" r="3">'
@@ -136,8 +150,9 @@ def _x_labels(labels: Sequence[str], count: int) -> list[str]:
         return [
             f'<text class="chart-label" x="{LEFT + index * step:.1f}" y="{HEIGHT - BOTTOM + 16}" '
             f'text-anchor="middle">{escape(label)}</text>'
-            for index, label in enumerate(labels) if label
-        ]  # fmt: skip
+            for index, label in enumerate(labels)
+            if label
+        ]
     return [
         f'<text class="chart-label" x="{LEFT + (index + 0.5) * step:.1f}" '
         f'y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(labels[index])}</text>'

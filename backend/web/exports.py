@@ -33,12 +33,17 @@ def results_csv(result: SearchResult, filename: str = "search-results.csv") -> R
     """The results shown (at or above the threshold), best first, as a CSV download."""
     rows = [
         (
-            rank, hit.product.id, hit.product.name, hit.product.category, hit.product.price,
-            round(hit.similarity, 6), "" if hit.match is None else hit.match,
+            rank,
+            hit.product.id,
+            hit.product.name,
+            hit.product.category,
+            hit.product.price,
+            round(hit.similarity, 6),
+            "" if hit.match is None else hit.match,
             image_link(hit.product.id),
         )
         for rank, hit in enumerate(result.shown, start=1)
-    ]  # fmt: skip
+    ]
     return download(csv_lines(RESULT_FIELDS, rows), "text/csv", filename)
 
 

@@ -201,52 +201,78 @@ def charts(insights: Insights, names: Mapping[str, str], threshold: float) -> di
     p50, p95 = insights.latency.get("took", (None, None))
     return {
         "searches": column_chart(
-            Frame("chart-searches", "Searches per day",
-                  f"{summary}; the busiest day was {busiest.day} with {busiest.searches}."),
-            labels, [day.searches for day in days],
+            Frame(
+                "chart-searches",
+                "Searches per day",
+                f"{summary}; the busiest day was {busiest.day} with {busiest.searches}.",
+            ),
+            labels,
+            [day.searches for day in days],
             [f"{day.day}: {day.searches} searches" for day in days],
         ),
         "no_match": line_chart(
-            Frame("chart-no-match", "Searches with no result at or above their threshold",
-                  f"{_percent(share)} of the searches showed nothing, day by day on a 0 to "
-                  "100 percent scale; days without searches are gaps."),
+            Frame(
+                "chart-no-match",
+                "Searches with no result at or above their threshold",
+                f"{_percent(share)} of the searches showed nothing, day by day on a 0 to "
+                "100 percent scale; days without searches are gaps.",
+            ),
             labels,
-            [("no result", [None if d.no_match_share is None else d.no_match_share * 100
-                            for d in days])],
-            top=100, value_label=lambda v: f"{v:.0f}%",
+            [
+                (
+                    "no result",
+                    [None if d.no_match_share is None else d.no_match_share * 100 for d in days],
+                )
+            ],
+            top=100,
+            value_label=lambda v: f"{v:.0f}%",
         ),
         "products": bar_list(
-            Frame("chart-products", "Products most often shown first",
-                  f"The {len(insights.top_products)} products most often the best match shown."),
+            Frame(
+                "chart-products",
+                "Products most often shown first",
+                f"The {len(insights.top_products)} products most often the best match shown.",
+            ),
             [(product_label(pid, names), count) for pid, count in insights.top_products],
         ),
         "categories": bar_list(
-            Frame("chart-categories", "Categories shoppers filter by",
-                  f"{insights.searches - insights.unfiltered} of {insights.searches} searches "
-                  "chose a category."),
+            Frame(
+                "chart-categories",
+                "Categories shoppers filter by",
+                f"{insights.searches - insights.unfiltered} of {insights.searches} searches "
+                "chose a category.",
+            ),
             insights.categories,
         ),
         "similarity": column_chart(
-            Frame("chart-similarity", "Similarity of the best match",
-                  f"How many searches had their best match in each band of 0.05, from 0 to 1; "
-                  f"{insights.best_at_or_above} had it at or above the current threshold "
-                  f"{threshold:.2f}, marked by a line."),
+            Frame(
+                "chart-similarity",
+                "Similarity of the best match",
+                f"How many searches had their best match in each band of 0.05, from 0 to 1; "
+                f"{insights.best_at_or_above} had it at or above the current threshold "
+                f"{threshold:.2f}, marked by a line.",
+            ),
             [f"{i / SIMILARITY_BINS:.2f}" for i in range(SIMILARITY_BINS)],
             insights.similarity_bins,
-            [f"{i / SIMILARITY_BINS:.2f} to {(i + 1) / SIMILARITY_BINS:.2f}: {count} searches"
-             for i, count in enumerate(insights.similarity_bins)],
+            [
+                f"{i / SIMILARITY_BINS:.2f} to {(i + 1) / SIMILARITY_BINS:.2f}: {count} searches"
+                for i, count in enumerate(insights.similarity_bins)
+            ],
             marker=(threshold, f"threshold {threshold:.2f}"),
             axis_labels=[f"{i / 20:g}" if i % 4 == 0 else "" for i in range(21)],
         ),
         "latency": line_chart(
-            Frame("chart-latency", "Search time per day, median and 95th percentile",
-                  f"Over the period the median search took {_ms(p50)} and the 95th percentile "
-                  f"{_ms(p95)}."),
+            Frame(
+                "chart-latency",
+                "Search time per day, median and 95th percentile",
+                f"Over the period the median search took {_ms(p50)} and the 95th percentile "
+                f"{_ms(p95)}.",
+            ),
             labels,
             [("median", [day.p50_ms for day in days]), ("95th pct", [day.p95_ms for day in days])],
             value_label=_axis_ms,
         ),
-    }  # fmt: skip
+    }
 
 
 def _axis_ms(value: float) -> str:

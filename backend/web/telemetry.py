@@ -33,10 +33,13 @@ def init_app(app: Flask, settings: Settings) -> None:
         None
         if path is None
         else SearchLog(
-            path, settings.search_log_days, max_bytes=settings.search_log_max_bytes,
-            on_lost=counters.count_lost, on_pruned=counters.count_pruned,
+            path,
+            settings.search_log_days,
+            max_bytes=settings.search_log_max_bytes,
+            on_lost=counters.count_lost,
+            on_pruned=counters.count_pruned,
         )
-    )  # fmt: skip
+    )
 
 
 def get_search_log(app: Flask | None = None) -> SearchLog | None:

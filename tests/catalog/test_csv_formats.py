@@ -71,8 +71,10 @@ def test_excels_plain_csv_in_windows_1252_keeps_its_accents_and_euro_signs(tmp_p
     catalog = load_catalog(path)
     assert catalog.skipped == []
     assert [(p.name, p.price) for p in catalog.products.values()] == [
-        ("Äpfel", 1.29), ("Crème brûlée", 1299.0), ("Galette des rois", 12.5),
-    ]  # fmt: skip
+        ("Äpfel", 1.29),
+        ("Crème brûlée", 1299.0),
+        ("Galette des rois", 12.5),
+    ]
     assert catalog.csv_format.encoding == "cp1252"
     assert catalog.csv_format.note == "read as Windows-1252 (not UTF-8)"
 

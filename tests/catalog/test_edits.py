@@ -15,9 +15,11 @@ from backend import atomic, create_app
 from backend.errors import ImageError, InvalidInput, NotFound
 from backend.extensions import get_service
 from backend.index.index_file import read_index
-from tests.support.catalogs import draw_image, image_bytes
+from tests.support.catalogs import TEST_MODEL_DIM, draw_image, image_bytes
 
-BACKENDS = ["memory", "faiss", "pgvector", "mysql", "milvus"]
+# Milvus runs in the full suite only: its server takes seconds to start and each of its tests
+# seconds more (docs/development.md, the fast tests).
+BACKENDS = ["memory", "faiss", "pgvector", "mysql", pytest.param("milvus", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -27,7 +29,7 @@ def backend_config(request, app_config) -> dict:
         from backend.stores.postgres_db import init_schema
 
         config["database_url"] = request.getfixturevalue("database_url")
-        init_schema(config["database_url"], 512)
+        init_schema(config["database_url"], TEST_MODEL_DIM)
     elif request.param == "mysql":
         config["database_url"] = request.getfixturevalue("mysql_url")
     elif request.param == "milvus":
@@ -440,7 +442,7 @@ def test_edits_from_two_processes_at_once_both_survive(open_service, backend_con
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for product_id in ("n1", "n2")
     ]
     try:

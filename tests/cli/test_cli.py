@@ -95,8 +95,11 @@ def flask_command(*args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"} | env
     return subprocess.run(
         [str(Path(sys.executable).parent / "flask"), "--app", "backend", *args],
-        capture_output=True, text=True, env=environ, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
 
 
 def test_a_bad_setting_is_one_line_naming_it_and_exit_status_2():

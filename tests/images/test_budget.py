@@ -33,6 +33,7 @@ print(rss_mb() - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_decoded_images_freed_in_threads_leave_the_process():
     root = Path(__file__).resolve().parents[2]

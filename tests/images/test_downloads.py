@@ -16,7 +16,7 @@ from backend.images.fetch import FetchPolicy
 from backend.images.sources import ImageLocator
 from backend.index.indexer import Indexer
 from backend.model import load_embedder
-from tests.support.catalogs import draw_image, image_bytes, write_catalog
+from tests.support.catalogs import TEST_MODEL, draw_image, image_bytes, write_catalog
 from tests.support.http_servers import ImageServer, serve
 
 RED = image_bytes(draw_image("red"))
@@ -71,7 +71,7 @@ def test_embedding_proceeds_while_a_download_is_still_running(tmp_path, server, 
         if done == 4:
             RELEASE.set()  # two batches embedded: now let the last download finish
 
-    embedder = load_embedder("resnet18", "random", model_dir=model_dir)
+    embedder = load_embedder(TEST_MODEL, "random", model_dir=model_dir)
     indexer = Indexer(locator_for(tmp_path), embedder, tmp_path / "index.csv", batch_size=2)
     table, report = indexer.sync(load_catalog(catalog_path), progress)
     assert embedded_before_release == [2, 4]

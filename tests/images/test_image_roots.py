@@ -6,7 +6,7 @@ from backend import create_app
 from backend.catalog import load_catalog
 from backend.config import BUNDLED_CATALOG, PACKAGE_DIR
 from backend.extensions import get_service
-from tests.support.catalogs import make_app_config, write_catalog
+from tests.support.catalogs import TEST_MODEL, make_app_config, write_catalog
 
 STATIC = PACKAGE_DIR / "static"
 
@@ -30,7 +30,7 @@ def test_a_shop_rows_missing_image_fails_instead_of_using_the_demos_photo(tmp_pa
 def test_the_bundled_catalog_still_finds_its_photos_in_static(tmp_path):
     own_folders = {"index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache"}
     service = get_service(
-        create_app({"TESTING": True, "model": "resnet18", "model_weights": "random"} | own_folders)
+        create_app({"TESTING": True, "model": TEST_MODEL, "model_weights": "random"} | own_folders)
     )
     assert service.settings.catalog_path == BUNDLED_CATALOG
     product = next(iter(load_catalog(BUNDLED_CATALOG).products.values()))

@@ -13,7 +13,7 @@ from backend.config import load_settings
 from backend.errors import ConfigError
 from backend.extensions import get_service
 from backend.images.s3 import GONE, S3Reader
-from tests.support.catalogs import COLOURS, count_embeds, draw_image, image_bytes
+from tests.support.catalogs import COLOURS, TEST_MODEL, count_embeds, draw_image, image_bytes
 from tests.support.http_servers import ImageServer, serve
 from tests.support.openapi import check_documented
 from tests.support.s3 import BUCKET, reader_policy
@@ -50,12 +50,12 @@ def s3_app(tmp_path, s3):
                 "catalog_path": catalog,
                 "index_path": tmp_path / "index" / "index.csv",
                 "cache_dir": tmp_path / "cache",
-                "model": "resnet18",
+                "model": TEST_MODEL,
                 "model_weights": "random",
                 "_similarity_threshold": 0.0,
                 "s3_endpoint_url": s3.endpoint,
             }
-            | config  # fmt: skip
+            | config
         )
         return app
 
@@ -114,8 +114,10 @@ def service_client(service):
 
 
 def vars_of(settings) -> dict:
-    return {name: getattr(settings, name) for name in ("catalog_path", "index_path", "cache_dir",
-            "model_weights", "s3_endpoint_url")}  # fmt: skip
+    return {
+        name: getattr(settings, name)
+        for name in ("catalog_path", "index_path", "cache_dir", "model_weights", "s3_endpoint_url")
+    }
 
 
 def test_s3_etags_come_from_one_listing_or_from_heads_where_listing_is_denied(s3, monkeypatch):
@@ -168,8 +170,12 @@ def test_s3_catalog_file_with_relative_photos_is_read_only_and_reread_on_reindex
         s3.put(f"shop/images/p{i}.png", photo(i))
     listing = io.StringIO()
     writer = csv.writer(listing)
-    writer.writerows([["id", "name", "category", "price", "image_url"],
-                      *[[f"p{i}", f"P{i}", "c", "2", f"images/p{i}.png"] for i in range(2)]])  # fmt: skip
+    writer.writerows(
+        [
+            ["id", "name", "category", "price", "image_url"],
+            *[[f"p{i}", f"P{i}", "c", "2", f"images/p{i}.png"] for i in range(2)],
+        ]
+    )
     s3.put("shop/products.csv", listing.getvalue().encode())
     app = s3_app(catalog_path=f"s3://{BUCKET}/shop/products.csv", admin_token="a" * 20)
     service = get_service(app)
@@ -199,8 +205,15 @@ def test_s3_catalog_path_must_name_an_object():
         load_settings(environ={"S3_ENDPOINT_URL": "minio:9000"})
 
 
-@pytest.mark.parametrize("url", ["s3://shop-photos/shop/photos/p1.png", "S3://b/k.png",
-                                 "file:///etc/passwd", "ftp://images.example/x.png"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://shop-photos/shop/photos/p1.png",
+        "S3://b/k.png",
+        "file:///etc/passwd",
+        "ftp://images.example/x.png",
+    ],
+)
 def test_s3_pasted_query_url_is_refused_on_page_and_api_and_never_reaches_s3(tmp_path, url):
     # S3_ENDPOINT_URL is a recording server: any S3 request at all would show up in `seen`.
     for recorder in serve(ImageServer()):
@@ -240,9 +253,21 @@ def test_s3_catalog_command_lists_every_image_under_a_prefix(s3, s3_app, tmp_pat
     assert rows == [
         ["id", "name", "category", "price", "image_url"],
         ["Red_Apple", "Red Apple", "", "", f"s3://{BUCKET}/{PREFIX}Red_Apple.PNG"],
-        ["milk/oat-milk_1l", "Oat milk 1l", "milk", "", f"s3://{BUCKET}/{PREFIX}milk/oat-milk_1l.jpg"],
-        ["milk/oat-milk_1l.png", "Oat milk 1l", "milk", "", f"s3://{BUCKET}/{PREFIX}milk/oat-milk_1l.png"],
-    ]  # fmt: skip
+        [
+            "milk/oat-milk_1l",
+            "Oat milk 1l",
+            "milk",
+            "",
+            f"s3://{BUCKET}/{PREFIX}milk/oat-milk_1l.jpg",
+        ],
+        [
+            "milk/oat-milk_1l.png",
+            "Oat milk 1l",
+            "milk",
+            "",
+            f"s3://{BUCKET}/{PREFIX}milk/oat-milk_1l.png",
+        ],
+    ]
     again = runner.invoke(args=["catalog", "from-s3", f"s3://{BUCKET}/{PREFIX}", str(output)])
     assert again.exit_code == 2 and "pass --overwrite" in again.output
     _, report = get_service(app).sync()

@@ -9,7 +9,7 @@ import pytest
 from backend import create_app
 from backend.extensions import get_service
 from backend.index.index_file import catalog_reference, read_index
-from tests.support.catalogs import DEFAULT_ITEMS, draw_image, image_bytes, write_catalog
+from tests.support.catalogs import DEFAULT_ITEMS, TEST_MODEL, draw_image, image_bytes, write_catalog
 
 SHOP_ITEMS = [
     ("s1", "Green tent", "outdoor", "green", "triangle"),
@@ -26,7 +26,7 @@ def config_for(catalog_path, root, **settings) -> dict:
         "TESTING": True,
         "catalog_path": catalog_path,
         "cache_dir": root / "cache",
-        "model": "resnet18",
+        "model": TEST_MODEL,
         "model_weights": "random",
         "_similarity_threshold": 0.0,
     } | settings

@@ -8,7 +8,14 @@ from backend import create_app
 from backend.errors import ConfigError
 from backend.extensions import get_service
 from backend.index.index_file import read_index
-from tests.support.catalogs import DEFAULT_ITEMS, HISTOGRAM, draw_image, image_bytes, write_catalog
+from tests.support.catalogs import (
+    DEFAULT_ITEMS,
+    HISTOGRAM,
+    TEST_MODEL,
+    draw_image,
+    image_bytes,
+    write_catalog,
+)
 
 
 def config_for(catalog_path, root, **settings) -> dict:
@@ -16,6 +23,7 @@ def config_for(catalog_path, root, **settings) -> dict:
         "TESTING": True,
         "catalog_path": catalog_path,
         "cache_dir": root / "cache",
+        "model": TEST_MODEL,
         "model_weights": "random",
         "_similarity_threshold": 0.0,
     } | settings

@@ -93,11 +93,14 @@ def test_json_array_is_valid_json_for_any_length():
 @pytest.fixture
 def log_conn(tmp_path):
     path = tmp_path / "searches.sqlite"
-    seed(path, [
-        make_record(at(DAY, 0, 0), category="=2+5", ref="@evil", kind="similar"),
-        make_record(at(DAY, 23, 59), top=(("-p", 0.5),)),
-        make_record(at(DAY + dt.timedelta(days=1), 0, 0)),  # the next day: outside
-    ])  # fmt: skip
+    seed(
+        path,
+        [
+            make_record(at(DAY, 0, 0), category="=2+5", ref="@evil", kind="similar"),
+            make_record(at(DAY, 23, 59), top=(("-p", 0.5),)),
+            make_record(at(DAY + dt.timedelta(days=1), 0, 0)),  # the next day: outside
+        ],
+    )
     conn = open_for_reading(path)
     yield conn
     conn.close()
@@ -109,8 +112,11 @@ def test_log_csv_holds_the_range_with_formulas_neutralised(log_conn):
     assert header == list(LOG_FIELDS)
     row = dict(zip(header, first, strict=True))
     assert (row["time"], row["kind"], row["query"], row["category"]) == (
-        "2026-05-01T00:00:00.000Z", "similar", "'@evil", "'=2+5",
-    )  # fmt: skip
+        "2026-05-01T00:00:00.000Z",
+        "similar",
+        "'@evil",
+        "'=2+5",
+    )
     assert json.loads(row["top"]) == [["p1", 0.9], ["p2", 0.4]]
     assert dict(zip(header, second, strict=True))["best_id"] == "'-p"
 

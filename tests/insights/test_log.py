@@ -57,20 +57,45 @@ def test_a_record_is_written_with_every_field(tmp_path):
     search_log = SearchLog(path, 90)
     search_log.record(
         make_record(
-            NOW, channel="page", kind="url", ref="shop.example", category="toys",
-            min_price=1.5, max_price=None, k=5, threshold=0.7,
-            top=(("p3", 0.91234567), ("p1", 0.6)), shown=1, hidden=1, took_ms=41.23456,
+            NOW,
+            channel="page",
+            kind="url",
+            ref="shop.example",
+            category="toys",
+            min_price=1.5,
+            max_price=None,
+            k=5,
+            threshold=0.7,
+            top=(("p3", 0.91234567), ("p1", 0.6)),
+            shown=1,
+            hidden=1,
+            took_ms=41.23456,
         )
-    )  # fmt: skip
+    )
     assert search_log.flush()
     (row,) = rows(path)
     assert row == {
-        "id": 1, "at": NOW, "channel": "page", "kind": "url", "ref": "shop.example",
-        "category": "toys", "min_price": 1.5, "max_price": None, "k": 5, "threshold": 0.7,
-        "shown": 1, "hidden": 1, "best_id": "p3", "best_similarity": 0.912346,
-        "top": json.dumps([["p3", 0.912346], ["p1", 0.6]]), "took_ms": 41.235,
-        "decode_ms": 2.0, "embed_ms": 35.0, "rank_ms": 3.0, "model": "resnet18/random-seed0/p1",
-    }  # fmt: skip
+        "id": 1,
+        "at": NOW,
+        "channel": "page",
+        "kind": "url",
+        "ref": "shop.example",
+        "category": "toys",
+        "min_price": 1.5,
+        "max_price": None,
+        "k": 5,
+        "threshold": 0.7,
+        "shown": 1,
+        "hidden": 1,
+        "best_id": "p3",
+        "best_similarity": 0.912346,
+        "top": json.dumps([["p3", 0.912346], ["p1", 0.6]]),
+        "took_ms": 41.235,
+        "decode_ms": 2.0,
+        "embed_ms": 35.0,
+        "rank_ms": 3.0,
+        "model": "resnet18/random-seed0/p1",
+    }
     assert (search_log.written, search_log.dropped, search_log.failed) == (1, 0, 0)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -245,8 +270,9 @@ def test_a_size_bound_deletes_the_oldest_rows_and_counts_them(tmp_path, monkeypa
     path = tmp_path / "searches.sqlite"
     bound = 256 * 1024
     pruned = []
-    search_log = SearchLog(path, 90, max_bytes=bound,
-                           on_pruned=lambda reason, count: pruned.append((reason, count)))  # fmt: skip
+    search_log = SearchLog(
+        path, 90, max_bytes=bound, on_pruned=lambda reason, count: pruned.append((reason, count))
+    )
     total = 3000  # about 1 MB of rows: four times the bound
     largest = 0
     for start in range(0, total, 200):

@@ -13,9 +13,9 @@ from backend.model.adapter import ShopperAdapter, bias_corrected, load_adapter
 from backend.quality.adapter_training import AdapterOptions, fit_adapter
 from backend.stores.base import StoreHit
 from backend.stores.bias import ItemBiases
-from tests.support.catalogs import make_app_config
+from tests.support.catalogs import RANDOM_TEST_MODEL, make_app_config
 
-BASE = "resnet18/random-seed0/p2-r256c224-bilinear-imagenet"  # the test model, runtime aside
+BASE = RANDOM_TEST_MODEL.rsplit("/", 1)[0]  # the test model, runtime aside
 
 
 def simple_adapter(dim: int, reference: np.ndarray, base: str = BASE) -> ShopperAdapter:

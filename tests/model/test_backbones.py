@@ -14,7 +14,7 @@ from backend.model import MODEL_NAMES, load_embedder
 from backend.model.backbones import BACKBONES
 from backend.model.histogram import ColorHistogramEmbedder
 from backend.model.specs import SPECS
-from tests.support.catalogs import HISTOGRAM, RANDOM_RESNET18, draw_image
+from tests.support.catalogs import HISTOGRAM, RANDOM_TEST_MODEL, draw_image
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_switching_models_re_embeds_every_row(app_config):
     first = get_service(create_app(app_config))
     first.sync()
     index_path = app_config["index_path"]
-    assert {entry.model for entry in read_index(index_path).entries} == {RANDOM_RESNET18}
+    assert {entry.model for entry in read_index(index_path).entries} == {RANDOM_TEST_MODEL}
     second = get_service(create_app({**app_config, "model": "color_histogram"}))
     _, report = second.sync()
     assert (

@@ -57,8 +57,19 @@ def test_no_scores_no_matches():
     assert calibration().chance(np.zeros(0)).shape == (0,)
 
 
-@pytest.mark.parametrize(("chance", "percent"), [(0.0, 0), (0.004, 0), (0.005, 1), (0.734, 73),
-                                                 (0.995, 100), (1.0, 100), (-0.1, 0), (1.2, 100)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("chance", "percent"),
+    [
+        (0.0, 0),
+        (0.004, 0),
+        (0.005, 1),
+        (0.734, 73),
+        (0.995, 100),
+        (1.0, 100),
+        (-0.1, 0),
+        (1.2, 100),
+    ],
+)
 def test_a_chance_is_rounded_to_a_whole_percent(chance, percent):
     assert match_percent(chance) == percent
 

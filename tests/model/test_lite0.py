@@ -108,8 +108,9 @@ def test_without_the_weights_package_the_error_says_what_to_install(monkeypatch,
 def _variant(preprocessing: Preprocessing) -> TorchEmbedder:
     network = load_network(None)
     network._fc = None
-    return TorchEmbedder(dataclasses.replace(SPECS[LITE0], preprocessing=preprocessing), network,
-                         None)  # fmt: skip
+    return TorchEmbedder(
+        dataclasses.replace(SPECS[LITE0], preprocessing=preprocessing), network, None
+    )
 
 
 @pytest.mark.parametrize(
@@ -117,14 +118,17 @@ def _variant(preprocessing: Preprocessing) -> TorchEmbedder:
     [
         # The usual ImageNet mean and std instead of TensorFlow's (pixel - 127) / 128.
         (
-            lambda: _variant(Preprocessing(256, 224, "bicubic", (0.485, 0.456, 0.406),
-                                           (0.229, 0.224, 0.225), "imagenet")),
+            lambda: _variant(
+                Preprocessing(
+                    256, 224, "bicubic", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "imagenet"
+                )
+            ),
             "efficientnet_lite0/file-579344248a93/p2-r256c224-bicubic-imagenet/torch-fp32",
         ),
         # The same model and preprocessing, run by torch eager instead of ONNX Runtime.
         (lambda: _variant(TF_LITE), IDENTITY),
     ],
-)  # fmt: skip
+)
 def test_an_index_made_otherwise_is_re_embedded(app_config, variant, old):
     overrides = {key: value for key, value in app_config.items() if not key.isupper()}
     # The backbone's own identity: without the shopper adapter (tests/model/test_adapter.py).

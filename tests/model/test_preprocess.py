@@ -19,8 +19,19 @@ def photo_like(size: tuple[int, int]) -> Image.Image:
     return Image.blend(draw_image("purple", "triangle", size), noise, 0.4)
 
 
-@pytest.mark.parametrize("size", [(640, 480), (480, 640), (256, 256), (198, 198), (300, 299),
-                                  (1000, 90), (90, 1000), (3000, 257)])  # fmt: skip
+@pytest.mark.parametrize(
+    "size",
+    [
+        (640, 480),
+        (480, 640),
+        (256, 256),
+        (198, 198),
+        (300, 299),
+        (1000, 90),
+        (90, 1000),
+        (3000, 257),
+    ],
+)
 @pytest.mark.parametrize("preprocessing", [imagenet(256), imagenet(232), TF_LITE])
 def test_the_crop_matches_torchvision_resize_then_center_crop(size, preprocessing):
     image = photo_like(size)

@@ -22,7 +22,7 @@ from backend.index.index_file import read_index
 from backend.model import BACKBONE_NAMES, load_embedder
 from backend.model.onnx_runtime import machine_key, model_path, optimized_path
 from backend.model.specs import LITE0, SPECS
-from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes
+from tests.support.catalogs import RANDOM_RESNET18, RANDOM_TEST_MODEL, draw_image, image_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PHOTOS = sorted((ROOT / "backend" / "static" / "catalog").glob("*.jpg"))
@@ -68,11 +68,8 @@ def calibrated_weights(name: str, folder: Path, photos: list) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=[] if name == "resnet18" else pytest.mark.slow)
-     for name in BACKBONE_NAMES],
-)  # fmt: skip
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
 def test_onnx_runtime_agrees_with_torch_on_real_photos(name, tmp_path):
     photos = real_photos(40)
     assert len(photos) >= 32
@@ -102,6 +99,7 @@ def test_onnx_runtime_agrees_with_torch_on_the_benchmark_photos(model_dir):
         assert cosines(served.embed(photos), reference.embed(photos)).min() >= 0.999, name
 
 
+@pytest.mark.slow
 def test_the_export_is_named_by_its_identity_written_once_and_reused(tmp_path):
     first = load_embedder.__wrapped__("resnet18", "random", model_dir=tmp_path)
     path = tmp_path / f"{RANDOM_RESNET18.replace('/', '__')}.onnx"
@@ -180,13 +178,13 @@ def test_switching_runtimes_re_embeds_every_row(app_config):
     torch_app = create_app({**app_config, "model_runtime": "torch"})
     get_service(torch_app).sync()
     models = {entry.model for entry in read_index(app_config["index_path"]).entries}
-    assert models == {RANDOM_RESNET18.replace("/ort-fp32", "/torch-fp32")}
+    assert models == {RANDOM_TEST_MODEL.replace("/ort-fp32", "/torch-fp32")}
     _, report = get_service(create_app(app_config)).sync()
     assert (
         report.summary() == "0 added, 7 updated, 0 removed, 0 unchanged, 0 failed, 0 rows skipped"
     )
     models = {entry.model for entry in read_index(app_config["index_path"]).entries}
-    assert models == {RANDOM_RESNET18}
+    assert models == {RANDOM_TEST_MODEL}
 
 
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -196,9 +194,13 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def run_module(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 SERVE_AND_RESYNC = """
@@ -258,6 +260,7 @@ NO_TORCH = """
 """
 
 
+@pytest.mark.slow
 def test_without_torch_a_missing_export_says_how_to_get_one(tmp_path):
     done = run_python(NO_TORCH.format(folder=tmp_path), {})
     assert done.returncode == 0, done.stderr
@@ -284,9 +287,14 @@ def test_the_default_model_exports_offline_with_its_installed_weights(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("MODEL", "MODEL_WEIGHTS")}
     env |= {"MODEL_DIR": str(tmp_path / "models"), "TORCH_HOME": str(tmp_path / "no-hub")}
     done = subprocess.run(
-        [sys.executable, "-m", "backend.serving.export_models"], cwd=ROOT, env=env | {"PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "backend.serving.export_models"],
+        cwd=ROOT,
+        env=env | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     identity, _, path = done.stdout.strip().partition(": ")
     assert identity.startswith(f"{LITE0}/file-") and Path(path).is_file()

@@ -16,7 +16,7 @@ from backend.quality import leave_one_out as quality
 from backend.quality import metrics as m
 from backend.quality.labels import load_labels, product_labels
 from backend.quality.leave_one_out import evaluate_vectors
-from tests.support.catalogs import HISTOGRAM, RANDOM_RESNET18
+from tests.support.catalogs import HISTOGRAM, RANDOM_RESNET18, RANDOM_TEST_MODEL
 
 # ---- pure metrics -------------------------------------------------------------------------
 
@@ -268,7 +268,7 @@ def test_evaluate_command_prints_tables_and_writes_json_and_figure(runner, tmp_p
     assert "random-init weights" in result.output
     document = json.loads((out / "evaluation.json").read_text())
     (model,) = document["models"]
-    assert model["model"] == RANDOM_RESNET18
+    assert model["model"] == RANDOM_TEST_MODEL
     assert set(model["precision"]) == {"1", "3"} and len(model["sweep"]) == len(quality.THRESHOLDS)
     assert (out / "evaluation.png").read_bytes().startswith(b"\x89PNG")
     # The top-k view, with the served default (SIMILARITY_THRESHOLD 0.5 here) marked.
@@ -298,9 +298,18 @@ def test_evaluate_other_models_use_their_own_index(runner, app_config, tmp_path)
     served = app_config["index_path"]
     written = served.stat().st_mtime_ns
     result = runner.invoke(
-        args=["evaluate", "--labels", str(labels), "--model", "color_histogram", "--model", "resnet18",
-              "--out", str(tmp_path / "report")]
-    )  # fmt: skip
+        args=[
+            "evaluate",
+            "--labels",
+            str(labels),
+            "--model",
+            "color_histogram",
+            "--model",
+            "resnet18",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "4 queries (0 alone in their label, 3 unlabelled" in result.output
     assert HISTOGRAM in result.output and RANDOM_RESNET18 in result.output

@@ -28,6 +28,8 @@ from tests.support.catalogs import (
     COLOURS,
     HISTOGRAM,
     RANDOM_RESNET18,
+    RANDOM_TEST_MODEL,
+    TEST_MODEL,
     make_app_config,
     write_catalog,
 )
@@ -167,9 +169,9 @@ def test_finetune_command_trains_saves_and_serves(colour_shop, tmp_path):
     assert re.search(r"^before\s+\d\.\d{3}", result.output, re.M) and re.search(
         r"^after\s+\d\.\d{3}", result.output, re.M
     )
-    head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
+    head_path = colour_shop["index_path"].with_name(f"head-{TEST_MODEL}.npz")
     identity = re.search(
-        rf"\(({re.escape(RANDOM_RESNET18)}\+head-[0-9a-f]{{12}})\)", result.output
+        rf"\(({re.escape(RANDOM_TEST_MODEL)}\+head-[0-9a-f]{{12}})\)", result.output
     ).group(1)
     assert f"MODEL_HEAD={head_path}" in result.output
     held_out = head_path.with_suffix(".heldout.csv").read_text().splitlines()
@@ -192,23 +194,32 @@ def test_finetune_with_holdout_zero_trains_on_every_label(colour_shop):
     assert result.exit_code == 0, result.output
     assert "trained on 18 products of 6 labels: every label (none held out)" in result.output
     assert "measure the head on a separate catalog" in result.output
-    head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
+    head_path = colour_shop["index_path"].with_name(f"head-{TEST_MODEL}.npz")
     assert head_path.is_file() and not head_path.with_suffix(".heldout.csv").exists()
 
 
 def test_evaluate_a_head_file_on_its_backbone_index(colour_shop, tmp_path):
     runner = create_app(colour_shop).test_cli_runner()
     assert runner.invoke(args=["finetune", "--epochs", "2", "--holdout", "0.34"]).exit_code == 0
-    head_path = colour_shop["index_path"].with_name("head-resnet18.npz")
+    head_path = colour_shop["index_path"].with_name(f"head-{TEST_MODEL}.npz")
     labels = head_path.with_suffix(".heldout.csv")
     result = runner.invoke(
-        args=["evaluate", "--labels", str(labels), "--model", "resnet18", "--model", str(head_path),
-              "--out", str(tmp_path / "report")]
-    )  # fmt: skip
+        args=[
+            "evaluate",
+            "--labels",
+            str(labels),
+            "--model",
+            TEST_MODEL,
+            "--model",
+            str(head_path),
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "6 queries (0 alone in their label, 12 unlabelled" in result.output
     assert re.search(
-        rf"^{re.escape(RANDOM_RESNET18)}\+head-[0-9a-f]{{12}}\s+\d", result.output, re.M
+        rf"^{re.escape(RANDOM_TEST_MODEL)}\+head-[0-9a-f]{{12}}\s+\d", result.output, re.M
     )
 
 
@@ -226,6 +237,9 @@ def test_a_head_trained_on_another_runtimes_embeddings_is_refused(tmp_path):
     path = tmp_path / "head.npz"
     torch_eager = RANDOM_RESNET18.replace("/ort-fp32", "/torch-fp32")
     save_head(path, train_head(vectors, labels, torch_eager, FAST))
-    with pytest.raises(ConfigError, match="trained on torch-fp32 embeddings, but this server "
-                       r"computes ort-fp32 ones \(MODEL_RUNTIME\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match="trained on torch-fp32 embeddings, but this server "
+        r"computes ort-fp32 ones \(MODEL_RUNTIME\)",
+    ):
         check_base(load_head(path), path, RANDOM_RESNET18)

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from backend import create_app
 from backend.errors import ConfigError
 from backend.quality.shopper import (
     Query,
@@ -88,10 +89,11 @@ def test_bad_queries_files_are_refused(tmp_path, text, message):
         load_queries(tmp_path / "none.csv")
 
 
-def test_evaluate_queries_searches_like_the_api_and_writes_json_and_figure(
-    runner, tmp_path, catalog_path
-):
+def test_evaluate_queries_searches_like_the_api_and_writes_json_and_figure(app_config, tmp_path):
     """Each catalog photo, shrunk as a phone would send it, finds its own product first."""
+    # ResNet18's random features still find a shrunk photo's own product first; the lighter
+    # test model's do not always.
+    runner = create_app(app_config | {"model": "resnet18"}).test_cli_runner()
     folder = tmp_path / "photos"
     folder.mkdir()
     rows = ["image,label"]

@@ -50,6 +50,7 @@ def client(milvus_server, milvus_uri):
     client.close()
 
 
+@pytest.mark.slow
 def test_milvus_collection_is_made_on_first_use_with_a_schema_version(stores, client):
     stores(model="model-a").upsert(PRODUCTS[:3], VECTORS[:3], ["v1"] * 3)
     described = client.describe_collection(COLLECTION)
@@ -60,14 +61,17 @@ def test_milvus_collection_is_made_on_first_use_with_a_schema_version(stores, cl
     index = client.describe_index(COLLECTION, "embedding")
     assert index["index_type"] == "HNSW" and index["metric_type"] == "IP"
     rows = client.query(
-        COLLECTION, filter='id != ""', output_fields=["id", "model", "category", "price", "priced"],
+        COLLECTION,
+        filter='id != ""',
+        output_fields=["id", "model", "category", "price", "priced"],
         consistency_level="Strong",
-    )  # fmt: skip
+    )
     assert sorted((r["id"], r["model"], r["category"], r["price"], r["priced"]) for r in rows) == [
         (p.id, "model-a", p.category, p.price, True) for p in PRODUCTS[:3]
     ]
 
 
+@pytest.mark.slow
 def test_milvus_refuses_a_newer_schema_and_a_collection_it_did_not_make(stores, client):
     stores()
     client.drop_collection(COLLECTION)
@@ -84,6 +88,7 @@ def test_milvus_refuses_a_newer_schema_and_a_collection_it_did_not_make(stores, 
     assert client.has_collection(COLLECTION)  # left alone
 
 
+@pytest.mark.slow
 def test_milvus_a_model_of_another_width_remakes_the_collection(stores, caplog):
     stores().upsert(PRODUCTS[:20], VECTORS[:20], ["v1"] * 20)
     wider = stores(dim=DIM * 2)
@@ -94,6 +99,7 @@ def test_milvus_a_model_of_another_width_remakes_the_collection(stores, caplog):
     assert stores(dim=DIM * 2).count() == 1
 
 
+@pytest.mark.slow
 def test_milvus_results_equal_the_memory_backends(stores):
     memory = MemoryStore(DIM)
     memory.upsert(PRODUCTS, VECTORS, ["v"] * len(PRODUCTS))
@@ -146,6 +152,7 @@ def test_milvus_another_process_writes_are_seen_by_this_one(stores, milvus_uri):
     assert found == ["from-elsewhere"] and gone
 
 
+@pytest.mark.slow
 def test_milvus_reads_every_version_in_pages(stores, monkeypatch):
     from backend.stores import milvus
 
@@ -155,6 +162,7 @@ def test_milvus_reads_every_version_in_pages(stores, monkeypatch):
     assert store.versions() == {p.id: f"v{i}" for i, p in enumerate(PRODUCTS[:50])}
 
 
+@pytest.mark.slow
 def test_milvus_odd_categories_and_ids_are_quoted_in_filters(stores):
     odd = ['say "hi"', "back\\slash", "ünï ☃", 'x" or category != "']
     products = [Product(f'id "{i}" \\', f"n{i}", cat, 1.0, "a.png") for i, cat in enumerate(odd)]
@@ -226,10 +234,12 @@ def test_milvus_a_frozen_server_costs_a_search_its_timeout_and_holds_few_threads
     [
         ({"milvus_ef_search": 0}, "MILVUS_EF_SEARCH=0 must be 1-32768"),
         ({"milvus_timeout": 0.0}, "MILVUS_TIMEOUT=0.0 must be 0.1-300 seconds"),
-        ({"milvus_uri": "mysql://shop:pw@db:3306/shop"},
-         "MILVUS_URI=mysql://shop:***@db:3306/shop does not match VECTOR_BACKEND=milvus"),
+        (
+            {"milvus_uri": "mysql://shop:pw@db:3306/shop"},
+            "MILVUS_URI=mysql://shop:***@db:3306/shop does not match VECTOR_BACKEND=milvus",
+        ),
     ],
-)  # fmt: skip
+)
 def test_milvus_settings_are_checked_and_their_secrets_kept_out_of_repr(overrides, message):
     from backend.config import load_settings
     from backend.errors import ConfigError

@@ -100,8 +100,10 @@ def test_mysql_a_process_behind_purged_tombstones_reloads_everything(stores, mys
     assert behind.count() == 50
     writer.delete(["p1", "p2"])
     # A day later the next write purges those tombstones, which `behind` never read.
-    sql(mysql_url, "UPDATE search_vectors SET deleted_at = NOW() - INTERVAL 2 DAY "
-                   "WHERE embedding IS NULL")  # fmt: skip
+    sql(
+        mysql_url,
+        "UPDATE search_vectors SET deleted_at = NOW() - INTERVAL 2 DAY WHERE embedding IS NULL",
+    )
     writer.upsert(PRODUCTS[60:61], VECTORS[60:61], ["v1"])
     assert sql(mysql_url, "SELECT COUNT(*) FROM search_vectors")[0][0] == 49
     assert sorted(behind.versions()) == sorted(writer.versions())

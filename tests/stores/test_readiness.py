@@ -41,6 +41,7 @@ def timed_readyz(client, **kwargs):
     return response, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_readyz_is_not_ready_while_the_mysql_store_refuses_searches(
     mysql_app, mysql_url, mariadb_server
 ):
@@ -71,6 +72,7 @@ def test_readyz_is_not_ready_while_the_mysql_store_refuses_searches(
     assert back.status_code == 200 and back.json["indexed"] == len(DEFAULT_ITEMS)
 
 
+@pytest.mark.slow
 def test_readyz_answers_within_its_deadline_while_the_mysql_store_hangs(
     mysql_app, mysql_url, mariadb_server
 ):

@@ -20,8 +20,11 @@ from backend.stores.faiss_hnsw import FaissStore
 from backend.stores.memory import MemoryStore
 
 DIM = 24
-BACKENDS = ["memory", "faiss", "pgvector", "mysql", "milvus"]
-PERSISTENT = ["faiss", "pgvector", "mysql", "milvus"]
+# Milvus runs in the full suite only: its server takes seconds to start and each of its tests
+# seconds more (docs/development.md, the fast tests).
+MILVUS = pytest.param("milvus", marks=pytest.mark.slow)
+BACKENDS = ["memory", "faiss", "pgvector", "mysql", MILVUS]
+PERSISTENT = ["faiss", "pgvector", "mysql", MILVUS]
 EXACT = ["memory", "mysql"]  # exact search by design: no graph whose walk could come back short
 RARE = "rare"
 

@@ -15,10 +15,15 @@ ARTIFACTS = ROOT / "artifacts"
 # axe-core from npm (tests/support/axe/package.json), installed by scripts/test.sh with `npm ci`.
 AXE = ROOT / "tests" / "support" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-quic",
-]  # fmt: skip
+]
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.is_file(),

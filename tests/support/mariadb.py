@@ -60,7 +60,7 @@ class MariaDB:
                 "--skip-test-db",
                 "--skip-name-resolve",
                 *self._as_root,
-            ],  # fmt: skip
+            ],
             check=True,
             capture_output=True,
             timeout=600,  # minutes on a busy machine
@@ -86,7 +86,7 @@ class MariaDB:
                 "--max-allowed-packet=64M",
                 "--innodb-flush-log-at-trx-commit=2",
                 *self._as_root,
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -26,9 +26,17 @@ from tests.support.mariadb import free_port
 PACKAGE_HINT = "Milvus tests need the milvus wheel (requirements-dev.txt)"
 # Every port the embedded server listens on (its template's keys); each gets a free one.
 PORT_KEYS = (
-    "etcd_port", "proxy_port", "proxy_internal_port", "root_coord_port", "query_coord_port",
-    "query_node_port", "index_coord_port", "index_node_port", "data_coord_port", "data_node_port",
-)  # fmt: skip
+    "etcd_port",
+    "proxy_port",
+    "proxy_internal_port",
+    "root_coord_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+)
 
 
 def _state(task: Path) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from tests.support.catalogs import write_catalog
+from tests.support.catalogs import TEST_MODEL, write_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ def free_port() -> int:
 
 
 def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    """The environment of a gunicorn server on a small shop under `tmp_path` (ResNet18 with
+    """The environment of a gunicorn server on a small shop under `tmp_path` (TEST_MODEL with
     random weights). Everything it writes is under `tmp_path`, its temporary folders (the
     front's, the metrics') too: another server on this machine (a demo) never shares them."""
     env = {
@@ -86,7 +86,7 @@ def server_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
             "HOST": "127.0.0.1",
             "WEB_CONCURRENCY": "1",
             "THREADS": "2",
-            "MODEL": "resnet18",
+            "MODEL": TEST_MODEL,
             "MODEL_WEIGHTS": "random",
             "CATALOG_PATH": str(write_catalog(tmp_path / "shop")),
             "INDEX_PATH": str(tmp_path / "data" / "index.csv"),
@@ -104,9 +104,13 @@ def running(
     """Run a command in its own process group, output to `log`; stop the group afterwards."""
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     try:
         yield process
     finally:

@@ -25,7 +25,7 @@ from backend.extensions import get_service
 from tests.images.test_decode import (
     animation,
     encode,
-    gradient,
+    gradient_file,
     hide_scans,
     narrow,
     photo,
@@ -80,15 +80,19 @@ def refused_url(message: str) -> Outcome:
 
 TOO_LARGE = Outcome(413, "too_large", f"the upload is larger than the {MAX_UPLOAD_MB} MB limit")
 NOT_HTTP = Outcome(
-    400, "invalid_input", "image_url must be an http:// or https:// address",
+    400,
+    "invalid_input",
+    "image_url must be an http:// or https:// address",
     "the image URL must be an http:// or https:// address",  # the page words it for people
-)  # fmt: skip
+)
 FOUND = Outcome(200, None, "")
 NO_IMAGE = Outcome(
     400, "invalid_input", "send an image: a multipart field `file`", "choose an image"
 )
 
 # ---------------------------------------------------------------- uploads: (filename, bytes)
+# The corpora are tables, one case to a line; the formatter leaves them as they are.
+# fmt: off
 UPLOADS = {
     "zero-bytes": ("empty.jpg", b"", Outcome(400, "invalid_input", "the uploaded file is empty")),
     "over-the-upload-limit": ("big.jpg", b"\xff" * (LIMIT + 1), TOO_LARGE),
@@ -135,10 +139,11 @@ UPLOADS = {
     "jpeg-2000-scans-after-a-restart-marker": ("scans.jpg", hide_scans(scan_bomb((2000, 2000), 2000), "restart-marker"), refused_image("JPEG has more than 100 scans for its size")),
     "jpeg-36mp-300-scans-after-a-stuffed-zero": ("scans.jpg", hide_scans(scan_bomb((6000, 6000), 300), "stuffed-zero"), refused_image("JPEG has more than 11 scans for its size")),
     # Memory bombs: 40 MP that only a JPEG decodes at reduced scale; whole, 640 MB for a WebP.
-    "webp-40mp": ("big.webp", encode(gradient((7300, 5479)), "WEBP"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a WebP of this kind may have 6.2 megapixels; a JPEG may have 40")),
-    "png-40mp": ("big.png", encode(gradient((7300, 5479)), "PNG"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a PNG of this kind may have 24")),
+    "webp-40mp": ("big.webp", gradient_file((7300, 5479), "RGB", "WEBP"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a WebP of this kind may have 6.2 megapixels; a JPEG may have 40")),
+    "png-40mp": ("big.png", gradient_file((7300, 5479), "RGB", "PNG"), refused_image("image is 7300x5479 pixels, more than this server decodes whole: a PNG of this kind may have 24")),
     "jpeg-36mp-12-scans": ("scans.jpg", scan_bomb((6000, 6000), 12), refused_image("JPEG has more than 11 scans for its size")),
-}  # fmt: skip
+}
+# fmt: on
 
 # Raw multipart filenames, sent byte for byte (a client library would escape them). The name is
 # never used; one that breaks the part's header leaves no file part at all.
@@ -154,6 +159,7 @@ HOSTILE_FILENAMES = {
 }
 
 # ---------------------------------------------------------------- URLs, refused without a request
+# fmt: off
 ADDRESSES = {
     "loopback": ("http://127.0.0.1/x.png", "127.0.0.1 is a loopback address"),
     "loopback-decimal": ("http://2130706433/x.png", "127.0.0.1 is a loopback address"),
@@ -204,7 +210,8 @@ ADDRESSES = {
     "documentation-3fff": ("http://[3fff::1]/x.png", "3fff::1 is a documentation address"),
     "dummy-v6": ("http://[100:0:0:1::1]/x.png", "100:0:0:1::1 is a dummy address"),
     "6to4-of-public": ("http://[2002:808:808::1]/x.png", "2002:808:808::1 is a 6to4 address"),
-}  # fmt: skip
+}
+# fmt: on
 SCHEMES = {
     "file": "file:///etc/passwd",
     "gopher": "gopher://images.example/_x",
@@ -215,6 +222,7 @@ SCHEMES = {
 }
 
 # ---------------------------------------------------------------- URLs served by a hostile server
+# fmt: off
 SERVED = {
     "redirect-to-private": ("/to-private", "image URL refused: 10.0.0.5 is a private address"),
     "redirect-to-metadata": ("/to-metadata", "169.254.169.254 is a link-local address"),
@@ -240,7 +248,8 @@ SERVED = {
     "png-bomb-as-image": ("/png-bomb", "over the 40 megapixel limit"),
     "redirect-to-ipv4-dummy": ("/to-dummy", "image URL refused: 192.0.0.8 is an IPv4 dummy address"),
     "redirect-to-srv6": ("/to-srv6", "image URL refused: 5f00::1 is a segment routing (SRv6) SID address"),
-}  # fmt: skip
+}
+# fmt: on
 HOSTILE_ROUTES = {
     "/gzip-bomb": lambda h: h.reply(200, "image/png", _gzip_bomb(), Content_Encoding="gzip"),
     "/svg": lambda h: h.reply(200, "image/svg+xml", UPLOADS["svg-with-script"][1]),
@@ -356,17 +365,46 @@ def test_urls_with_other_schemes(index_before, strict, endpoint, url):
 @pytest.mark.parametrize(
     ("url", "outcome"),
     [
-        pytest.param("http://x.example/" + "a" * 2100, Outcome(400, "invalid_input", "image_url is longer than 2048 characters", "the image URL is longer than 2048 characters"), id="url-too-long"),
-        pytest.param("http://x.example/a\nb.png", Outcome(400, "invalid_input", "image_url contains control characters", "the image URL contains control characters"), id="url-newline"),
-        pytest.param("http://x.example/a b.png", refused_url("spaces, control characters or backslashes"), id="url-space"),
+        pytest.param(
+            "http://x.example/" + "a" * 2100,
+            Outcome(
+                400,
+                "invalid_input",
+                "image_url is longer than 2048 characters",
+                "the image URL is longer than 2048 characters",
+            ),
+            id="url-too-long",
+        ),
+        pytest.param(
+            "http://x.example/a\nb.png",
+            Outcome(
+                400,
+                "invalid_input",
+                "image_url contains control characters",
+                "the image URL contains control characters",
+            ),
+            id="url-newline",
+        ),
+        pytest.param(
+            "http://x.example/a b.png",
+            refused_url("spaces, control characters or backslashes"),
+            id="url-space",
+        ),
     ],
-)  # fmt: skip
+)
 def test_malformed_urls(index_before, strict, endpoint, url, outcome):
     outcome.check(endpoint, post_url(strict, endpoint, url))
 
 
 @ENDPOINTS
-@pytest.mark.parametrize(("path", "message"), SERVED.values(), ids=SERVED.keys())
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        # The slow drips wait out the fetch timeout: the full suite's (test_fetch.py has them fast).
+        pytest.param(*case, id=name, marks=[pytest.mark.slow] if "slow-drip" in name else [])
+        for name, case in SERVED.items()
+    ],
+)
 def test_urls_answered_by_hostile_servers(index_before, loopback, hostile, endpoint, path, message):
     outcome = (
         refused_image(message)
@@ -387,6 +425,7 @@ def test_url_of_a_closed_port(index_before, loopback, endpoint):
 
 
 # ---------------------------------------------------------------- JSON the API must refuse
+# fmt: off
 HOSTILE_JSON = {
     "k-beyond-float": ('{"k": 1' + "0" * 400 + "}", "k=10000000000000000000 is not a number"),
     "threshold-infinite": ('{"threshold": 1e999}', "threshold must be a finite number"),
@@ -395,7 +434,8 @@ HOSTILE_JSON = {
     "nested-field": ('{"image_url": ' + "{\"a\": " * 50_000 + "1" + "}" * 50_001, "the JSON body is nested too deeply"),
     "lone-surrogate": ('{"image_url": "http://a.example/\\ud800.png"}', "image_url contains an invalid character (a lone UTF-16 surrogate)"),
     "not-an-object": ("[1, 2]", "the JSON body must be an object"),
-}  # fmt: skip
+}
+# fmt: on
 
 
 @pytest.mark.parametrize(("text", "message"), HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
@@ -412,6 +452,7 @@ def test_hostile_json(index_before, strict, text, message):
 # ---------------------------------------------------------------- catalog rows via `flask index`
 HEADER = "id,name,category,price,image_url\n"
 GOOD = "p1,Red ball,toys,1.50,images/p1.png\n"
+# fmt: off
 CATALOG_ROWS = {
     "bom": ("\ufeff" + HEADER + GOOD, 0, "1 added", None),
     "missing-column": ("id,name,category,price\np1,Red ball,toys,1.50\n", 2, "products.csv is missing column(s): image_url", None),
@@ -436,7 +477,8 @@ CATALOG_ROWS = {
     "line-break-in-quoted-name": (HEADER + GOOD + 'p2,"Two\nlines",toys,1,images/p1.png\n', 0, "1 added", "row 4: a field contains control characters"),
     "escape-sequence-in-category": (HEADER + GOOD + "p2,Esc,\x1b[31mred,1,images/p1.png\n", 0, "1 added", "row 3: a field contains control characters"),
     "special-purpose-url": (HEADER + GOOD + "p2,Dummy,toys,1,http://192.0.0.8/x.png\n", 0, "1 added", "failed p2: image URL refused: 192.0.0.8 is an IPv4 dummy address"),
-}  # fmt: skip
+}
+# fmt: on
 
 
 @pytest.mark.parametrize(

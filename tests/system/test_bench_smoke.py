@@ -84,6 +84,7 @@ def test_index_probe_starts_a_process_on_a_synthetic_warm_index(tmp_path):
     assert 0 < seconds["imported"] <= seconds["catalog"] <= seconds["index"] <= seconds["ready"]
 
 
+@pytest.mark.slow
 def test_local_indexing_and_unchanged_resync_on_a_tiny_catalog(tmp_path):
     ctx = Context(quick=True, bench_catalog=tmp_path / "shop", data_dir=tmp_path / "data")
     write_catalog(ctx.bench_catalog)
@@ -98,6 +99,7 @@ def test_local_indexing_and_unchanged_resync_on_a_tiny_catalog(tmp_path):
     assert resync.met is None  # 7 items: the 6,308-item target is not checked
 
 
+@pytest.mark.slow
 def test_remote_indexing_fetches_concurrently_on_a_tiny_catalog(tmp_path):
     ctx = Context(quick=True, bench_catalog=tmp_path / "shop", data_dir=tmp_path / "data")
     write_catalog(ctx.bench_catalog)
@@ -109,13 +111,36 @@ def test_remote_indexing_fetches_concurrently_on_a_tiny_catalog(tmp_path):
 
 def test_report_writes_markdown_json_and_a_chart(tmp_path):
     figures = [
-        Figure("indexing_local", "Indexing, local images", "photos", 10.0, "images/s",
-               "ceiling", 11.0, 10 / 11, ">= 0.85x the ceiling", True),
-        Figure("search_50k", "Search latency", "one query", 3.0, "ms", "numpy", 2.9, 2.9 / 3,
-               "<= numpy", False, detail={"n": 50_000, "ms": dict.fromkeys(
-                   ("engine", "numpy_plain", "faiss_flat_ip", "naive_loop"), 3.0)}),
+        Figure(
+            "indexing_local",
+            "Indexing, local images",
+            "photos",
+            10.0,
+            "images/s",
+            "ceiling",
+            11.0,
+            10 / 11,
+            ">= 0.85x the ceiling",
+            True,
+        ),
+        Figure(
+            "search_50k",
+            "Search latency",
+            "one query",
+            3.0,
+            "ms",
+            "numpy",
+            2.9,
+            2.9 / 3,
+            "<= numpy",
+            False,
+            detail={
+                "n": 50_000,
+                "ms": dict.fromkeys(("engine", "numpy_plain", "faiss_flat_ip", "naive_loop"), 3.0),
+            },
+        ),
         Figure("ready_index_50k", "Cold start", "first search", 0.8, "s", note="imports 0.2 s"),
-    ]  # fmt: skip
+    ]
     meta = {"command": "python -m bench --quick", "date": "today", "machine": {"cores": 2}}
     report.write_results(figures, meta, tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
@@ -137,6 +162,8 @@ def test_search_log_overhead_is_measured_side_by_side(tmp_path):
     assert result["record_us"] > 0 and result["cpu_us"] > 0
     figures = search_log.figures(result)
     assert [f.key for f in figures] == [
-        "search_log_overhead_similar", "search_log_overhead_upload", "search_log_record_us",
+        "search_log_overhead_similar",
+        "search_log_overhead_upload",
+        "search_log_record_us",
         "search_log_cpu_us",
-    ]  # fmt: skip
+    ]

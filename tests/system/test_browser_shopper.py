@@ -172,8 +172,14 @@ def test_no_page_has_an_accessibility_violation(new_page, axe, base_url, query_i
     problems: list[str] = []
     for options in ({}, PHONE):
         page = new_page(**options)
-        for path in ("/", "/products", "/products?category=clothes", "/products/p1/similar",
-                     "/products/p1/similar?threshold=100", "/no/such/page"):  # fmt: skip
+        for path in (
+            "/",
+            "/products",
+            "/products?category=clothes",
+            "/products/p1/similar",
+            "/products/p1/similar?threshold=100",
+            "/no/such/page",
+        ):
             page.goto(f"{base_url}{path}")
             problems += axe_violations(page, axe)
         page.get_by_role("link", name="Search", exact=True).click()

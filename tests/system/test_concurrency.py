@@ -18,8 +18,10 @@ from backend.stores import sync_store
 from backend.stores.memory import MemoryStore
 from tests.support.catalogs import DEFAULT_ITEMS, draw_image, image_bytes, write_catalog
 
-QUERIES = [image_bytes(draw_image(colour, shape)) for colour, shape in
-           [("red", "circle"), ("blue", "square"), ("cyan", "triangle")]]  # fmt: skip
+QUERIES = [
+    image_bytes(draw_image(colour, shape))
+    for colour, shape in [("red", "circle"), ("blue", "square"), ("cyan", "triangle")]
+]
 EXTRA = [
     ("p8", "Cyan tent", "outdoor", "cyan", "triangle"),
     ("p9", "Red scarf", "clothes", "red", "stripes"),
@@ -33,8 +35,11 @@ def table_for(catalog: Catalog) -> IndexTable:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(len(PRODUCTS), DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rows = [(Entry(p.id, p.image_url, "", f"sha-{p.id}", "m"), vectors[i])
-            for i, p in enumerate(PRODUCTS) if p.id in catalog.products]  # fmt: skip
+    rows = [
+        (Entry(p.id, p.image_url, "", f"sha-{p.id}", "m"), vectors[i])
+        for i, p in enumerate(PRODUCTS)
+        if p.id in catalog.products
+    ]
     return IndexTable.from_rows(rows, DIM)
 
 

@@ -21,7 +21,7 @@ from backend import create_app
 from backend.atomic import atomic_write_bytes, atomic_writer, temp_files
 from backend.extensions import get_service
 from backend.index.index_file import read_index
-from tests.support.catalogs import COLOURS, draw_image, image_bytes
+from tests.support.catalogs import COLOURS, TEST_MODEL, draw_image, image_bytes
 from tests.support.http_servers import Handler, ImageServer, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +240,7 @@ def index_env(tmp_path: Path) -> dict[str, str]:
         "CATALOG_PATH": str(tmp_path / "shop" / "products.csv"),
         "INDEX_PATH": str(tmp_path / "index" / "index.csv"),
         "CACHE_DIR": str(tmp_path / "cache"),
-        "MODEL": "resnet18",
+        "MODEL": TEST_MODEL,
         "MODEL_WEIGHTS": "random",
         "FETCH_ALLOW_LOOPBACK": "true",
         "INDEX_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
@@ -302,11 +302,17 @@ def test_kill_9_at_random_moments_never_loses_the_index(tmp_path, caplog, drawin
     env = index_env(tmp_path)
     index, cache = Path(env["INDEX_PATH"]), Path(env["CACHE_DIR"])
     shop = Shop(tmp_path / "shop", drawing_server, rng)
-    app = create_app({
-        "catalog_path": Path(env["CATALOG_PATH"]), "index_path": index, "cache_dir": cache,
-        "model": "resnet18", "model_weights": "random", "fetch_allow_loopback": True,
-        "index_checkpoint_every": CHECKPOINT_EVERY,
-    })  # fmt: skip
+    app = create_app(
+        {
+            "catalog_path": Path(env["CATALOG_PATH"]),
+            "index_path": index,
+            "cache_dir": cache,
+            "model": TEST_MODEL,
+            "model_weights": "random",
+            "fetch_allow_loopback": True,
+            "index_checkpoint_every": CHECKPOINT_EVERY,
+        }
+    )
     cli = app.test_cli_runner()
     model = get_service(app).embedder.identity
     children = ForkServer(env, tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.catalogs import RANDOM_RESNET18
+from tests.support.catalogs import RANDOM_TEST_MODEL, TEST_MODEL
 from tests.support.servers import (
     ROOT,
     dockerfile,
@@ -180,7 +180,7 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
 ):
     from backend.model import load_embedder
 
-    load_embedder("resnet18", "random", model_dir=model_dir)  # what the image's build does
+    load_embedder(TEST_MODEL, "random", model_dir=model_dir)  # what the image's build does
     port = free_port()
     env = without_torch(tmp_path / "no-torch", server_env(tmp_path, port))
     log = tmp_path / "gunicorn.log"
@@ -188,10 +188,16 @@ def test_the_docker_command_serves_the_app_without_torch_and_the_healthcheck_pas
         base = f"http://127.0.0.1:{port}"
         ready = wait_ready(base, process, log)
         assert ready | {"model": "?"} == {
-            "ready": True, "status": "ready", "random_weights": True, "model": "?",
-            "catalog_size": 7, "indexed": 7, "skipped_rows": 0, "failed_images": 0,
-        }  # fmt: skip
-        assert ready["model"] == RANDOM_RESNET18
+            "ready": True,
+            "status": "ready",
+            "random_weights": True,
+            "model": "?",
+            "catalog_size": 7,
+            "indexed": 7,
+            "skipped_rows": 0,
+            "failed_images": 0,
+        }
+        assert ready["model"] == RANDOM_TEST_MODEL
         assert request_json(f"{base}/healthz") == (200, {"status": "ok"})
         check = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr

@@ -91,8 +91,10 @@ def raw(port: int, request: bytes) -> bytes:
 
 def test_an_early_413_closes_the_connection(server):
     _, port, _, _ = server
-    head = (b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
-            b"boundary=x\r\nContent-Length: 50000000\r\n\r\n")  # fmt: skip
+    head = (
+        b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+        b"boundary=x\r\nContent-Length: 50000000\r\n\r\n"
+    )
     answer = raw(port, head + b"a" * 1000)  # the rest of the body never comes
     status, _, rest = answer.partition(b"\r\n")
     assert status.split()[1] == b"413"
@@ -132,8 +134,10 @@ def test_the_front_logs_each_request_and_passes_the_app_headers_once(server):
 
 # ---------------------------------------------------------------- uploads over the limit
 def multipart(data: bytes) -> tuple[bytes, dict[str, str]]:
-    head = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
-            b"Content-Type: image/jpeg\r\n\r\n")  # fmt: skip
+    head = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
     return head + data + b"\r\n--b--\r\n", {"Content-Type": "multipart/form-data; boundary=b"}
 
 
@@ -248,8 +252,10 @@ class FromAddress(requests.adapters.HTTPAdapter):
 class SlowBodies:
     """`count` connections from `source` sending whole headers, then a byte every `every` s."""
 
-    HEAD = (b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+    HEAD = (
+        b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
 
     def __init__(self, port: int, source: str, count: int, every: float) -> None:
         self.sockets = []

@@ -43,8 +43,10 @@ def page(new_page):
 
 def api_search(base_url: str, colour: str, **fields: str) -> None:
     boundary = "browser-test"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-             for name, value in fields.items()]  # fmt: skip
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
     body = (
         "".join(parts).encode()
         + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.png"\r\n'
@@ -53,9 +55,10 @@ def api_search(base_url: str, colour: str, **fields: str) -> None:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     request = urllib.request.Request(
-        f"{base_url}/api/search", data=body,
+        f"{base_url}/api/search",
+        data=body,
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 200
 
@@ -81,8 +84,12 @@ def test_the_insights_page_shows_the_searches_just_made(page, base_url, tmp_path
     # The page's own searches (upload, CSV refine, more like this, upload) and two API ones.
     assert page.locator('[data-stat="searches"]').inner_text() == "6"
     assert page.get_by_text("page 4 · API 2").is_visible()
-    for name in ("Searches per day", "Products most often shown first",
-                 "Categories shoppers filter by", "Similarity of the best match"):  # fmt: skip
+    for name in (
+        "Searches per day",
+        "Products most often shown first",
+        "Categories shoppers filter by",
+        "Similarity of the best match",
+    ):
         expect(page.get_by_role("img", name=re.compile(name))).to_be_visible()
     demand = page.locator("[data-unserved] tbody tr")
     assert demand.count() >= 1

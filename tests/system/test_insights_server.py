@@ -77,9 +77,15 @@ def test_two_workers_share_metrics_and_the_search_log(tmp_path):
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"left over from an earlier run")
     port = free_port()
-    env = server_env(tmp_path, port, WEB_CONCURRENCY="2", THREADS="4",
-                     METRICS_TOKEN=METRICS_TOKEN, ADMIN_TOKEN=ADMIN_TOKEN,
-                     PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))  # fmt: skip
+    env = server_env(
+        tmp_path,
+        port,
+        WEB_CONCURRENCY="2",
+        THREADS="4",
+        METRICS_TOKEN=METRICS_TOKEN,
+        ADMIN_TOKEN=ADMIN_TOKEN,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "gunicorn.log"
     with gunicorn(env, log) as process:

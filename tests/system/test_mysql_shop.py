@@ -10,7 +10,7 @@ import pytest
 from backend import create_app
 from backend.extensions import get_service
 from backend.serving import boot
-from tests.support.catalogs import DEFAULT_ITEMS, draw_image, image_bytes
+from tests.support.catalogs import DEFAULT_ITEMS, TEST_MODEL, draw_image, image_bytes
 from tests.support.mariadb import PASSWORD
 
 
@@ -96,17 +96,23 @@ def test_mysql_password_is_not_in_readyz_or_logs(mysql_app, caplog):
 @pytest.mark.parametrize(
     "database_url, expected",
     [
-        ("postgresql://shop:{pw}@127.0.0.1:5432/shop",
-         "DATABASE_URL=postgresql://shop:***@127.0.0.1:5432/shop does not match "
-         "VECTOR_BACKEND=mysql: it must start with mysql://"),
-        ("mysql://shop:{pw}@127.0.0.1:{port}/nope",
-         "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the user may not use"),
-        ("mysql://shop:wrong-{pw}@127.0.0.1:{port}/nope",
-         "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the server refused the "
-         "user name or password"),
+        (
+            "postgresql://shop:{pw}@127.0.0.1:5432/shop",
+            "DATABASE_URL=postgresql://shop:***@127.0.0.1:5432/shop does not match "
+            "VECTOR_BACKEND=mysql: it must start with mysql://",
+        ),
+        (
+            "mysql://shop:{pw}@127.0.0.1:{port}/nope",
+            "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the user may not use",
+        ),
+        (
+            "mysql://shop:wrong-{pw}@127.0.0.1:{port}/nope",
+            "cannot use DATABASE_URL=mysql://shop:***@127.0.0.1:{port}/nope: the server refused the "
+            "user name or password",
+        ),
     ],
     ids=["other-scheme", "unknown-database", "wrong-password"],
-)  # fmt: skip
+)
 def test_mysql_boot_stops_with_one_line_naming_database_url(
     mariadb_server, app_config, monkeypatch, caplog, database_url, expected
 ):
@@ -115,7 +121,7 @@ def test_mysql_boot_stops_with_one_line_naming_database_url(
         "CATALOG_PATH": str(app_config["catalog_path"]),
         "INDEX_PATH": str(app_config["index_path"]),
         "CACHE_DIR": str(app_config["cache_dir"]),
-        "MODEL": "resnet18",
+        "MODEL": TEST_MODEL,
         "MODEL_WEIGHTS": "random",
         "VECTOR_BACKEND": "mysql",
         "DATABASE_URL": database_url.format(pw=PASSWORD, port=port),

@@ -128,8 +128,12 @@ def test_the_readme_recipe_serves_and_re_indexes_a_shop_next_to_the_demo(checkou
                 handle.write("s4,Yellow ball,toys,2.50,images/s4.png\n")
             done = subprocess.run(
                 ["bash", "-c", reindex.replace("path/to/products.csv", str(shop))],
-                cwd=checkout, env=environment(), capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
+                cwd=checkout,
+                env=environment(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert done.returncode == 0, done.stdout + done.stderr
             assert "index: 1 added, 0 updated, 0 removed, 3 unchanged" in done.stdout
             deadline = time.monotonic() + 30
@@ -154,15 +158,21 @@ def offline_environment(tmp_path: Path) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ours and key.upper() not in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+        if key not in ours
+        and key.upper() not in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
         and key not in ("SECRET_KEY", "CATALOG_PATH", "INDEX_PATH", "CACHE_DIR", "PORT", "HOST")
-    }  # fmt: skip
+    }
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     return env | {
-        "HTTP_PROXY": nowhere, "HTTPS_PROXY": nowhere, "http_proxy": nowhere,
-        "https_proxy": nowhere, "NO_PROXY": "", "PIP_NO_INDEX": "1",
-        "TORCH_HOME": str(tmp_path / "empty-torch-home"), "THREADS": "2",
-    }  # fmt: skip
+        "HTTP_PROXY": nowhere,
+        "HTTPS_PROXY": nowhere,
+        "http_proxy": nowhere,
+        "https_proxy": nowhere,
+        "NO_PROXY": "",
+        "PIP_NO_INDEX": "1",
+        "TORCH_HOME": str(tmp_path / "empty-torch-home"),
+        "THREADS": "2",
+    }
 
 
 def search_with_defaults(base: str, image: bytes) -> dict:
@@ -205,8 +215,12 @@ def test_the_readme_recipe_works_offline_with_the_default_model(checkout, tmp_pa
             handle.write("s4,Yellow ball,toys,2.50,images/s4.png\n")
         done = subprocess.run(
             ["bash", "-c", reindex.replace("path/to/products.csv", str(shop))],
-            cwd=checkout, env=env, capture_output=True, text=True, timeout=400,
-        )  # fmt: skip
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "index: 1 added, 0 updated, 0 removed, 3 unchanged" in done.stdout
         assert "model: efficientnet_lite0/file-" in done.stderr

@@ -12,13 +12,20 @@ import pytest
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.catalogs import RANDOM_RESNET18, draw_image, image_bytes, write_catalog
+from tests.support.catalogs import RANDOM_TEST_MODEL, draw_image, image_bytes, write_catalog
 
 RESULT_KEYS = {"id", "name", "category", "price", "image_url", "similarity", "match"}
 SEARCH_KEYS = {
-    "results", "threshold", "threshold_unit", "k", "category", "min_price", "max_price",
-    "hidden_below_threshold", "took_ms",
-}  # fmt: skip
+    "results",
+    "threshold",
+    "threshold_unit",
+    "k",
+    "category",
+    "min_price",
+    "max_price",
+    "hidden_below_threshold",
+    "took_ms",
+}
 TENT_PNG = image_bytes(draw_image("yellow", "triangle"))
 
 
@@ -114,6 +121,7 @@ def test_search_with_an_image_url_as_a_form_field(loopback_client, image_server)
     assert response.json["results"][0]["id"] == "p5"
 
 
+# fmt: off
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "code", "message"),
     [
@@ -132,7 +140,8 @@ def test_search_with_an_image_url_as_a_form_field(loopback_client, image_server)
         ({"data": {"file": (io.BytesIO(b"GIF89a"), "x.gif")}}, 400, "bad_image", "truncated or corrupt"),
         ({"data": {"file": (io.BytesIO(b"hello"), "x.txt")}}, 400, "bad_image", "not a recognised image"),
     ],
-)  # fmt: skip
+)
+# fmt: on
 def test_search_errors_are_json_with_their_status(client, request_kwargs, status, code, message):
     response = client.post("/api/search", **request_kwargs)
     assert response.status_code == status
@@ -231,7 +240,7 @@ def test_readyz_is_503_until_the_index_is_loaded_then_reports_counts(app_config)
         "ready": True,
         "status": "ready",
         "random_weights": True,
-        "model": RANDOM_RESNET18,
+        "model": RANDOM_TEST_MODEL,
         "catalog_size": 8,
         "indexed": 7,
         "skipped_rows": 1,

@@ -26,8 +26,9 @@ def test_nice_ceiling(value, ceiling):
 
 def charts():
     frame = Frame("chart-x", HOSTILE, "Summary: " + HOSTILE)
-    yield column_chart(frame, ["a", "b", "c"], [1, 0, 7], [HOSTILE, "b: 0", "c: 7"],
-                       marker=(0.7, "threshold 0.70"))  # fmt: skip
+    yield column_chart(
+        frame, ["a", "b", "c"], [1, 0, 7], [HOSTILE, "b: 0", "c: 7"], marker=(0.7, "threshold 0.70")
+    )
     yield line_chart(frame, ["a", "b", "c"], [("p50", [1.0, None, 3.0]), ("p95", [2, 2, 9])])
     yield bar_list(frame, [(HOSTILE, 3), ("Plain", 1)])
     yield column_chart(frame, [], [], [])  # no data at all

@@ -86,8 +86,8 @@ def test_the_footer_names_the_model_serving(shared_client):
     shared_client.get("/")  # the first page loads the model
     html = shared_client.get("/").get_data(as_text=True)
     footer = html[html.index('<footer class="site-footer">') :]
-    assert "ResNet18" in footer and "(random weights)" in footer
-    assert 'title="resnet18/random-seed0/' in footer
+    assert "MobileNetV3-Large" in footer and "(random weights)" in footer
+    assert 'title="mobilenet_v3_large/random-seed0/' in footer
 
 
 @pytest.mark.parametrize(
@@ -98,6 +98,7 @@ def test_100_percent_only_for_an_identical_image(similarity, shown):
     assert match_percent(similarity) == shown
 
 
+@pytest.mark.slow  # exports EfficientNet-Lite0
 def test_the_slider_says_what_the_threshold_means_for_uncalibrated_lite0(tmp_path, catalog_path):
     """Other weights than the calibrated ones: the measured cosine default, in plain words."""
     from backend.model import threshold_meaning

@@ -76,9 +76,12 @@ def test_json_numbers_beyond_float_range_are_a_400(client, text, message):
 def nameless_part(filename: bool) -> tuple[bytes, str]:
     disposition = b'form-data; filename="x.png"' if filename else b"form-data"
     body = (
-        b"--b\r\nContent-Disposition: " + disposition + b"\r\n\r\n"
-        + image_bytes(draw_image("red")) + b"\r\n--b--\r\n"
-    )  # fmt: skip
+        b"--b\r\nContent-Disposition: "
+        + disposition
+        + b"\r\n\r\n"
+        + image_bytes(draw_image("red"))
+        + b"\r\n--b--\r\n"
+    )
     return body, "multipart/form-data; boundary=b"
 
 

@@ -58,8 +58,9 @@ def make_app(root: Path, **settings):
 
 @pytest.fixture(scope="module")
 def live_app(root):
-    app = make_app(root, admin_token=ADMIN, fetch_allow_loopback=True,
-                   search_log_path=root / "live.sqlite")  # fmt: skip
+    app = make_app(
+        root, admin_token=ADMIN, fetch_allow_loopback=True, search_log_path=root / "live.sqlite"
+    )
     get_service(app).sync()
     return app
 
@@ -89,19 +90,40 @@ def upload(client, path: str = "/api/search", **fields):
 def test_api_searches_are_logged_with_their_fields(live_app, image_server):
     client = live_app.test_client()
     body = upload(client, category="toys", k="5", threshold="0.5").json
-    by_url = client.post("/api/search", json={
-        "image_url": image_server.url("/photos/red.png?token=secret"), "threshold": 0.99,
-    }).json  # fmt: skip
+    by_url = client.post(
+        "/api/search",
+        json={
+            "image_url": image_server.url("/photos/red.png?token=secret"),
+            "threshold": 0.99,
+        },
+    ).json
     assert "results" in by_url, by_url
     similar = client.get("/api/products/p1/similar?k=3&threshold=0&max_price=12").json
     first, second, third = last_rows(live_app, 3)
 
     shown = [hit["id"] for hit in body["results"]]
-    assert {key: first[key] for key in ("channel", "kind", "ref", "category", "k", "threshold",
-                                        "min_price", "max_price")} == {
-        "channel": "api", "kind": "upload", "ref": None, "category": "toys", "k": 5,
-        "threshold": 0.5, "min_price": None, "max_price": None,
-    }  # fmt: skip
+    assert {
+        key: first[key]
+        for key in (
+            "channel",
+            "kind",
+            "ref",
+            "category",
+            "k",
+            "threshold",
+            "min_price",
+            "max_price",
+        )
+    } == {
+        "channel": "api",
+        "kind": "upload",
+        "ref": None,
+        "category": "toys",
+        "k": 5,
+        "threshold": 0.5,
+        "min_price": None,
+        "max_price": None,
+    }
     assert (first["shown"], first["hidden"]) == (len(shown), body["hidden_below_threshold"])
     top = [pid for pid, _ in json.loads(first["top"])]
     assert top[: len(shown)] == shown and len(top) == len(shown) + first["hidden"]
@@ -127,9 +149,11 @@ def test_page_searches_are_logged_upload_url_refine_and_similar(live_app, image_
     client.get("/products/p2/similar?threshold=0&k=4")
     rows = last_rows(live_app, 4)
     assert [(r["channel"], r["kind"], r["ref"]) for r in rows] == [
-        ("page", "upload", None), ("page", "refine", None), ("page", "url", "127.0.0.1"),
+        ("page", "upload", None),
+        ("page", "refine", None),
+        ("page", "url", "127.0.0.1"),
         ("page", "similar", "p2"),
-    ]  # fmt: skip
+    ]
     assert (rows[0]["threshold"], rows[0]["k"]) == (0.6, 6)
     assert (rows[1]["threshold"], rows[1]["category"]) == (0.1, "clothes")
     assert rows[1]["decode_ms"] is None  # a refinement reuses the embedding
@@ -140,8 +164,11 @@ def test_the_log_keeps_no_image_no_address_no_agent_and_no_url_path(live_app, im
     client = live_app.test_client()
     visitor = {"REMOTE_ADDR": "203.0.113.77", "HTTP_USER_AGENT": "Agent-Smith/4.2"}
     upload(client, environ_base=visitor)
-    client.post("/api/search", environ_base=visitor,
-                json={"image_url": image_server.url("/photos/red.png?session=s3cr3t")})  # fmt: skip
+    client.post(
+        "/api/search",
+        environ_base=visitor,
+        json={"image_url": image_server.url("/photos/red.png?session=s3cr3t")},
+    )
     get_search_log(live_app).flush()
     stored = b"".join(path.read_bytes() for path in live_app_log_files(live_app))
     for secret in (b"203.0.113.77", b"Agent-Smith", b"s3cr3t", b"/photos/", b"\x89PNG", b"IDAT"):
@@ -200,8 +227,9 @@ def test_the_results_page_downloads_its_results_as_csv(live_app):
     page = upload(client, "/search", threshold="0").get_data(as_text=True)
     assert 'name="format" value="csv"' in page  # the "Download results (CSV)" button
     token = re.search(r'name="query" value="([^"]+)"', page).group(1)
-    rows = parse_csv(client.post("/search", data={"query": token, "threshold": "0", "k": "3",
-                                                  "format": "csv"}))  # fmt: skip
+    rows = parse_csv(
+        client.post("/search", data={"query": token, "threshold": "0", "k": "3", "format": "csv"})
+    )
     assert [row["id"] for row in rows][:1] == ["p1"] and len(rows) == 3
     similar = parse_csv(client.get("/products/p1/similar?threshold=0&format=csv"))
     assert "p1" not in [row["id"] for row in similar] and len(similar) == 6
@@ -219,19 +247,51 @@ def test_an_unknown_format_is_refused(live_app):
 @pytest.fixture(scope="module")
 def seeded_app(root):
     path = root / "seeded.sqlite"
-    seed(path, [
-        make_record(at(TODAY, 0, 1), top=(("p1", 0.95),), shown=1, hidden=0, took_ms=20.0,
-                    category="toys"),
-        make_record(at(TODAY, 0, 2), top=(("p1", 0.88),), shown=1, hidden=0, took_ms=40.0,
-                    category="toys", channel="page"),
-        make_record(at(TODAY, 0, 3), top=(("p3", 0.42),), shown=0, hidden=1, took_ms=60.0,
-                    kind="url", ref="shop.example", category="=HYPERLINK(1)", min_price=5.0),
-        make_record(at(TODAY, 0, 4), top=(("gone", 0.3),), shown=0, hidden=1, took_ms=80.0,
-                    kind="similar", ref="p2"),
-        make_record(at(YESTERDAY, 12), top=(("p2", 0.71),), shown=1, hidden=0, took_ms=100.0),
-        make_record(at(YESTERDAY, 13), top=(("p1", 0.75),), shown=1, hidden=0, took_ms=120.0),
-        make_record(at(TODAY - dt.timedelta(days=40)), took_ms=500.0),
-    ])  # fmt: skip
+    seed(
+        path,
+        [
+            make_record(
+                at(TODAY, 0, 1),
+                top=(("p1", 0.95),),
+                shown=1,
+                hidden=0,
+                took_ms=20.0,
+                category="toys",
+            ),
+            make_record(
+                at(TODAY, 0, 2),
+                top=(("p1", 0.88),),
+                shown=1,
+                hidden=0,
+                took_ms=40.0,
+                category="toys",
+                channel="page",
+            ),
+            make_record(
+                at(TODAY, 0, 3),
+                top=(("p3", 0.42),),
+                shown=0,
+                hidden=1,
+                took_ms=60.0,
+                kind="url",
+                ref="shop.example",
+                category="=HYPERLINK(1)",
+                min_price=5.0,
+            ),
+            make_record(
+                at(TODAY, 0, 4),
+                top=(("gone", 0.3),),
+                shown=0,
+                hidden=1,
+                took_ms=80.0,
+                kind="similar",
+                ref="p2",
+            ),
+            make_record(at(YESTERDAY, 12), top=(("p2", 0.71),), shown=1, hidden=0, took_ms=100.0),
+            make_record(at(YESTERDAY, 13), top=(("p1", 0.75),), shown=1, hidden=0, took_ms=120.0),
+            make_record(at(TODAY - dt.timedelta(days=40)), took_ms=500.0),
+        ],
+    )
     return make_app(root, admin_token=ADMIN, search_log_path=path)
 
 
@@ -250,10 +310,14 @@ def test_the_insights_page_shows_the_logs_figures(seeded_app):
     assert stat(page, "best-at-or-above") == "67%"
     # took_ms sorted: 20 40 60 80 100 120 -> nearest-rank p50 = 3rd = 60, p95 = 6th = 120.
     assert (stat(page, "p50"), stat(page, "p95")) == ("60 ms", "120 ms")
-    for title in ("Searches per day", "Searches with no result at or above their threshold",
-                  "Products most often shown first", "Categories shoppers filter by",
-                  "Similarity of the best match",
-                  "Search time per day, median and 95th percentile"):  # fmt: skip
+    for title in (
+        "Searches per day",
+        "Searches with no result at or above their threshold",
+        "Products most often shown first",
+        "Categories shoppers filter by",
+        "Similarity of the best match",
+        "Search time per day, median and 95th percentile",
+    ):
         assert f">{title}</title>" in page
     searches_chart = page.split('id="chart-searches"')[1].split("</svg>")[0]
     assert searches_chart.count('class="chart-bar"') == 30
@@ -296,9 +360,14 @@ def test_an_empty_log_says_so(root):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, basic("wrong-token-0123456789"), {"Authorization": "Bearer nope"},
-     {"Authorization": "Basic !!!"}, {"Authorization": f"Digest {ADMIN}"}],
-)  # fmt: skip
+    [
+        {},
+        basic("wrong-token-0123456789"),
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic !!!"},
+        {"Authorization": f"Digest {ADMIN}"},
+    ],
+)
 def test_the_page_and_exports_need_the_admin_token(seeded_app, headers):
     client = seeded_app.test_client()
     for path in ("/insights", "/insights/searches.csv", "/insights/searches.json"):
@@ -402,13 +471,16 @@ def test_openapi_describes_the_csv_format(live_app):
 
 def test_csv_image_links_ignore_a_forged_host(live_app, root):
     evil = {"Host": "evil.example"}
-    rows = parse_csv(live_app.test_client().get("/api/products/p1/similar?threshold=0&format=csv",
-                                                headers=evil))  # fmt: skip
+    rows = parse_csv(
+        live_app.test_client().get("/api/products/p1/similar?threshold=0&format=csv", headers=evil)
+    )
     assert rows and all(row["image_url"].startswith("/images/") for row in rows)
     app = make_app(root, public_base_url="https://shop.example")
     get_service(app).sync()
-    for path in ("/api/products/p1/similar?threshold=0&format=csv",
-                 "/products/p1/similar?threshold=0&format=csv"):  # fmt: skip
+    for path in (
+        "/api/products/p1/similar?threshold=0&format=csv",
+        "/products/p1/similar?threshold=0&format=csv",
+    ):
         rows = parse_csv(app.test_client().get(path, headers=evil))
         assert rows and all(
             row["image_url"].startswith("https://shop.example/images/") for row in rows
@@ -420,9 +492,15 @@ def test_csv_image_links_ignore_a_forged_host(live_app, root):
 
 @pytest.mark.parametrize(
     "query",
-    ["from=0001-01-01&to=0001-01-01", "to=0001-01-05", "from=9999-12-31&to=9999-12-31",
-     "from=0001-01-01", "from=9999-12-31", f"from=0001-01-01&to={TODAY}"],
-)  # fmt: skip
+    [
+        "from=0001-01-01&to=0001-01-01",
+        "to=0001-01-05",
+        "from=9999-12-31&to=9999-12-31",
+        "from=0001-01-01",
+        "from=9999-12-31",
+        f"from=0001-01-01&to={TODAY}",
+    ],
+)
 def test_dates_at_the_ends_of_the_calendar_are_a_400_before_any_body(seeded_app, query):
     client = seeded_app.test_client()
     for path in ("/insights", "/insights/searches.csv", "/insights/searches.json"):
@@ -484,8 +562,9 @@ def test_a_full_log_deletes_its_oldest_searches_and_says_so_on_the_page_and_metr
     old = TODAY - dt.timedelta(days=20)
     seed(path, [make_record(at(old) + number) for number in range(SEEDED)])  # about 2.6 MB
     scraper = "scraper-token-0123456789"
-    app = make_app(root, admin_token=ADMIN, metrics_token=scraper, search_log_path=path,
-                   search_log_max_mb=1)  # fmt: skip
+    app = make_app(
+        root, admin_token=ADMIN, metrics_token=scraper, search_log_path=path, search_log_max_mb=1
+    )
     get_service(app).sync()
     client = app.test_client()
     assert upload(client, threshold="0").status_code == 200

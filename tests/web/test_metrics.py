@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backend import create_app
 from backend.extensions import get_service
-from tests.support.catalogs import draw_image, image_bytes
+from tests.support.catalogs import TEST_MODEL, draw_image, image_bytes
 
 METRICS_TOKEN = "scraper-token-0123456789"
 ADMIN_TOKEN = "owner-token-0123456789"
@@ -23,9 +23,13 @@ def app(tmp_path_factory):
     from tests.support.catalogs import make_app_config, write_catalog
 
     root = tmp_path_factory.mktemp("metrics")
-    app = create_app(make_app_config(root, write_catalog(root / "shop")) | {
-        "metrics_token": METRICS_TOKEN, "admin_token": ADMIN_TOKEN,
-    })  # fmt: skip
+    app = create_app(
+        make_app_config(root, write_catalog(root / "shop"))
+        | {
+            "metrics_token": METRICS_TOKEN,
+            "admin_token": ADMIN_TOKEN,
+        }
+    )
     get_service(app).sync()
     return app
 
@@ -62,8 +66,10 @@ def test_requests_and_search_stages_are_counted(app):
     requests = "image_search_http_requests_total"
     assert delta(requests, route="/api/search", method="POST", status="200") == 2
     assert delta(requests, route="/api/search", method="POST", status="400") == 1
-    assert delta(requests, route="/api/products/<path:product_id>/similar", method="GET",
-                 status="200") == 1  # fmt: skip
+    assert (
+        delta(requests, route="/api/products/<path:product_id>/similar", method="GET", status="200")
+        == 1
+    )
     assert delta(requests, route="unmatched", method="GET", status="404") == 1
     assert delta(requests, route="/metrics", method="GET", status="200") == 1  # the first scrape
     stages = "image_search_search_stage_seconds_count"
@@ -87,13 +93,18 @@ def test_index_size_and_model_identity(app):
 def test_no_secret_appears(tmp_path, app):
     body = app.test_client().get("/metrics", headers=SCRAPE).get_data(as_text=True)
     assert METRICS_TOKEN not in body and ADMIN_TOKEN not in body
-    app_with_database = create_app({
-        "TESTING": True, "metrics_token": METRICS_TOKEN, "model": "resnet18",
-        "model_weights": "random",
-        "vector_backend": "pgvector",
-        "database_url": f"postgresql://shop:{DATABASE_PASSWORD}@127.0.0.1:1/shop",
-        "index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache",
-    })  # fmt: skip
+    app_with_database = create_app(
+        {
+            "TESTING": True,
+            "metrics_token": METRICS_TOKEN,
+            "model": TEST_MODEL,
+            "model_weights": "random",
+            "vector_backend": "pgvector",
+            "database_url": f"postgresql://shop:{DATABASE_PASSWORD}@127.0.0.1:1/shop",
+            "index_path": tmp_path / "index.csv",
+            "cache_dir": tmp_path / "cache",
+        }
+    )
     body = app_with_database.test_client().get("/metrics", headers=SCRAPE)
     assert body.status_code == 200
     assert DATABASE_PASSWORD not in body.get_data(as_text=True)
@@ -101,9 +112,13 @@ def test_no_secret_appears(tmp_path, app):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong-token-0123456789"},
-     {"Authorization": f"Bearer {ADMIN_TOKEN}"}, {"Authorization": f"Basic {METRICS_TOKEN}"}],
-)  # fmt: skip
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        {"Authorization": f"Basic {METRICS_TOKEN}"},
+    ],
+)
 def test_metrics_need_the_metrics_token(app, headers):
     response = app.test_client().get("/metrics", headers=headers)
     assert response.status_code == 401
@@ -112,8 +127,15 @@ def test_metrics_need_the_metrics_token(app, headers):
 
 
 def test_without_a_metrics_token_metrics_are_off(tmp_path):
-    app = create_app({"TESTING": True, "model": "resnet18", "model_weights": "random",
-                      "index_path": tmp_path / "index.csv", "cache_dir": tmp_path / "cache"})  # fmt: skip
+    app = create_app(
+        {
+            "TESTING": True,
+            "model": TEST_MODEL,
+            "model_weights": "random",
+            "index_path": tmp_path / "index.csv",
+            "cache_dir": tmp_path / "cache",
+        }
+    )
     response = app.test_client().get("/metrics", headers=SCRAPE)
     assert response.status_code == 403
     assert response.json["message"] == (

@@ -172,8 +172,9 @@ def test_without_a_writable_cache_the_refine_form_posts_a_signed_query(app_confi
     assert "data-share-link" not in html
     again = client.post("/search", data={"query": refine_query(html), "k": "2", "threshold": "0"})
     assert [name for name, _ in cards(again.get_data(as_text=True))] == [
-        "Blue scarf", "Purple scarf",
-    ]  # fmt: skip
+        "Blue scarf",
+        "Purple scarf",
+    ]
 
 
 def test_a_tampered_signed_query_is_refused_on_the_form(client):
@@ -428,8 +429,11 @@ def test_the_form_takes_a_price_range_and_the_refine_form_keeps_it(client):
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert sorted(name for name, _ in cards(html)) == [
-        "Blue scarf", "Green ball", "Purple scarf", "Yellow tent"
-    ]  # fmt: skip
+        "Blue scarf",
+        "Green ball",
+        "Purple scarf",
+        "Yellow tent",
+    ]
     assert 'id="min_price" name="min_price"' in html and 'value="11"' in html
     assert (
         'href="/products/p5/similar?threshold=0&amp;k=12&amp;min_price=11&amp;max_price=15"' in html
