@@ -98,9 +98,15 @@ def declared(cls: type) -> Iterator[Setting]:
         base = item.metadata.get(_KEY)
         if base is not None:
             yield Setting(
-                base.variable, base.doc, base.shown_default, base.bound, base.server_table,
-                item.name, str(item.type), item.default,
-            )  # fmt: skip
+                base.variable,
+                base.doc,
+                base.shown_default,
+                base.bound,
+                base.server_table,
+                item.name,
+                str(item.type),
+                item.default,
+            )
 
 
 def read_environment(cls: type, environ: Mapping[str, str]) -> dict[str, Any]:

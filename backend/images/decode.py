@@ -53,8 +53,15 @@ _FORMAT_NAMES = {"WEBP": "WebP"}
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # What Pillow's decoders raise on malformed input; none of it may escape as a server error.
 _DECODE_ERRORS = (
-    OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, struct.error
-)  # fmt: skip
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    struct.error,
+)
 # Image-like documents Pillow cannot read, so no plugin signature names them for us.
 _DOCUMENT_SIGNATURES = ((b"%pdf-", "PDF"), (b"<svg", "SVG"))
 

@@ -94,9 +94,12 @@ class BackboneSpec(ModelSpec):
 
 def _backbone(name: str, display: str, dim: int, weights: str, preprocessing: Preprocessing):
     return BackboneSpec(
-        name=name, display_name=display, dim=dim, default_weights=weights,
+        name=name,
+        display_name=display,
+        dim=dim,
+        default_weights=weights,
         preprocessing=preprocessing,
-    )  # fmt: skip
+    )
 
 
 # efficientnet_lite0's thresholds are measured on the benchmark catalog
@@ -123,22 +126,19 @@ LITE0_SPEC = BackboneSpec(
 
 # The torchvision backbones with their ImageNet weights' own transforms() (a test checks them),
 # and EfficientNet-Lite0 with TensorFlow's input scaling.
+# fmt: off
 SPECS = {
     spec.name: spec
     for spec in (
         _backbone("resnet18", "ResNet18", 512, "IMAGENET1K_V1", imagenet(256)),
         _backbone("resnet50", "ResNet50", 2048, "IMAGENET1K_V2", imagenet(232)),
         _backbone("mobilenet_v3_large", "MobileNetV3-Large", 960, "IMAGENET1K_V2", imagenet(232)),
-        _backbone(
-            "efficientnet_b0",
-            "EfficientNet-B0",
-            1280,
-            "IMAGENET1K_V1",
-            imagenet(256, 224, "bicubic"),
-        ),  # fmt: skip
+        _backbone("efficientnet_b0", "EfficientNet-B0", 1280, "IMAGENET1K_V1",
+                  imagenet(256, 224, "bicubic")),
         LITE0_SPEC,
     )
 }
+# fmt: on
 # Every MODEL value, one record each: the backbones, then the no-weights colour histogram.
 MODELS: dict[str, ModelSpec] = {
     **SPECS,

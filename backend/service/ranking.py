@@ -107,8 +107,9 @@ class Ranking:
         wanted = k + (exclude_id is not None)
         correct = shopper and runtime.biases.active
         # A shopper's photo: the store's nearest by cosine, re-ranked with each item's bias.
-        found = runtime.store.search(query, max(wanted, CANDIDATES) if correct else wanted,
-                                     filters=filters)  # fmt: skip
+        found = runtime.store.search(
+            query, max(wanted, CANDIDATES) if correct else wanted, filters=filters
+        )
         if correct:
             found = runtime.biases.rerank(found, bias_corrected)
         found = [f for f in found if f.product.id != exclude_id][:k]

@@ -99,9 +99,12 @@ class Runtime:
         calibration = self.settings.calibration
         if calibration is None or calibration.fits(self.embedder.identity):
             return calibration
-        log.error("the match calibration was fitted for %s, not %s: results carry no match; "
-                  "run `python -m bench.calibrate`", calibration.identity,
-                  self.embedder.identity)  # fmt: skip
+        log.error(
+            "the match calibration was fitted for %s, not %s: results carry no match; "
+            "run `python -m bench.calibrate`",
+            calibration.identity,
+            self.embedder.identity,
+        )
         return None
 
     @property

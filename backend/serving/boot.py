@@ -28,8 +28,12 @@ MAX_LISTED = 20  # skipped rows and failed images named in the log; the rest are
 
 def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
     """Bring index.csv up to date, logging progress every `log_every` images and a summary."""
-    log.info("model %s; syncing %s with %s", service.embedder.identity,
-             service.settings.index_path, service.settings.catalog_path)  # fmt: skip
+    log.info(
+        "model %s; syncing %s with %s",
+        service.embedder.identity,
+        service.settings.index_path,
+        service.settings.catalog_path,
+    )
     logged = 0
 
     def progress(done: int, total: int) -> None:
@@ -40,8 +44,11 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
 
     catalog, report = service.sync(progress=progress)
     if report.replaced_model:
-        log.warning("%s was built with model %s: every image was embedded again with this one",
-                    service.settings.index_path.name, report.replaced_model)  # fmt: skip
+        log.warning(
+            "%s was built with model %s: every image was embedded again with this one",
+            service.settings.index_path.name,
+            report.replaced_model,
+        )
     for skipped in catalog.skipped[:MAX_LISTED]:
         log.warning("skipped %s %s", catalog.path.name, skipped)
     for product_id, reason in list(report.failed.items())[:MAX_LISTED]:
@@ -52,10 +59,18 @@ def sync_index(service: SearchService, log_every: int = LOG_EVERY) -> None:
     if catalog.csv_format.note:
         log.info("catalog %s %s", catalog.path.name, catalog.csv_format.note)
     if catalog.undecodable_rows:
-        log.warning("%d rows of %s could not be read: the file %s", catalog.undecodable_rows,
-                    catalog.path.name, catalog.decoding_advice)  # fmt: skip
-    log.info("index: %s in %.1f s; %d products searchable",
-             report.summary(), report.seconds, service.indexed_count())  # fmt: skip
+        log.warning(
+            "%d rows of %s could not be read: the file %s",
+            catalog.undecodable_rows,
+            catalog.path.name,
+            catalog.decoding_advice,
+        )
+    log.info(
+        "index: %s in %.1f s; %d products searchable",
+        report.summary(),
+        report.seconds,
+        service.indexed_count(),
+    )
 
 
 def load_worker(app: Flask) -> None:

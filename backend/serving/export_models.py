@@ -21,9 +21,13 @@ def main(argv: list[str]) -> int:
         settings = load_settings()
         for model in dict.fromkeys(argv or [settings.model]):  # each once, in order
             embedder = load_embedder(
-                model, settings.model_weights, None, settings.model_runtime,
-                settings.model_export_dir, settings.model_threads,
-            )  # fmt: skip
+                model,
+                settings.model_weights,
+                None,
+                settings.model_runtime,
+                settings.model_export_dir,
+                settings.model_threads,
+            )
             print(f"{embedder.identity}: {getattr(embedder, 'path', 'nothing to export')}")
     except ConfigError as error:
         logging.getLogger("backend.serving.export_models").error("cannot export: %s", error.message)

@@ -265,8 +265,10 @@ def check_schema(url: str, dim: int) -> tuple[HnswIndex, tuple[int, ...]]:
         if version < SCHEMA_VERSION:
             log.warning(
                 "the database schema is v%d (an HNSW graph with pgvector's default parameters); %s to migrate it to v%d",
-                version, INIT_HINT, SCHEMA_VERSION,
-            )  # fmt: skip
+                version,
+                INIT_HINT,
+                SCHEMA_VERSION,
+            )
         meta = _meta(conn)
         stored = int(meta["dim"])
         if stored != dim:

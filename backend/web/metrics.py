@@ -49,30 +49,39 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            f"{PREFIX}_http_requests", "HTTP requests answered, by route, method and status.",
-            ["route", "method", "status"], registry=self.registry,
-        )  # fmt: skip
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
         self.stage_seconds = Histogram(
             f"{PREFIX}_search_stage_seconds",
             "Time of one stage of a search: decode (bytes to pixels), embed (the model), "
             "rank (the vector store).",
-            ["stage"], buckets=SECONDS_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            ["stage"],
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self.search_seconds = Histogram(
-            f"{PREFIX}_search_seconds", "Time of one whole search, by channel and query kind.",
-            ["channel", "kind"], buckets=SECONDS_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            f"{PREFIX}_search_seconds",
+            "Time of one whole search, by channel and query kind.",
+            ["channel", "kind"],
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self.log_lost = Counter(
             f"{PREFIX}_search_log_lost",
             "Searches not written to the search log: dropped (queue full) or failed (write error).",
-            ["reason"], registry=self.registry,
-        )  # fmt: skip
+            ["reason"],
+            registry=self.registry,
+        )
         self.log_pruned = Counter(
             f"{PREFIX}_search_log_pruned",
             "Logged searches deleted: age (older than SEARCH_LOG_DAYS) or size (the oldest, to "
             "keep the log within SEARCH_LOG_MAX_MB).",
-            ["reason"], registry=self.registry,
-        )  # fmt: skip
+            ["reason"],
+            registry=self.registry,
+        )
 
     def observe_search(self, result: SearchResult, channel: str, kind: str) -> None:
         for stage, ms in result.stages_ms.items():
@@ -100,16 +109,19 @@ class IndexCollector(Collector):
         if snapshot is None:
             return
         yield GaugeMetricFamily(
-            f"{PREFIX}_index_products", "Products searchable in the index.",
+            f"{PREFIX}_index_products",
+            "Products searchable in the index.",
             value=len(snapshot.products),
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
             f"{PREFIX}_catalog_products", "Products in the catalog.", value=len(snapshot.catalog)
         )
         model = InfoMetricFamily(f"{PREFIX}_model", "The model and vector store serving searches.")
         # The embedder is loaded once a snapshot exists, so this reads it without loading.
-        model.add_metric([], {"model": service.embedder.identity,
-                              "vector_backend": service.settings.vector_backend})  # fmt: skip
+        model.add_metric(
+            [],
+            {"model": service.embedder.identity, "vector_backend": service.settings.vector_backend},
+        )
         yield model
 
 

@@ -108,10 +108,14 @@ def _option_schema(field: OptionField, settings: Settings) -> dict[str, Any]:
 def _options(settings: Settings) -> list[dict[str, Any]]:
     """The search options as query parameters (see `backend.options`)."""
     return [
-        {"name": field.name, "in": "query", "description": field.description,
-         "schema": _option_schema(field, settings)}
+        {
+            "name": field.name,
+            "in": "query",
+            "description": field.description,
+            "schema": _option_schema(field, settings),
+        }
         for field in OPTION_FIELDS
-    ]  # fmt: skip
+    ]
 
 
 def _category(settings: Settings) -> dict[str, Any]:
@@ -129,12 +133,20 @@ def _page_params(settings: Settings) -> list[dict[str, Any]]:
     and anything that is not a whole number means the default."""
     lenient = "; out of range: the nearest; not a whole number: the default"
     return [
-        {"name": "page", "in": "query", "description": f"From 1{lenient}.",
-         "schema": {"type": ["integer", "string"], "default": 1}},
-        {"name": "per_page", "in": "query", "description": f"From 1 to {MAX_PER_PAGE}{lenient}.",
-         "schema": {"type": ["integer", "string"], "default": PER_PAGE}},
+        {
+            "name": "page",
+            "in": "query",
+            "description": f"From 1{lenient}.",
+            "schema": {"type": ["integer", "string"], "default": 1},
+        },
+        {
+            "name": "per_page",
+            "in": "query",
+            "description": f"From 1 to {MAX_PER_PAGE}{lenient}.",
+            "schema": {"type": ["integer", "string"], "default": PER_PAGE},
+        },
         _category(settings),
-    ]  # fmt: skip
+    ]
 
 
 def _search_body(settings: Settings) -> dict[str, Any]:
@@ -168,8 +180,11 @@ def _product_edit_body() -> dict[str, Any]:
     """The fields of a product edit, as JSON or as a multipart form that may carry the photo;
     no field at all keeps the product as it is."""
     edit = schemas()[ProductEdit.__name__]
-    photo = {"type": "string", "format": "binary", "description": "The product photo, kept in "
-             "the catalog folder."}  # fmt: skip
+    photo = {
+        "type": "string",
+        "format": "binary",
+        "description": "The product photo, kept in the catalog folder.",
+    }
     multipart = edit | {"properties": edit["properties"] | {"file": photo}}
     return {
         "required": False,
@@ -182,13 +197,23 @@ def _product_edit_body() -> dict[str, Any]:
 
 # A product id is one line of text (see `catalog.edits`); one that starts with a slash would be
 # another address (the router merges the slashes).
-_PRODUCT_ID = {"name": "product_id", "in": "path", "required": True, "schema": {
-    "type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS,
-    "pattern": "^[^/\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$"}}  # fmt: skip
+_PRODUCT_ID = {
+    "name": "product_id",
+    "in": "path",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_TEXT_CHARS,
+        "pattern": "^[^/\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$",
+    },
+}
 _FORMAT = {
-    "name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+    "name": "format",
+    "in": "query",
+    "schema": {"type": "string", "enum": ["json", "csv"]},
     "description": "csv: the results shown as a CSV download (formula cells neutralised).",
-}  # fmt: skip
+}
 _ADMIN: dict[str, Any] = {"security": [{"adminToken": []}]}
 
 
@@ -219,68 +244,94 @@ def _paths(settings: Settings) -> dict[str, Any]:
 
 def _operations(settings: Settings) -> dict[str, Any]:
     return {
-        "/api/search": {"post": {
-            "summary": "Find the catalog products that look most like an image",
-            "parameters": [_FORMAT],
-            "requestBody": _search_body(settings),
-            "responses": {"200": _matches()},
-            "raises": (*IMAGE_INPUT, *READS_INDEX),
-        }},
-        "/api/products/{product_id}/similar": {"get": {
-            "summary": "More like this: the products closest to a catalog product",
-            "parameters": [_PRODUCT_ID, *_options(settings), _FORMAT],
-            "responses": {"200": _matches()},
-            "raises": (InvalidInput, NotFound, *READS_INDEX),
-        }},
-        "/api/products": {"get": {
-            "summary": "Browse the catalog, a page at a time",
-            "parameters": _page_params(settings),
-            "responses": {"200": _json(ref("ProductPage"), "One page")},
-            "raises": (InvalidInput, *READS_INDEX),
-        }},
-        "/api/openapi.json": {"get": {
-            "summary": "This document",
-            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
-        }},
-        "/images/{product_id}": {"get": {
-            "summary": "A catalog product's image, served by this app",
-            "parameters": [_PRODUCT_ID],
-            "responses": _image(),
-            "raises": (NotFound, RequestedRangeNotSatisfiable, *READS_INDEX),
-        }},
-        "/api/admin/reindex": {"post": _ADMIN | {
-            "summary": "Re-read the catalog and embed what is new or changed (admin token)",
-            "responses": {"200": _json(ref("SyncReport"), "What the sync changed")},
-            "raises": (*ADMIN, *READS_INDEX),
-        }},
+        "/api/search": {
+            "post": {
+                "summary": "Find the catalog products that look most like an image",
+                "parameters": [_FORMAT],
+                "requestBody": _search_body(settings),
+                "responses": {"200": _matches()},
+                "raises": (*IMAGE_INPUT, *READS_INDEX),
+            }
+        },
+        "/api/products/{product_id}/similar": {
+            "get": {
+                "summary": "More like this: the products closest to a catalog product",
+                "parameters": [_PRODUCT_ID, *_options(settings), _FORMAT],
+                "responses": {"200": _matches()},
+                "raises": (InvalidInput, NotFound, *READS_INDEX),
+            }
+        },
+        "/api/products": {
+            "get": {
+                "summary": "Browse the catalog, a page at a time",
+                "parameters": _page_params(settings),
+                "responses": {"200": _json(ref("ProductPage"), "One page")},
+                "raises": (InvalidInput, *READS_INDEX),
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
+        "/images/{product_id}": {
+            "get": {
+                "summary": "A catalog product's image, served by this app",
+                "parameters": [_PRODUCT_ID],
+                "responses": _image(),
+                "raises": (NotFound, RequestedRangeNotSatisfiable, *READS_INDEX),
+            }
+        },
+        "/api/admin/reindex": {
+            "post": _ADMIN
+            | {
+                "summary": "Re-read the catalog and embed what is new or changed (admin token)",
+                "responses": {"200": _json(ref("SyncReport"), "What the sync changed")},
+                "raises": (*ADMIN, *READS_INDEX),
+            }
+        },
         "/api/admin/products/{product_id}": {
-            "put": _ADMIN | {
+            "put": _ADMIN
+            | {
                 "summary": "Add or replace one product; searches see it at once (admin token)",
                 "parameters": [_PRODUCT_ID],
                 "requestBody": _product_edit_body(),
-                "responses": {"200": _json(ref("ProductSaved"), "Replaced"),
-                              "201": _json(ref("ProductSaved"), "Added")},
+                "responses": {
+                    "200": _json(ref("ProductSaved"), "Replaced"),
+                    "201": _json(ref("ProductSaved"), "Added"),
+                },
                 # NotFound: an id the router cannot take (a line break in it).
                 "raises": (*ADMIN, *IMAGE_INPUT, NotFound, *EDITS, *READS_INDEX),
             },
-            "delete": _ADMIN | {
+            "delete": _ADMIN
+            | {
                 "summary": "Delete one product from the catalog and the index (admin token)",
                 "parameters": [_PRODUCT_ID],
                 "responses": {"204": {"description": "Deleted"}},
                 "raises": (*ADMIN, NotFound, *EDITS, *READS_INDEX),
             },
         },
-        "/healthz": {"get": {
-            "summary": "Liveness: the process answers",
-            "responses": {"200": _json(ref("Health"), "Alive")},
-        }},
-        "/readyz": {"get": {
-            "summary": "Readiness: the index is loaded and something is searchable; counts, failures",
-            "responses": {"200": _json(ref("Ready"), "Ready"),
-                          "503": _json(ref("Ready"), "Loading, nothing searchable, a damaged "
-                                                     "index or a store that does not answer")},
-        }},
-    }  # fmt: skip
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process answers",
+                "responses": {"200": _json(ref("Health"), "Alive")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the index is loaded and something is searchable; counts, failures",
+                "responses": {
+                    "200": _json(ref("Ready"), "Ready"),
+                    "503": _json(
+                        ref("Ready"),
+                        "Loading, nothing searchable, a damaged "
+                        "index or a store that does not answer",
+                    ),
+                },
+            }
+        },
+    }
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:

@@ -176,9 +176,19 @@ class Ready:
 
 
 SHAPES = (
-    Product, Hit, SearchResponse, ProductPage, ProductEdit, ProductSaved, FailedImage,
-    SkippedRow, SyncReport, Error, Health, Ready,
-)  # fmt: skip
+    Product,
+    Hit,
+    SearchResponse,
+    ProductPage,
+    ProductEdit,
+    ProductSaved,
+    FailedImage,
+    SkippedRow,
+    SyncReport,
+    Error,
+    Health,
+    Ready,
+)
 
 
 def schemas() -> dict[str, Any]:

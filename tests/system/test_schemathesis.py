@@ -72,11 +72,27 @@ def api(tmp_path_factory) -> Iterator[tuple[str, ServerErrors]]:
 
 def run_schemathesis(base: str, cwd: Path, examples: int, phases: str) -> str:
     command = [
-        str(SCHEMATHESIS), "run", f"{base}/api/openapi.json", "--checks", "all",
-        "--exclude-checks", NOT_CHECKED, "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(examples),
-        "--phases", phases, "--seed", "20251", "--generation-database", "none",
-        "--request-timeout", "30", "--no-color",
-    ]  # fmt: skip
+        str(SCHEMATHESIS),
+        "run",
+        f"{base}/api/openapi.json",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        NOT_CHECKED,
+        "--header",
+        f"Authorization: Bearer {TOKEN}",
+        "--max-examples",
+        str(examples),
+        "--phases",
+        phases,
+        "--seed",
+        "20251",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "30",
+        "--no-color",
+    ]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
     print(done.stdout[-6000:], done.stderr[-2000:])
     assert "API Operations:" in done.stdout, done.stdout + done.stderr  # it ran

@@ -96,8 +96,12 @@ def test_answers_of_the_public_api_are_documented(admin_app):
         ("post", "/api/search", client.post("/api/search", json={"image_url": "ftp://x/y.png"})),
     ]
     similar = "/api/products/{product_id}/similar"
-    for url in ("/api/products/p1/similar?threshold=0", "/api/products/nope/similar",
-                "/api/products/p1/similar?k=0", "/api/products/p1/similar?format=csv"):  # fmt: skip
+    for url in (
+        "/api/products/p1/similar?threshold=0",
+        "/api/products/nope/similar",
+        "/api/products/p1/similar?k=0",
+        "/api/products/p1/similar?format=csv",
+    ):
         answers.append(("get", similar, client.get(url)))
     for headers in ({"Accept": "text/html"}, {"Accept": "application/json"}, {}):
         answers.append(("get", "/images/{product_id}", client.get("/images/nope", headers=headers)))
@@ -129,8 +133,14 @@ def test_answers_of_the_admin_api_are_documented(admin_app):
     for method, path, response in answers:
         check_documented(document, method, path, response)
     assert [response.status_code for _, _, response in answers] == [
-        200, 401, 201, 200, 400, 204, 404,
-    ]  # fmt: skip
+        200,
+        401,
+        201,
+        200,
+        400,
+        204,
+        404,
+    ]
 
 
 def test_a_store_that_does_not_answer_is_a_documented_503(tmp_path):
