@@ -16,21 +16,19 @@ more rows match is ranked again here, exactly, over the matching rows (up to `ex
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CallTimeout
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from typing import TypeVar
 
 import numpy as np
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import MilvusClient, MilvusException
 
 from ..catalog import Product
-from ..catalog.products import MAX_FIELD_CHARS
 from ..config import mask_url
 from .base import (
     NO_FILTERS,
@@ -42,13 +40,24 @@ from .base import (
     exact_top_k,
     prepare_batch,
 )
+from .milvus_schema import (
+    COLLECTION,
+    DEFAULT_INDEX,
+    PRODUCT_FIELDS,
+    SCHEMA_VERSION,
+    HnswIndex,
+    as_row,
+    collection_schema,
+    filter_expression,
+    literal,
+    read_meta,
+    read_product,
+    vector_dim,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-COLLECTION = "search_products"
-SCHEMA_VERSION = 1
-TEXT_BYTES = MAX_FIELD_CHARS * 4  # Milvus counts VARCHAR lengths in UTF-8 bytes
 BATCH = 2000  # rows per insert (~2 KB each at 512-d: well under gRPC's 64 MB message limit)
 ID_BATCH = 1000  # ids per `id in [...]` expression
 PAGE = 10_000  # rows per page when reading every id and version
@@ -56,28 +65,49 @@ SLOT_WAIT = 1.0  # seconds a request waits for a free Milvus slot before a 503
 # Seconds for opening the store: creating and loading a collection takes Milvus seconds to
 # minutes (a big one is read into memory), unlike any call made while serving.
 OPEN_TIMEOUT = 300.0
-TEXT_FIELDS = ("name", "category", "image_url")
-PRODUCT_FIELDS = ["id", "name", "category", "price", "priced", "image_url"]
-
-
-@dataclass(frozen=True)
-class HnswIndex:
-    """How the HNSW graph is built; the defaults come from the sweep in docs/scaling.md."""
-
-    M: int = 16
-    efConstruction: int = 128  # noqa: N815 (Milvus's own parameter names)
-
-    def describe(self) -> str:
-        return f"HNSW index (M {self.M}, efConstruction {self.efConstruction})"
-
-
-DEFAULT_INDEX = HnswIndex()
 
 
 def store_error(uri: str, what: str, error: Exception) -> StoreError:
     """One line naming MILVUS_URI (its password masked) and Milvus's reason."""
     reason = getattr(error, "message", None) or str(error) or type(error).__name__
     return StoreError(f"{what} Milvus at MILVUS_URI={mask_url(uri)}: {' '.join(reason.split())}")
+
+
+class BoundedCalls:
+    """Calls to Milvus on threads of their own, one per slot: a request waits for its answer
+    at most `timeout`, whatever pymilvus's own retries and reconnections take."""
+
+    def __init__(self, uri: str, slots: int) -> None:
+        self.uri = uri
+        self._slots = threading.BoundedSemaphore(slots)
+        self._threads = ThreadPoolExecutor(slots, thread_name_prefix="milvus")
+
+    def run(self, work: Callable[[], T], what: str, timeout: float) -> T:
+        """Run one call to Milvus, bounded: at most `slots` at once per process (a slow Milvus
+        holds no more threads than that), answered or abandoned within `timeout`; Milvus's
+        errors become StoreError (503). An abandoned call keeps its slot until it ends."""
+        if not self._slots.acquire(timeout=SLOT_WAIT):
+            raise StoreError(
+                f"every Milvus call of this process is still waiting after {SLOT_WAIT:g} s "
+                f"(Milvus at MILVUS_URI={mask_url(self.uri)} is slow or unreachable)"
+            )
+        try:
+            future = self._threads.submit(work)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            return future.result(timeout=timeout)
+        except CallTimeout:
+            raise StoreError(
+                f"Milvus at MILVUS_URI={mask_url(self.uri)} did not answer within {timeout:g} s"
+            ) from None
+        except MilvusException as error:
+            raise store_error(self.uri, what, error) from None
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 class MilvusStore(VectorStore):
@@ -106,10 +136,7 @@ class MilvusStore(VectorStore):
         self.timeout = timeout
         self.exact_limit = exact_limit
         self.collection = collection
-        self._slots = threading.BoundedSemaphore(slots)
-        # The calls run on these threads, one per slot: a request waits for its answer at most
-        # `timeout`, whatever pymilvus's own retries and reconnections take.
-        self._calls = ThreadPoolExecutor(slots, thread_name_prefix="milvus")
+        self._calls = BoundedCalls(uri, slots)
         try:
             self._client = self._run(
                 lambda: MilvusClient(uri=uri, token=token or "", timeout=timeout),
@@ -119,8 +146,14 @@ class MilvusStore(VectorStore):
                 lambda: self._ensure_collection(index), "cannot use", max(timeout, OPEN_TIMEOUT)
             )
         except BaseException:
-            self._calls.shutdown(wait=False, cancel_futures=True)
+            self._calls.close()
             raise
+
+    def _run(
+        self, work: Callable[[], T], what: str = "lost the connection to", timeout: float = 0
+    ) -> T:
+        """One call to Milvus through the bounded calls, within `timeout` (else MILVUS_TIMEOUT)."""
+        return self._calls.run(work, what, timeout or self.timeout)
 
     # -- the collection ------------------------------------------------------------------------
 
@@ -129,7 +162,7 @@ class MilvusStore(VectorStore):
         client = self._client
         if client.has_collection(self.collection, timeout=OPEN_TIMEOUT):
             described = client.describe_collection(self.collection, timeout=OPEN_TIMEOUT)
-            meta = _read_meta(described.get("description", ""))
+            meta = read_meta(described.get("description", ""))
             if meta.get("schema_version", 0) > SCHEMA_VERSION:
                 raise StoreError(
                     f"the Milvus collection {self.collection} at MILVUS_URI={mask_url(self.uri)} "
@@ -142,7 +175,7 @@ class MilvusStore(VectorStore):
                     "was not made by this app; drop it or give the app a database of its own "
                     "(http://host:19530/<database>)"
                 )
-            stored = _vector_dim(described)
+            stored = vector_dim(described)
             if stored == self.dim:
                 client.load_collection(self.collection, timeout=OPEN_TIMEOUT)  # no-op if loaded
                 return HnswIndex(**meta["index"])
@@ -158,19 +191,7 @@ class MilvusStore(VectorStore):
         return index
 
     def _create(self, index: HnswIndex) -> None:
-        meta = {"schema_version": SCHEMA_VERSION, "index": asdict(index)}
-        schema = MilvusClient.create_schema(
-            auto_id=False, enable_dynamic_field=False, description=json.dumps(meta)
-        )
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=TEXT_BYTES)
-        for field in TEXT_FIELDS:
-            schema.add_field(field, DataType.VARCHAR, max_length=TEXT_BYTES)
-        # Milvus 2.3 has no NULL: `priced` says whether `price` holds one.
-        schema.add_field("price", DataType.DOUBLE)
-        schema.add_field("priced", DataType.BOOL)
-        schema.add_field("version", DataType.VARCHAR, max_length=256)
-        schema.add_field("model", DataType.VARCHAR, max_length=TEXT_BYTES)
-        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema = collection_schema(self.dim, index)
         params = self._client.prepare_index_params()
         # Inner product of unit vectors is their cosine similarity, without Milvus normalising.
         params.add_index("embedding", index_type="HNSW", metric_type="IP", params=asdict(index))
@@ -193,33 +214,6 @@ class MilvusStore(VectorStore):
             index.describe(),
         )
 
-    def _run(
-        self, work: Callable[[], T], what: str = "lost the connection to", timeout: float = 0
-    ) -> T:
-        """Run one call to Milvus, bounded: at most `slots` at once per process (a slow Milvus
-        holds no more threads than that), answered or abandoned within `timeout`; Milvus's
-        errors become StoreError (503). An abandoned call keeps its slot until it ends."""
-        if not self._slots.acquire(timeout=SLOT_WAIT):
-            raise StoreError(
-                f"every Milvus call of this process is still waiting after {SLOT_WAIT:g} s "
-                f"(Milvus at MILVUS_URI={mask_url(self.uri)} is slow or unreachable)"
-            )
-        try:
-            future = self._calls.submit(work)
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(lambda _: self._slots.release())
-        timeout = timeout or self.timeout
-        try:
-            return future.result(timeout=timeout)
-        except CallTimeout:
-            raise StoreError(
-                f"Milvus at MILVUS_URI={mask_url(self.uri)} did not answer within {timeout:g} s"
-            ) from None
-        except MilvusException as error:
-            raise store_error(self.uri, what, error) from None
-
     # -- writes -----------------------------------------------------------------------------
 
     def upsert(
@@ -228,23 +222,10 @@ class MilvusStore(VectorStore):
         products, vectors, versions = prepare_batch(products, vectors, versions, self.dim)
         for start in range(0, len(products), BATCH):
             rows = [
-                self._row(products[i], vectors[i], versions[i])
+                as_row(products[i], vectors[i], versions[i], self.model)
                 for i in range(start, min(start + BATCH, len(products)))
             ]
             self._run(partial(self._client.upsert, self.collection, rows))
-
-    def _row(self, product: Product, vector: np.ndarray, version: str) -> dict:
-        return {
-            "id": product.id,
-            "name": product.name,
-            "category": product.category,
-            "price": 0.0 if product.price is None else float(product.price),
-            "priced": product.price is not None,
-            "image_url": product.image_url,
-            "version": version,
-            "model": self.model,
-            "embedding": vector,  # (D,) float32
-        }
 
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(ids))
@@ -256,7 +237,7 @@ class MilvusStore(VectorStore):
     def _delete(self, ids: list[str]) -> int:
         # Milvus counts the ids asked for, stored or not: count the stored ones first. (By
         # expression, not `ids=`: pymilvus quotes those without escaping them.)
-        expression = f"id in {_literal(ids)}"
+        expression = f"id in {literal(ids)}"
         there = self._client.query(
             self.collection, filter=expression, output_fields=["id"], consistency_level="Strong"
         )
@@ -278,7 +259,7 @@ class MilvusStore(VectorStore):
         versions: dict[str, str] = {}
         after = None
         while True:  # pages in id order (a Milvus query returns at most 16,384 rows)
-            expression = "" if after is None else f"id > {_literal(after)}"
+            expression = "" if after is None else f"id > {literal(after)}"
             rows = self._run(
                 partial(
                     self._client.query,
@@ -298,7 +279,7 @@ class MilvusStore(VectorStore):
         rows = self._run(
             lambda: self._client.query(
                 self.collection,
-                filter=f"id == {_literal(product_id)}",
+                filter=f"id == {literal(product_id)}",
                 output_fields=["embedding"],
                 consistency_level="Strong",
             )
@@ -316,7 +297,7 @@ class MilvusStore(VectorStore):
         if k <= 0:
             return []
         query = np.asarray(query, dtype=np.float32)  # (D,)
-        expression = _expression(filters)
+        expression = filter_expression(filters)
         found = self._run(
             lambda: self._client.search(
                 self.collection,
@@ -328,7 +309,7 @@ class MilvusStore(VectorStore):
                 search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
             )[0]
         )
-        hits = [StoreHit(_product(hit["entity"]), float(hit["distance"])) for hit in found]
+        hits = [StoreHit(read_product(hit["entity"]), float(hit["distance"])) for hit in found]
         if len(hits) < k and self.exact_limit > 0:
             hits = self._exact_if_short(query, k, expression, hits)
         return cut(hits, threshold)
@@ -359,47 +340,11 @@ class MilvusStore(VectorStore):
         )
         vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)  # (M, D)
         chosen, scores = exact_top_k(vectors, None, query, k)
-        return [StoreHit(_product(rows[i]), float(s)) for i, s in zip(chosen, scores, strict=True)]
+        return [
+            StoreHit(read_product(rows[i]), float(s)) for i, s in zip(chosen, scores, strict=True)
+        ]
 
     def close(self) -> None:
-        self._calls.shutdown(wait=False, cancel_futures=True)
+        self._calls.close()
         with contextlib.suppress(Exception):
             self._client.close()
-
-
-def _literal(value: str | Sequence[str]) -> str:
-    """A string (or list of strings) as a Milvus expression literal: JSON's escapes are Milvus's."""
-    return json.dumps(value if isinstance(value, str) else list(value))
-
-
-def _expression(filters: Filters) -> str:
-    clauses = []
-    if filters.category is not None:
-        clauses.append(f"category == {_literal(filters.category)}")
-    if filters.has_price:
-        clauses.append("priced == true")
-    if filters.min_price is not None:
-        clauses.append(f"price >= {float(filters.min_price)!r}")
-    if filters.max_price is not None:
-        clauses.append(f"price <= {float(filters.max_price)!r}")
-    return " and ".join(clauses)
-
-
-def _product(entity: dict) -> Product:
-    price = entity["price"] if entity["priced"] else None
-    return Product(entity["id"], entity["name"], entity["category"], price, entity["image_url"])
-
-
-def _read_meta(description: str) -> dict:
-    try:
-        meta = json.loads(description)
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) and "index" in meta else {}
-
-
-def _vector_dim(described: dict) -> int | None:
-    for field in described.get("fields", []):
-        if field.get("name") == "embedding":
-            return int(field.get("params", {}).get("dim", 0))
-    return None
