@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .aggregates import Window
+from .records import COLUMNS
 
 # A formula character at the start of the cell or of what a spreadsheet may take for a cell:
 # after a separator, past any spaces and quotes. Not a plain number, which runs nothing.
@@ -31,31 +32,11 @@ _FORMULA = re.compile(
     r"(?![+-](?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\]*(?:[,;\t\r\n]|\Z))"
 )
 CHUNK_ROWS = 500  # CSV lines per chunk of a streamed download
-LOG_FIELDS = (
-    "time",
-    "channel",
-    "kind",
-    "query",
-    "category",
-    "min_price",
-    "max_price",
-    "k",
-    "threshold",
-    "shown",
-    "hidden",
-    "best_id",
-    "best_similarity",
-    "top",
-    "took_ms",
-    "decode_ms",
-    "embed_ms",
-    "rank_ms",
-    "model",
-)
-_LOG_COLUMNS = (
-    "at, channel, kind, ref, category, min_price, max_price, k, threshold, shown, hidden, "
-    "best_id, best_similarity, top, took_ms, decode_ms, embed_ms, rank_ms, model"
-)
+# The download's names for the log's columns: `time` for `at`, `query` for `ref`, the others
+# as stored, in the table's order.
+_DOWNLOAD_NAMES = {"at": "time", "ref": "query"}
+LOG_FIELDS = tuple(_DOWNLOAD_NAMES.get(column, column) for column in COLUMNS)
+_LOG_COLUMNS = ", ".join(COLUMNS)
 
 
 def neutralise(value: Any) -> Any:
