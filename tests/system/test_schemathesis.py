@@ -111,6 +111,8 @@ def check_the_api_keeps_its_document(api, tmp_path, examples: int, phases: str) 
     assert "Server error" not in output
 
 
+# Slow: a subprocess of its own, about 4 s; the fast suite checks answers in test_openapi.py.
+@pytest.mark.slow
 def test_a_short_schemathesis_pass_finds_the_api_as_documented(api, tmp_path):
     check_the_api_keeps_its_document(api, tmp_path, examples=5, phases="examples,fuzzing")
 
