@@ -59,6 +59,7 @@ def test_mysql_app_indexes_into_a_fresh_mariadb_and_answers_like_memory(
     get_service(worker).close()
 
 
+@pytest.mark.slow  # two syncs (about 6 s); test_mysql.py covers the store's part in the fast suite
 def test_mysql_reindexing_with_another_width_leaves_a_running_server_its_index(
     app_config, mysql_app, mysql_url
 ):
