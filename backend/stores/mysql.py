@@ -11,6 +11,11 @@ backend, and one indexed column to read changes by); a delete leaves a tombstone
 `TOMBSTONE_DAYS`. A process that sees a newer generation reads just the rows stamped since its
 own, in one consistent snapshot; it reads everything again when the tombstones it would need
 were purged, or the tables were emptied for another model (a new `epoch`).
+
+The tables hold one width (`dim` in `search_meta`). The first write of another model's width
+empties them for it (a `flask index` with another model); a process of the previous width keeps
+the vectors it holds in memory meanwhile, as a memory-backend server keeps its index, so that it
+goes on answering (its `/readyz` names the other model) until re-indexed with its model.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .mysql_db import (
     ConnectionPool,
     ensure_schema,
     read_meta,
+    reset_for_width,
     set_meta,
     start_error,
     transaction,
@@ -133,7 +139,9 @@ class MySQLStore(VectorStore):
             local = self._marker
             if marker == local:
                 return
-            if (
+            if int(meta["dim"]) != self.dim:
+                self._keep_own_width(local, marker, int(meta["dim"]))
+            elif (
                 local is None
                 or local.epoch != marker.epoch
                 or local.generation < int(meta["purged_through"])
@@ -142,6 +150,19 @@ class MySQLStore(VectorStore):
             else:
                 self._load_changes(cursor, local.generation)
             self._marker = marker
+
+    def _keep_own_width(self, local: Marker | None, marker: Marker, width: int) -> None:
+        """Tables of another model's width: keep what this process holds (none of them is
+        searchable with this model), until they are written with this width again."""
+        if local is None or local.epoch != marker.epoch:
+            log.warning(
+                "mysql store: the database holds %d-dimensional vectors of another model; this "
+                "process keeps its %d vectors of %d dimensions until re-indexed with its model",
+                width,
+                self._memory.count(),
+                self.dim,
+            )
+        self._marker = marker  # a new width always comes with a new epoch: then all is loaded
 
     def _load_all(self, cursor) -> MemoryStore:
         cursor.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE embedding IS NOT NULL")
@@ -218,23 +239,29 @@ class MySQLStore(VectorStore):
         if not products and not delete_ids:
             return 0
         with self._write_lock:
-            deleted, marker = self._pool.run(
+            deleted, marker, emptied = self._pool.run(
                 lambda conn: self._write(conn, delete_ids, products, vectors, versions)
             )
             with self._refresh_lock:
+                if emptied:  # another width's tables, emptied for this change: all they hold
+                    self._memory = MemoryStore(self.dim)
                 # Nothing else happened in between: apply our own change without reading it back.
-                if self._marker == Marker(marker.epoch, marker.generation - 1):
+                if emptied or self._marker == Marker(marker.epoch, marker.generation - 1):
                     self._memory.apply(delete_ids, products, vectors, versions)
                     self._marker = marker
         return deleted
 
-    def _write(self, conn, delete_ids, products, vectors, versions) -> tuple[int, Marker]:
+    def _write(self, conn, delete_ids, products, vectors, versions) -> tuple[int, Marker, bool]:
+        """Write one change; the rows deleted, the new marker, whether the tables were emptied."""
         with transaction(conn) as cursor:
             cursor.execute(
                 f"SELECT name, value FROM {META} WHERE name IN "
-                "('generation', 'epoch', 'purged_through') FOR UPDATE"
+                "('generation', 'epoch', 'purged_through', 'dim') FOR UPDATE"
             )
             meta = dict(cursor.fetchall())
+            emptied = int(meta["dim"]) != self.dim
+            if emptied:
+                meta["epoch"] = reset_for_width(cursor, int(meta["dim"]), self.dim)
             generation = int(meta["generation"]) + 1
             if len(delete_ids) + len(products) >= 1 << POSITION_BITS:
                 raise ValueError(f"at most {(1 << POSITION_BITS) - 1:,} rows in one change")
@@ -255,7 +282,7 @@ class MySQLStore(VectorStore):
                 cursor.executemany(UPSERT, rows)
             self._purge_tombstones(cursor, int(meta["purged_through"]))
             set_meta(cursor, generation=generation)
-        return deleted, Marker(meta["epoch"], generation)
+        return deleted, Marker(meta["epoch"], generation), emptied
 
     def _values(self, products, vectors, versions, start, first_stamp) -> list[tuple]:
         """The rows of products[start : start + CHUNK], stamped in order from first_stamp."""

@@ -217,7 +217,11 @@ def _create_statements() -> list[str]:
 
 
 def ensure_schema(conn: Connection, url: str, dim: int) -> None:
-    """Create the tables on first use, refuse a newer schema, and reset them for another width."""
+    """Create the tables on first use and refuse a newer schema.
+
+    Tables of another width are left as they are: opening them (a server still running the
+    previous model) must not empty them; the first write of this width does (`reset_for_width`).
+    """
     with conn.cursor() as cursor:
         cursor.execute("SELECT GET_LOCK('search_vectors_schema', 30)")
         try:
@@ -245,22 +249,23 @@ def ensure_schema(conn: Connection, url: str, dim: int) -> None:
                     epoch=secrets.token_hex(8),
                 )
                 log.info("created the %s and %s tables (schema v%d)", TABLE, META, SCHEMA_VERSION)
-            elif int(meta["dim"]) != dim:
-                _reset_for(cursor, int(meta["dim"]), dim)
         finally:
             cursor.execute("SELECT RELEASE_LOCK('search_vectors_schema')")
 
 
-def _reset_for(cursor, old: int, dim: int) -> None:
-    """Another model's vectors: empty the table (the next sync fills it with this model's)."""
+def reset_for_width(cursor, old: int, dim: int) -> str:
+    """Another model's vectors: empty the table for this model's, in the writer's transaction
+    (which fills it again); the new epoch tells every process to load it all again."""
     log.warning(
         "the database held %d-dimensional vectors of another model; emptied for this model's "
-        "%d-dimensional ones (the next index sync fills it again)",
+        "%d-dimensional ones, written now",
         old,
         dim,
     )
     cursor.execute(f"DELETE FROM {TABLE}")
-    set_meta(cursor, dim=dim, epoch=secrets.token_hex(8))
+    epoch = secrets.token_hex(8)
+    set_meta(cursor, dim=dim, epoch=epoch)
+    return epoch
 
 
 def read_meta(cursor) -> dict[str, str]:

@@ -110,14 +110,38 @@ def test_mysql_a_process_behind_purged_tombstones_reloads_everything(stores, mys
     assert behind.count() == 49 and behind.vector("p1") is None
 
 
-def test_mysql_a_model_of_another_width_empties_the_tables(stores, caplog):
+def wide_vectors(n: int) -> np.ndarray:
+    """n unit vectors of twice DIM: another model's."""
+    return np.ones((n, DIM * 2), dtype=np.float32) / np.sqrt(DIM * 2)
+
+
+def test_mysql_a_model_of_another_width_empties_the_tables_when_it_writes(
+    stores, mysql_url, caplog
+):
     stores().upsert(PRODUCTS[:20], VECTORS[:20], ["v1"] * 20)
     wider = stores(dim=DIM * 2)
-    assert wider.count() == 0  # the next sync fills it with the new model's vectors
+    assert wider.count() == 0  # nothing it can search; opening the tables empties nothing
+    assert sql(mysql_url, "SELECT COUNT(*) FROM search_vectors")[0][0] == 20
+    wider.upsert(PRODUCTS[:1], wide_vectors(1), ["v2"])  # what its sync writes first
     assert "held 24-dimensional vectors of another model" in caplog.text
-    wide = np.ones((1, DIM * 2), dtype=np.float32) / np.sqrt(DIM * 2)
-    wider.upsert(PRODUCTS[:1], wide, ["v2"])
-    assert stores(dim=DIM * 2).count() == 1
+    assert sql(mysql_url, "SELECT COUNT(*) FROM search_vectors")[0][0] == 1
+    assert stores(dim=DIM * 2).count() == 1 and wider.count() == 1
+
+
+def test_mysql_a_process_of_the_previous_width_keeps_serving_its_vectors(stores, caplog):
+    serving = stores()
+    serving.upsert(PRODUCTS, VECTORS, ["v1"] * len(PRODUCTS))
+    before = serving.search(VECTORS[9], 10)
+    wider = stores(dim=DIM * 2)
+    wider.upsert(PRODUCTS[:3], wide_vectors(3), ["w"] * 3)  # another model's `flask index`
+    wider.delete(["p1"])  # and its later changes
+    assert serving.search(VECTORS[9], 10) == before and serving.count() == len(PRODUCTS)
+    assert serving.versions()["p1"] == "v1"
+    assert f"keeps its {len(PRODUCTS)} vectors of 24 dimensions" in caplog.text
+    # Re-indexed with its model: it loads the tables again, and the other keeps its own.
+    stores().upsert(PRODUCTS[:5], VECTORS[:5], ["v3"] * 5)
+    assert serving.count() == 5 and serving.versions()["p1"] == "v3"
+    assert wider.count() == 2 and sorted(wider.versions()) == ["p0", "p2"]
 
 
 def test_mysql_checks_each_rows_dimension_on_read(stores, mysql_url, caplog):

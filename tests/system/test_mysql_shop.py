@@ -10,7 +10,13 @@ import pytest
 from backend import create_app
 from backend.extensions import get_service
 from backend.serving import boot
-from tests.support.catalogs import DEFAULT_ITEMS, TEST_MODEL, draw_image, image_bytes
+from tests.support.catalogs import (
+    DEFAULT_ITEMS,
+    HISTOGRAM,
+    TEST_MODEL,
+    draw_image,
+    image_bytes,
+)
 from tests.support.mariadb import PASSWORD
 
 
@@ -51,6 +57,30 @@ def test_mysql_app_indexes_into_a_fresh_mariadb_and_answers_like_memory(
     get_service(worker).load_index()
     assert search_all(worker.test_client()) == search_all(memory_app.test_client())
     get_service(worker).close()
+
+
+@pytest.mark.slow  # two syncs (about 6 s); test_mysql.py covers the store's part in the fast suite
+def test_mysql_reindexing_with_another_width_leaves_a_running_server_its_index(
+    app_config, mysql_app, mysql_url
+):
+    server = get_service(mysql_app)
+    server.sync()
+    photo = image_bytes(draw_image("red", "circle"))
+    before = server.search_bytes(photo, k=3, threshold=0.0).hits
+    histogram = {"model": "color_histogram", "model_weights": None}
+    cli_app = create_app(
+        app_config | {"vector_backend": "mysql", "database_url": mysql_url} | histogram
+    )
+    result = cli_app.test_cli_runner().invoke(args=["index"])  # another width, same tables
+    assert result.exit_code == 0, result.output
+    get_service(cli_app).close()
+
+    server.stamp_check_seconds = 0
+    server.reload_if_synced_elsewhere()
+    assert server.search_bytes(photo, k=3, threshold=0.0).hits == before  # not an empty store
+    ready = mysql_app.test_client().get("/readyz")
+    assert ready.status_code == 200 and ready.json["indexed"] == len(DEFAULT_ITEMS)
+    assert HISTOGRAM in ready.json["problem"] and "kept the index it has" in ready.json["problem"]
 
 
 @pytest.mark.slow
