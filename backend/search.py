@@ -17,7 +17,6 @@ from PIL import Image
 from .catalog import Catalog, Product
 from .catalog.examples import Example
 from .config import Settings
-from .images.fetch import FetchPolicy
 from .images.sources import ImageLocator, read_limited
 from .index.indexer import SyncReport
 from .index.snapshot import Snapshot
@@ -184,11 +183,6 @@ class SearchService:
         return self._ranking.search_similar(product_id, options, changes)
 
     # Images: shoppers' URLs, example photos, product images.
-
-    @property
-    def query_fetch_policy(self) -> FetchPolicy:
-        """How shoppers' image URLs are fetched: the outbound policy, QUERY_FETCH_TIMEOUT."""
-        return self._media.query_fetch_policy
 
     @property
     def retry_failed_download_seconds(self) -> float:
