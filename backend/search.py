@@ -137,7 +137,7 @@ class SearchService:
 
     def options(self, **changes: Any) -> SearchOptions:
         """The served default options (TOP_K, SIMILARITY_THRESHOLD) with `changes`, validated."""
-        return self._ranking.options(**changes)
+        return self._ranking.resolve(None, changes)
 
     def search_bytes(
         self, data: bytes, options: SearchOptions | None = None, **changes: Any
