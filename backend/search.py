@@ -2,7 +2,9 @@
 
 A facade over the parts in `backend/service/`: the runtime (settings, the lazily built model and
 store, the state the parts share), the index's lifecycle, the rankings, the images and the live
-edits. Each method here hands its call to the part that owns it.
+edits. Each method hands its call to the part that owns it; the few that join two calls
+(`search_path`, `search_url`, `search_example`) or read the snapshot (`catalog`, `indexed_count`,
+`image_version`) are written here.
 """
 
 from __future__ import annotations

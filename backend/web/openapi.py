@@ -33,7 +33,7 @@ from .errors import HTTP_CODES, JSON_PREFIXES
 from .params import MAX_PER_PAGE, PER_PAGE
 from .shapes import ProductEdit, schemas
 
-# What a text field may hold: one line, no control characters (see `options.parse_text`).
+# What a text field may hold: one line, no control characters (see `parsing.parse_text`).
 ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"
 STATUS_REASONS = {
     400: "Invalid input, or an image that cannot be read or fetched",
