@@ -28,7 +28,7 @@ from ..errors import (
 from ..options import OPTION_FIELDS, OptionField
 from ..parsing import MAX_TEXT_CHARS, MAX_URL_CHARS
 from ..stores.base import StoreError
-from .dataschema import ref
+from .dataschema import ref, schema_of
 from .errors import HTTP_CODES, JSON_PREFIXES
 from .params import MAX_PER_PAGE, PER_PAGE
 from .shapes import ProductEdit, schemas
@@ -179,7 +179,7 @@ def _search_body(settings: Settings) -> dict[str, Any]:
 def _product_edit_body() -> dict[str, Any]:
     """The fields of a product edit, as JSON or as a multipart form that may carry the photo;
     no field at all keeps the product as it is."""
-    edit = schemas()[ProductEdit.__name__]
+    edit = schema_of(ProductEdit)
     photo = {
         "type": "string",
         "format": "binary",
