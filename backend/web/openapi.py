@@ -28,12 +28,12 @@ from ..errors import (
 from ..options import OPTION_FIELDS, OptionField
 from ..parsing import MAX_TEXT_CHARS, MAX_URL_CHARS
 from ..stores.base import StoreError
-from .dataschema import ref
+from .dataschema import ref, schema_of
 from .errors import HTTP_CODES, JSON_PREFIXES
 from .params import MAX_PER_PAGE, PER_PAGE
 from .shapes import ProductEdit, schemas
 
-# What a text field may hold: one line, no control characters (see `options.parse_text`).
+# What a text field may hold: one line, no control characters (see `parsing.parse_text`).
 ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"
 STATUS_REASONS = {
     400: "Invalid input, or an image that cannot be read or fetched",
@@ -179,7 +179,7 @@ def _search_body(settings: Settings) -> dict[str, Any]:
 def _product_edit_body() -> dict[str, Any]:
     """The fields of a product edit, as JSON or as a multipart form that may carry the photo;
     no field at all keeps the product as it is."""
-    edit = schemas()[ProductEdit.__name__]
+    edit = schema_of(ProductEdit)
     photo = {
         "type": "string",
         "format": "binary",

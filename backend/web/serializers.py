@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..catalog import Product as CatalogProduct
     from ..catalog import SkippedRow as CatalogSkippedRow
     from ..index.indexer import SyncReport as Sync
+    from ..index.snapshot import Snapshot
     from ..search import SearchResult
     from .params import Page
 
@@ -115,7 +116,7 @@ def ready_loading(random_weights: bool) -> Ready:
 
 
 def ready_counts(
-    snapshot,
+    snapshot: Snapshot,
     status: ReadyStatus,
     problem: str | None,
     *,
